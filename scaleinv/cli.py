@@ -1,0 +1,51 @@
+"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | plot | bench | audit``.
+
+Each subcommand lives in its own package and exposes ``add_arguments(parser)`` and
+``run(args) -> int``; this module only dispatches (imports are lazy so that ``scaleinv proofs``
+does not pay for JAX start-up, and ``train`` never sees the toy runners' float64 mode).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "verify": ("toyproblems.cli", "run every toy-model claim of the talk and print pass/fail"),
+    "proofs": ("proofs_check.cli", "sympy derivations of every formula in the talk, with errata"),
+    "train": ("sibert.cli_train", "train SIBERT or the BERT baseline (MLM) on real text"),
+    "plot": ("sibert.cli_plot", "plot a training run directory (loss, norm, clip rate)"),
+    "bench": ("benchmarks.cli", "speed/memory benchmarks as ratios against peers"),
+    "audit": ("scaleinv.audit_cli", "homogeneity audit of a JAX/flax model"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="scaleinv", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    available = {}
+    for name, (module, help_) in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and (module == e.name or module.startswith(e.name + ".")):
+                continue  # that subcommand's package is not part of this checkout yet
+
+            raise
+        p = sub.add_parser(name, help=help_, description=help_)
+        mod.add_arguments(p)
+        available[name] = mod
+    return parser, available
+
+
+def main(argv=None) -> int:
+    parser, available = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(available[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

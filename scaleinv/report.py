@@ -1,0 +1,78 @@
+"""Report rows shared by ``scaleinv verify`` and ``scaleinv proofs`` (see DESIGN.md).
+
+A row: id, source (seed file + slide/theorem), statement, predicted, measured, tolerance,
+status in {"pass", "fail", "erratum"}. "erratum" means the seed's formula disagrees with the
+derivation/measurement and a corrected form is given (a finding, not a tool failure).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List
+
+STATUSES = ("pass", "fail", "erratum")
+TALK = "seeds/001_24fe945a8688e821.txt"
+
+
+@dataclass
+class Row:
+    id: str
+    source: str
+    statement: str
+    predicted: Any
+    measured: Any
+    tolerance: str
+    status: str
+    note: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    def as_dict(self):
+        return _jsonable(asdict(self))
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "tolist"):
+        return _jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(fmt(v) for v in x) + "]"
+    return str(x)
+
+
+def print_table(rows: Iterable[Row], title: str = "") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None, show_lines=False)
+    for col in ("id", "claim", "predicted", "measured", "tolerance", "status"):
+        table.add_column(col, overflow="fold")
+    colors = {"pass": "green", "fail": "red", "erratum": "yellow"}
+    for r in rows:
+        table.add_row(r.id, r.statement, fmt(r.predicted), fmt(r.measured), r.tolerance,
+                      f"[{colors[r.status]}]{r.status}[/]")
+    Console(width=160).print(table)
+
+
+def write_json(rows: List[Row], path, meta: Dict[str, Any] | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"meta": _jsonable(meta or {}), "rows": [r.as_dict() for r in rows]}
+    path.write_text(json.dumps(payload, indent=2))
+    return path
