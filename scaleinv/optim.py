@@ -35,8 +35,8 @@ __all__ = [
 
 
 def _check_positive(name: str, value, allow_zero: bool = False):
-    if callable(value):
-        return
+    if callable(value) or isinstance(value, jax.core.Tracer):
+        return  # schedules and traced (vmapped) hyper-parameters are checked by the caller
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -107,11 +107,14 @@ def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: float, C
     """
     _check_positive("learning_rate", learning_rate)
     _check_positive("weight_decay", weight_decay)
-    try:
-        C = float(C)
-    except (TypeError, ValueError):
-        raise TypeError(f"C must be a number > 1, got {C!r}") from None
-    if not C > 1.0:
+    if isinstance(C, jax.core.Tracer):
+        pass  # traced (vmapped) C: the caller validates the grid
+    else:
+        try:
+            C = float(C)
+        except (TypeError, ValueError):
+            raise TypeError(f"C must be a number > 1, got {C!r}") from None
+    if not isinstance(C, jax.core.Tracer) and not C > 1.0:
         raise ValueError(f"C must be > 1 (the talk's default is 2; the paper uses sqrt(C) = 2, "
                          f"i.e. C = 4), got C = {C}")
 

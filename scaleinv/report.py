@@ -58,6 +58,7 @@ def fmt(x) -> str:
 
 def print_table(rows: Iterable[Row], title: str = "") -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title or None, show_lines=False)
@@ -65,7 +66,8 @@ def print_table(rows: Iterable[Row], title: str = "") -> None:
         table.add_column(col, overflow="fold")
     colors = {"pass": "green", "fail": "red", "erratum": "yellow"}
     for r in rows:
-        table.add_row(r.id, r.statement, fmt(r.predicted), fmt(r.measured), r.tolerance,
+        table.add_row(escape(r.id), escape(r.statement), escape(fmt(r.predicted)), escape(fmt(r.measured)),
+                      escape(r.tolerance),
                       f"[{colors[r.status]}]{r.status}[/]")
     Console(width=160).print(table)
 

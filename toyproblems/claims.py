@@ -1,0 +1,614 @@
+"""One function per claim of the talk: run the experiment, compare with the prediction.
+
+Every claim function has the signature ``claim_x(seed, quick, out_dir) -> list[Row]``, runs in
+float64 (``jax.enable_x64`` inside), saves ONE figure ``out_dir/<id>.png`` and returns report
+rows (:class:`scaleinv.report.Row`) with a stated tolerance and status pass / fail / erratum.
+Predictions come from :mod:`scaleinv.theory`; nothing here is tuned to the measurement.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from scaleinv import theory
+from scaleinv.homogeneity import estimate_degree, euler_residual
+from scaleinv.optim import exponential_lr, sgd_wd, sgd_wd_rgc
+from scaleinv.report import TALK, Row
+from toyproblems import problems as P
+from toyproblems.plotting import new_figure, save_figure
+from toyproblems.run import run, sweep
+
+__all__ = ["CLAIMS"]
+
+
+def _src(slide: str) -> str:
+    return f"{TALK}, {slide}"
+
+
+def _batched(tree, n):
+    return jax.tree.map(lambda v: jnp.broadcast_to(v, (n,) + jnp.shape(v)), tree)
+
+
+def _first_hit(mask: np.ndarray) -> np.ndarray:
+    """Index of the first True along the last axis (np.inf where never)."""
+    mask = np.asarray(mask)
+    return np.where(mask.any(-1), mask.argmax(-1), np.inf)
+
+
+def _loglog_slope(x, y):
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+# ============================================================== claim 1: homogeneity degrees
+def claim_homogeneity(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Talk, "k-homogeneity" + "Ingredient 1": the estimator recovers the known degrees."""
+    rows, key = [], jax.random.PRNGKey(seed)
+    src = _src('slides "Our Hypothesis: k-homogeneity" / "Ingredient 1"')
+    with jax.enable_x64(True):
+        ks = jax.random.split(key, 8)
+        cases = []
+        for i, k in enumerate((2, 3, 4)):
+            prob = P.ex1(k)
+            x = 1.0 + 0.5 * jax.random.uniform(ks[i], (2 * k,))
+            cases.append((f"Ex1 model X = x_1...x_{2*k} (k={k})", prob.meta["model"], x, None, 2 * k))
+        mf = P.mf(d=3, r=2)
+        AB = {"A": jax.random.normal(ks[3], (3, 2)), "B": jax.random.normal(ks[4], (3, 2))}
+        cases.append(("MF model A B^T, (A,B) jointly", mf.meta["model"], AB, None, 2))
+        cases.append(("MF model A B^T, in A only", mf.meta["model"], AB, {"A": True, "B": False}, 1))
+        nmf = P.normalized_mf(d=3, r=2)
+        for g, m in nmf.groups.items():
+            cases.append((f"normalized MF loss, in {g} only", nmf.loss, AB, m, 0))
+        cases.append(("normalized MF loss, (A,B) jointly", nmf.loss, AB, None, 0))
+        results = []
+        for name, fn, x, mask, k_true in cases:
+            r = estimate_degree(lambda p: fn(p), x, mask=mask, scales=np.logspace(-3, 3, 13), rtol=1e-9)
+            eul = euler_residual(fn, x, k_true, mask) if jnp.ndim(fn(x)) == 0 else float("nan")
+            ok = r.homogeneous and r.rounded == k_true and abs(r.degree - k_true) < 1e-6
+            results.append((name, k_true, r))
+            rows.append(Row(f"C1.{len(rows)+1}", src, f"degree of {name}", k_true, round(r.degree, 9) + 0.0,
+                            "|k_fit - k| < 1e-6 and rel. residual < 1e-9", "pass" if ok else "fail",
+                            note=f"residual {r.residual:.2e}" + (f", Euler residual {eul:.2e}" if eul == eul else "")))
+        # A non-homogeneous function must be reported as such, not given a degree.
+        ex1_loss = P.ex1(2).loss
+        x = 1.0 + 0.5 * jax.random.uniform(ks[5], (4,))
+        r = estimate_degree(lambda p: ex1_loss(p), x, scales=np.logspace(-3, 3, 13), rtol=1e-9)
+        rows.append(Row(f"C1.{len(rows)+1}", src, "Ex1 LOSS L~(X) (logistic) is not homogeneous",
+                        "not homogeneous", f"residual {r.residual:.3g}", "reported residual > 1e-2",
+                        "pass" if (not r.homogeneous and r.residual > 1e-2) else "fail"))
+        results.append(("Ex1 loss L~ (not homogeneous)", None, r))
+
+    fig, ax = new_figure()
+    for name, k_true, r in results:
+        c = np.asarray(r.scales)
+        ax.plot(c, c ** r.degree, marker="o", ms=3, label=f"{name}: fit k={r.degree:.3f}")
+    ax.set_xscale("log"); ax.set_yscale("log")
+    ax.set_xlabel("scale c"); ax.set_ylabel("c^k_fit  (= ||f(c x)|| / ||f(x)|| if homogeneous)")
+    ax.set_title("C1: estimated homogeneity degrees")
+    ax.legend(fontsize=6)
+    save_figure(fig, out_dir / "C1.png")
+    return rows
+
+
+# ============================================================== claim 2: Ex 1 divergence LR
+def _ex1_critical_lr(k, X0s, rounds, pts, steps):
+    """Smallest diverging LR for GD on Ex1 from x_i(0) = X0^(1/2k), by vmapped grid bisection."""
+    prob = P.ex1(k)
+    xs = P.ex1_x_star()
+    X0s = np.asarray(X0s, float)
+    pred = np.asarray(theory.ex1_divergence_lr(X0s, np.asarray(P.ex1_tilde_grad(jnp.asarray(X0s))), k))
+    lo, hi = 0.05 * pred, 1.5 * pred
+
+    @jax.jit
+    def diverged(x0, lr):
+        tr = jax.vmap(lambda p, l: run(prob.loss, optax.sgd(l), p, steps, jax.random.PRNGKey(0)))(x0, lr)
+        X = jnp.prod(tr.final, axis=-1)
+        return ~(jnp.isfinite(X) & (jnp.abs(X) < 10 * jnp.maximum(jnp.repeat(jnp.asarray(X0s), pts), xs)))
+
+    x0 = jnp.repeat(jnp.asarray(X0s) ** (1.0 / (2 * k)), pts)[:, None] * jnp.ones((1, 2 * k))
+    for _ in range(rounds):
+        grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, pts)[None, :]
+        d = np.asarray(diverged(x0, jnp.asarray(grid.reshape(-1)))).reshape(len(X0s), pts)
+        first = np.where(d.any(1), d.argmax(1), pts - 1)
+        hi = grid[np.arange(len(X0s)), first]
+        lo = grid[np.arange(len(X0s)), np.maximum(first - 1, 0)]
+    return pred, hi
+
+
+def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Talk, Ex 1: GD on L~(x_1...x_2k) diverges iff LR >= 2 X0^(1/k-1)/|L~'(X0)| (X0 >= X*)."""
+    src = _src('slide "Our Hypothesis: k-homogeneity in Architecture", Ex 1')
+    xs = P.ex1_x_star()
+    X0s = xs * np.logspace(np.log10(1.5), 3 if quick else 4, 6 if quick else 10)
+    steps = 400 if quick else 1000
+    rows, curves = [], {}
+    with jax.enable_x64(True):
+        above_ok, above_n = 0, 0
+        for k in (2, 3, 4):
+            pred, crit = _ex1_critical_lr(k, X0s, rounds=3, pts=24 if quick else 32, steps=steps)
+            curves[k] = (pred, crit)
+            # (a) divergence for every LR >= formula: test LR = formula * (1 + {1e-3, 0.1, 1, 3})
+            prob = P.ex1(k)
+            mult = np.array([1.001, 1.1, 2.0, 4.0])
+            lr = (pred[:, None] * mult[None, :]).reshape(-1)
+            x0 = jnp.repeat(jnp.asarray(X0s) ** (1.0 / (2 * k)), len(mult))[:, None] * jnp.ones((1, 2 * k))
+            tr = jax.jit(jax.vmap(lambda p, l: run(prob.loss, optax.sgd(l), p, steps,
+                                                   jax.random.PRNGKey(0))))(x0, jnp.asarray(lr))
+            X = np.asarray(jnp.prod(tr.final, axis=-1))
+            div = ~(np.isfinite(X) & (np.abs(X) < 10 * np.repeat(X0s, len(mult))))
+            above_ok += int(div.sum()); above_n += div.size
+            # (b) tightness for X0 >= 10 X*; (c) slope d ln eta_crit / d ln X0 -> 1/k - 1
+            big = X0s >= 10 * xs
+            ratio = crit[big] / pred[big]
+            ok_b = bool(np.all(np.abs(ratio - 1) < 0.01))
+            rows.append(Row(f"C2.k{k}.tight", src,
+                            f"k={k}: smallest diverging LR / formula, X0 in [10X*, {X0s[-1]:.0f}]",
+                            1.0, [round(float(v), 4) for v in ratio], "|ratio - 1| < 1% (grid bisection)",
+                            "pass" if ok_b else "fail"))
+            slope = _loglog_slope(X0s[-4:], crit[-4:])
+            rows.append(Row(f"C2.k{k}.slope", src,
+                            f"k={k}: d ln(eta_crit)/d ln X0 at large X0 (unbounded smoothness)",
+                            round(1.0 / k - 1.0, 4), round(slope, 4), "abs. error < 0.02",
+                            "pass" if abs(slope - (1.0 / k - 1.0)) < 0.02 else "fail",
+                            note="L~'(X) -> 1/4 so eta_div ~ 8 X0^(1/k-1): larger init => smaller stable LR"))
+            near = crit[~big] / pred[~big]
+            if near.size:
+                rows[-1].note += f"; near X* the critical LR is below the formula (ratios {np.round(near, 3).tolist()}): the formula is sufficient, not necessary"
+        rows.insert(0, Row("C2.diverge", src, "GD diverges for every LR >= formula (k=2,3,4; 4 LR multiples; all X0)",
+                           1.0, above_ok / above_n, "fraction diverged == 1",
+                           "pass" if above_ok == above_n else "fail"))
+        # (d) the 1-D problem itself: eta = 4 < 2/beta = 8 converges from every init
+        X0_1d = np.concatenate([-np.logspace(-3, 3, 7), np.logspace(-3, 3, 7)])
+        tr = jax.jit(jax.vmap(lambda X: run(lambda v, k=None: P.ex1_tilde_loss(v[0]), optax.sgd(4.0),
+                                            jnp.array([X]), 3000, jax.random.PRNGKey(0))))(jnp.asarray(X0_1d))
+        conv = np.abs(np.asarray(tr.final[:, 0]) - xs) < 1e-6
+        rows.append(Row("C2.1d", src, "GD on L~ itself (bounded smoothness 1/4), LR 4 < 2/beta: converges for all init in +-[1e-3, 1e3]",
+                        1.0, float(conv.mean()), "fraction converged == 1 (|X-X*|<1e-6 after 3000 steps)",
+                        "pass" if conv.all() else "fail"))
+
+    fig, ax = new_figure()
+    for k, (pred, crit) in curves.items():
+        line, = ax.plot(X0s, pred, "-", label=f"k={k} formula 2X0^(1/k-1)/|L~'(X0)|")
+        ax.plot(X0s, crit, "o", color=line.get_color(), label=f"k={k} measured critical LR")
+    ax.set_xscale("log"); ax.set_yscale("log")
+    ax.set_xlabel("X(0) = x_1(0)...x_2k(0)"); ax.set_ylabel("learning rate")
+    ax.axvline(xs, color="gray", ls=":", label="X* = ln 3")
+    ax.set_title("C2: GD divergence threshold on Ex 1 vs init")
+    ax.legend(fontsize=7)
+    save_figure(fig, out_dir / "C2.png")
+    return rows
+
+
+# ============================================================== claim 3: Ex 2 GD vs Adam
+def _best_steps(opt_fn, prob, alpha, lrs, steps, eps):
+    p0 = _batched(prob.init(alpha), len(lrs))
+    tr = sweep(lambda lr: opt_fn(lr), prob.loss, p0, steps, jax.random.PRNGKey(0), {"lr": jnp.asarray(lrs)})
+    L = np.asarray(tr.loss)
+    L = np.where(np.isfinite(L), L, np.inf)
+    hit = _first_hit(L < eps)
+    final = L[:, -1]
+    return float(hit.min()), float(final.min()), L[int(np.argmin(final))], float(lrs[int(np.argmin(final))])
+
+
+def claim_unbalanced_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Talk, Ex 2 (alpha = 100): best-tuned GD stalls near the B-only optimum, Adam solves it."""
+    src = _src('slides "Our Hypothesis", Ex 2 (GD vs ADAM, alpha = 100)')
+    prob = P.mf()
+    lrs = np.logspace(-7, 0, 15 if quick else 29)
+    T = 5000 if quick else 20000
+    eps = 1e-3
+    rows = []
+    with jax.enable_x64(True):
+        gd_hit, gd_final, gd_curve, gd_lr = _best_steps(optax.sgd, prob, 100.0, lrs, T, eps)
+        ad_hit, ad_final, ad_curve, ad_lr = _best_steps(optax.adam, prob, 100.0, lrs, T, eps)
+        plateau = prob.meta["b_only_optimum"]
+        rows.append(Row("C3.gd", src, f"alpha=100: best-tuned GD ({len(lrs)} LRs in [1e-7,1]) loss after {T} steps "
+                        "stays near the B-only optimum", plateau, gd_final, ">= 0.5 x 0.25 (far from optimum 0)",
+                        "pass" if gd_final >= 0.5 * plateau else "fail", note=f"best LR {gd_lr:.2g}"))
+        rows.append(Row("C3.adam", src, f"alpha=100: Adam (best of the same LR grid) solves it within {T} steps",
+                        f"loss < {eps}", ad_final, f"final loss < {eps}", "pass" if ad_final < eps else "fail",
+                        note=f"best LR {ad_lr:.2g}, loss < {eps} at step {ad_hit:.0f}"))
+        alphas = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+        T2 = 20000 if quick else 100000
+        gd_steps = np.array([_best_steps(optax.sgd, prob, a, lrs, T2, eps)[0] for a in alphas])
+        ad_steps = np.array([_best_steps(optax.adam, prob, a, lrs, T2, eps)[0] for a in alphas])
+        fin = np.isfinite(gd_steps)
+        e_gd = _loglog_slope(alphas[fin], gd_steps[fin]) if fin.sum() >= 2 else float("inf")
+        e_ad = _loglog_slope(alphas, ad_steps)
+        rows.append(Row("C3.scaling", src, "steps-to-1e-3 vs alpha (1..16, best LR per alpha): fitted exponent GD vs Adam",
+                        "GD polynomial (>= 1.5); Adam <= 1.1 (moves each coordinate ~LR per step)",
+                        [round(e_gd, 3), round(e_ad, 3)], "GD exponent >= 1.5 and Adam exponent <= 1.1",
+                        "pass" if (e_gd >= 1.5 and e_ad <= 1.1) else "fail",
+                        note=f"GD steps {gd_steps.tolist()}, Adam steps {ad_steps.tolist()}"))
+
+    fig, (ax1, ax2) = new_figure(ncols=2)
+    ax1.plot(np.maximum(gd_curve, 1e-32), label=f"GD (best LR {gd_lr:.1g})")
+    ax1.plot(np.maximum(ad_curve, 1e-32), label=f"Adam (best LR {ad_lr:.1g})")
+    ax1.axhline(plateau, color="gray", ls=":", label="B-only optimum 0.25")
+    ax1.set_yscale("log"); ax1.set_xlabel("step"); ax1.set_ylabel("loss 1/2||AB^T - Y||^2")
+    ax1.set_title("Ex 2, alpha = 100"); ax1.legend(fontsize=7)
+    ax2.plot(alphas, gd_steps, "o-", label=f"GD (exponent {e_gd:.2f})")
+    ax2.plot(alphas, ad_steps, "s-", label=f"Adam (exponent {e_ad:.2f})")
+    ax2.set_xscale("log"); ax2.set_yscale("log"); ax2.set_xlabel("alpha"); ax2.set_ylabel("steps to loss < 1e-3")
+    ax2.legend(fontsize=7)
+    save_figure(fig, out_dir / "C3.png")
+    return rows
+
+
+# ============================================================== claim 4: normalized MF + WD
+def claim_normalized_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Talk, "Ingredient 1" (normalized MF, alpha = 100): GD+WD / SGD+WD solve it; T0 bound."""
+    src = _src('slides "Ingredient 1" (normalized MF) and "Convergence Results for GD + WD"')
+    prob = P.normalized_mf()
+    full = prob.meta["full_loss"]
+    eta, wd, eps = 0.1, 0.1, 1e-3
+    T = 3000
+    alphas = np.logspace(0, 4, 5 if quick else 9)
+    rows = []
+    with jax.enable_x64(True):
+        p0 = jax.vmap(prob.init)(jnp.asarray(alphas))
+        tr = sweep(lambda: sgd_wd(eta, wd), prob.loss, p0, T, jax.random.PRNGKey(seed), {}, eval_fn=full)
+        steps = _first_hit(np.asarray(tr.loss) < eps)
+        # T0 (talk form) for the slowest group: ||A0||^2 = alpha^2, ||B0||^2 = 1/alpha^2
+        t0 = np.maximum(theory.t0_bound(eta, wd, alphas**2), theory.t0_bound(eta, wd, alphas**-2.0))
+        ratio = steps / t0
+        i100 = int(np.argmin(np.abs(alphas - 100)))
+        rows.append(Row("C4.gdwd", src, f"alpha=100: GD+WD (eta={eta}, lambda={wd}) reaches loss < {eps}",
+                        f"within T0 = {t0[i100]:.0f}", float(steps[i100]), "steps <= 1.5 T0 (T0 stated up to a constant)",
+                        "pass" if steps[i100] <= 1.5 * t0[i100] else "fail"))
+        rows.append(Row("C4.t0", src, "steps-to-1e-3 / T0 over alpha in [1, 1e4] (T0=(1/2 eta lambda)|ln(||x0||^2/eta)|)",
+                        "<= 1.5", [round(float(r), 3) for r in ratio], "max ratio <= 1.5 (all solved)",
+                        "pass" if np.all(ratio <= 1.5) else "fail"))
+        nowd = jax.jit(lambda p: run(prob.loss, optax.sgd(eta), p, T, jax.random.PRNGKey(seed), eval_fn=full))(prob.init(100.0))
+        l_nowd = float(nowd.loss[-1])
+        rows.append(Row("C4.nowd", src, "alpha=100: GD without WD sticks (effective LR eta/||A||^2 = 1e-5)",
+                        "loss stays >> eps", l_nowd, f"final loss > 100 eps = {100*eps}",
+                        "pass" if l_nowd > 100 * eps else "fail"))
+        sprob = P.normalized_mf(batch=2)
+        Ts = 8000 if quick else 20000
+        s_wd = jax.jit(lambda p: run(sprob.loss, sgd_wd(0.05, wd), p, Ts, jax.random.PRNGKey(seed), eval_fn=full))(sprob.init(100.0))
+        s_no = jax.jit(lambda p: run(sprob.loss, optax.sgd(0.05), p, Ts, jax.random.PRNGKey(seed), eval_fn=full))(sprob.init(100.0))
+        tail = Ts // 10
+        m_wd, m_no = float(np.mean(s_wd.loss[-tail:])), float(np.mean(s_no.loss[-tail:]))
+        rows.append(Row("C4.sgdwd", src, "alpha=100: SGD+WD (2 of 4 entries per step) vs SGD: tail-mean full loss",
+                        "SGD+WD <= 0.1 x SGD", [m_wd, m_no], "ratio <= 0.1", "pass" if m_wd <= 0.1 * m_no else "fail"))
+
+    fig, (ax1, ax2) = new_figure(ncols=2)
+    ax1.plot(np.maximum(np.asarray(tr.loss[i100]), 1e-20), label="GD+WD")
+    ax1.plot(np.asarray(nowd.loss), label="GD, no WD")
+    ax1.plot(np.asarray(s_wd.loss), alpha=0.6, label="SGD+WD")
+    ax1.plot(np.asarray(s_no.loss), alpha=0.6, label="SGD, no WD")
+    ax1.set_yscale("log"); ax1.set_xlabel("step"); ax1.set_ylabel("full loss"); ax1.set_title("normalized MF, alpha=100")
+    ax1.legend(fontsize=7)
+    ax2.plot(alphas, steps, "o", label="measured steps to 1e-3")
+    ax2.plot(alphas, t0, "-", label="T0 = |ln(||x0||^2/eta)|/(2 eta lambda)")
+    ax2.set_xscale("log"); ax2.set_xlabel("alpha"); ax2.set_ylabel("steps"); ax2.legend(fontsize=7)
+    save_figure(fig, out_dir / "C4.png")
+    return rows
+
+
+# ============================================================== claim 5: SGD+WD equilibrium
+def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Talk, "Ingredient 3": ||x||^2 -> equilibrium; ||g||/||x|| -> sqrt(lambda(2-eta lambda)/eta)."""
+    src = _src('slide "Ingredient 3: Global Relative Clipping" (equilibrium)')
+    src_thm = _src('slide "Convergence Results for SGD +WD" (norm band)')
+    etas, sigmas = [0.05, 0.2, 1.0], [0.5, 1.0, 2.0]
+    wds = [1e-2, 3e-2, 1e-1] if quick else [1e-3, 1e-2, 3e-2, 1e-1]
+    grid = np.array([(e, w, s) for e in etas for w in wds for s in sigmas if e * w <= 0.1])
+    T = 20000 if quick else 150000  # >= 10 / min(eta * lambda) steps
+    rows = []
+    with jax.enable_x64(True):
+        res = []
+        for sigma in sigmas:
+            g = grid[grid[:, 2] == sigma]
+            prob = P.constant_sigma(dim=64, sigma=float(sigma))
+            keys = jax.random.split(jax.random.PRNGKey(seed), len(g))
+            p0 = jax.vmap(lambda k: prob.init(1.0, k))(keys)
+            tr = sweep(lambda eta, wd: sgd_wd(eta, wd), prob.loss, p0, T, jax.random.PRNGKey(seed),
+                       {"eta": g[:, 0], "wd": g[:, 1]})
+            res.append((g, tr))
+        g = np.concatenate([r[0] for r in res])
+        sq = np.concatenate([np.asarray(r[1].sq_norm) for r in res])
+        gn = np.concatenate([np.asarray(r[1].grad_norm) for r in res])
+        tail = slice(-T // 10, None)
+        meas_sq = sq[:, tail].mean(1)
+        meas_ratio = (gn[:, tail] / np.sqrt(sq[:, tail])).mean(1)
+        pred_sq = theory.equilibrium_sq_norm(g[:, 0], g[:, 1], g[:, 2])
+        stated_sq = theory.equilibrium_sq_norm_as_stated(g[:, 0], g[:, 1], g[:, 2])
+        pred_ratio = theory.equilibrium_grad_ratio(g[:, 0], g[:, 1])
+        err = np.abs(meas_sq / pred_sq - 1)
+        err_stated = np.abs(meas_sq / stated_sq - 1)
+        err_ratio = np.abs(meas_ratio / pred_ratio - 1)
+        n = len(g)
+        rows.append(Row("C5.norm_stated", src, f"||x||^2 -> sqrt(2 eta/(lambda(2-eta lambda))) sigma as stated ({n} configs)",
+                        "measured/stated = 1", round(float(np.median(meas_sq / stated_sq)), 6), "max rel. error < 1%",
+                        "pass" if err_stated.max() < 0.01 else "erratum",
+                        note=f"measured/stated ||x||^2 in [{(meas_sq / stated_sq).min():.5f}, {(meas_sq / stated_sq).max():.5f}] "
+                             f"(1/sqrt(2) = {2 ** -0.5:.5f}); corrected form sqrt(eta/(lambda(2-eta lambda))) sigma, see C5.norm"))
+        rows.append(Row("C5.norm", src, f"||x||^2 -> sqrt(eta/(lambda(2-eta lambda))) sigma (derived fixed point, {n} configs)",
+                        "measured/derived = 1", float(err.max()), "max rel. error < 1%", "pass" if err.max() < 0.01 else "fail"))
+        rows.append(Row("C5.ratio", src, f"||grad L_gamma(x)||/||x|| -> sqrt(lambda(2-eta lambda)/eta) ({n} configs)",
+                        "measured/stated = 1", float(err_ratio.max()), "max rel. error < 1%",
+                        "pass" if err_ratio.max() < 0.01 else "fail"))
+        # Non-constant sigma: noisy normalised linear regression with SGD (batch 1)
+        eta, wd = 0.1, 0.05
+        lp = P.normalized_linreg(dim=16, n=64, noise=0.5, batch=1, data_seed=seed)
+        Tl = 20000 if quick else 60000
+        keys = jax.random.split(jax.random.PRNGKey(seed + 1), 6)
+        scales = np.logspace(-3, 3, 6)
+        p0 = jax.vmap(lambda k, s: lp.init(s, k))(keys, jnp.asarray(scales))
+        tr = sweep(lambda: sgd_wd(eta, wd), lp.loss, p0, Tl, jax.random.PRNGKey(seed + 2), {})
+        gsq = np.asarray(jax.jit(jax.vmap(jax.vmap(lp.meta["grad_sq_on_sphere"])))(
+            _traj_dirs(lp, p0, eta, wd, Tl, seed + 2, stride=50)))
+        sq_l = np.asarray(tr.sq_norm)
+        sig_lo, sig_hi = float(np.sqrt(gsq.min())), float(np.sqrt(gsq.max()))
+        lo, hi = theory.sgd_wd_norm_band(eta, wd, sig_lo, sig_hi)
+        t1 = int(np.max(theory.t1_scale(eta, wd, scales**2)))
+        after = sq_l[:, t1:]
+        frac_in = float(np.mean((after >= lo) & (after <= hi)))
+        rows.append(Row("C5.band", src_thm,
+                        "SGD+WD norm band sigma_lo^2/2 <= (2 lambda/eta)||x||^4 <= 4 sigma_hi^2 after T1 (noisy normalized linreg, 6 inits 1e-3..1e3)",
+                        f"||x||^2 in [{float(lo):.3g}, {float(hi):.3g}] for t >= T1={t1}", frac_in,
+                        "fraction of steps in band == 1", "pass" if frac_in == 1.0 else "fail",
+                        note=f"sigma_lo, sigma_hi = {sig_lo:.3g}, {sig_hi:.3g} measured along the runs; T1 = max (|ln eta lambda| + |ln eta/||x0||^2|)/(eta lambda)"))
+        sig_eff = np.sqrt(gsq[:, -gsq.shape[1] // 4:].mean())
+        pred_l = float(theory.equilibrium_sq_norm(eta, wd, sig_eff))
+        meas_l = float(sq_l[:, -Tl // 4:].mean())
+        rows.append(Row("C5.linreg", src, "noisy normalized linreg (sigma not constant): tail ||x||^2 vs derived equilibrium with sigma_eff^2 = E||grad L_gamma(x_bar)||^2",
+                        round(pred_l, 5), round(meas_l, 5), "rel. error < 5%",
+                        "pass" if abs(meas_l / pred_l - 1) < 0.05 else "fail"))
+
+    fig, (ax1, ax2) = new_figure(ncols=2)
+    ax1.loglog(pred_sq, meas_sq, "o", label="measured tail mean")
+    ax1.loglog(pred_sq, pred_sq, "-", color="k", label="derived sqrt(eta/(lambda(2-eta lambda))) sigma")
+    ax1.loglog(pred_sq, stated_sq, "--", color="r", label="as stated (sqrt(2) larger)")
+    ax1.set_xlabel("predicted ||x*||^2 (derived)"); ax1.set_ylabel("||x||^2"); ax1.legend(fontsize=7)
+    ax1.set_title("C5: equilibrium norm, constant-sigma loss")
+    for i, s in enumerate(scales):
+        ax2.loglog(np.arange(1, Tl + 1), sq_l[i], lw=0.8, label=f"||x0|| = {s:.0e}")
+    ax2.axhspan(float(lo), float(hi), color="green", alpha=0.15, label="theorem band")
+    ax2.axvline(t1, color="gray", ls=":", label="T1")
+    ax2.set_xlabel("step"); ax2.set_ylabel("||x||^2"); ax2.legend(fontsize=6); ax2.set_title("noisy normalized linreg")
+    save_figure(fig, out_dir / "C5.png")
+    return rows
+
+
+def _traj_dirs(prob, p0, eta, wd, T, seed, stride):
+    """Re-run and return the iterates every ``stride`` steps (for sigma estimates)."""
+    def one(p, key):
+        opt = sgd_wd(eta, wd)
+        vg = jax.grad(prob.loss)
+
+        def step(c, t):
+            x, s = c
+            u, s = opt.update(vg(x, jax.random.fold_in(key, t)), s, x)
+            return (x + u, s), x
+        _, xs = jax.lax.scan(step, (p, opt.init(p)), jnp.arange(T))
+        return xs[::stride]
+    keys = jax.random.split(jax.random.PRNGKey(seed), p0.shape[0])
+    return jax.jit(jax.vmap(one))(p0, keys)
+
+
+# ============================================================== claim 6: log dependence on init
+def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Talk, "Convergence Results for GD + WD": T0 ~ (1/2 eta lambda)|ln(||x0||^2/eta)|; without
+    WD the time grows polynomially with the init scale."""
+    src = _src('slides "Convergence Results for GD + WD" / "Existing Analysis" (poly dependence)')
+    rows = []
+    eta, wd, sigma = 0.1, 0.05, 1.0
+    with jax.enable_x64(True):
+        # (a) constant-sigma loss: steps to the equilibrium band, ||x0|| over 10^-4 .. 10^4
+        prob = P.constant_sigma(dim=32, sigma=sigma)
+        scales = np.logspace(-4, 4, 17)
+        keys = jax.random.split(jax.random.PRNGKey(seed), len(scales))
+        p0 = jax.vmap(lambda k, s: prob.init(s, k))(keys, jnp.asarray(scales))
+        T = 6000
+        tr = sweep(lambda: sgd_wd(eta, wd), prob.loss, p0, T, jax.random.PRNGKey(seed), {})
+        eq = float(theory.equilibrium_sq_norm(eta, wd, sigma))
+        sq = np.asarray(tr.sq_norm)
+        steps = _first_hit((sq >= eq / 2) & (sq <= 2 * eq))
+        big = scales**2 > 10 * eq
+        small = scales**2 < eta**2 * sigma**2 / (10 * eq)  # first step dominates: ||x1||^2 > 10 x*^2
+        s_big = float(np.polyfit(np.log(scales[big] ** 2), steps[big], 1)[0])
+        s_small = float(np.polyfit(np.log(scales[small] ** 2), steps[small], 1)[0])
+        pred = theory.t0_slope(eta, wd)
+        exact = 1.0 / (-2.0 * np.log(1 - eta * wd))
+        rows.append(Row("C6.wd_large", src, "SGD+WD, ||x0|| > x*: d steps / d ln||x0||^2 (T0 slope 1/(2 eta lambda))",
+                        round(pred, 3), round(s_big, 3), "rel. error < 5%",
+                        "pass" if abs(s_big / pred - 1) < 0.05 else "fail",
+                        note=f"exact WD decay gives 1/(-2 ln(1-eta lambda)) = {exact:.3f}"))
+        rows.append(Row("C6.wd_small", src, "SGD+WD, ||x0||^2 < eta^2 sigma^2/(10 x*^2): d steps / d ln||x0||^2 (|ln| in T0: -1/(2 eta lambda))",
+                        round(-pred, 3), round(s_small, 3), "rel. error < 5%",
+                        "pass" if abs(s_small / -pred - 1) < 0.05 else "fail",
+                        note="a tiny init makes the first step huge (||x1||^2 ~ eta^2 sigma^2/||x0||^2), then WD decays it"))
+        # (b) real loss (normalized linreg), GD with and without WD: steps to loss < eps
+        lp = P.normalized_linreg(dim=16, n=64, noise=0.0, data_seed=seed)
+        eta2, wd2, eps = 0.5, 0.02, 1e-4
+        sc_wd = np.logspace(0, 4, 9)
+        kk = jax.random.split(jax.random.PRNGKey(seed + 1), len(sc_wd))
+        p_wd = jax.vmap(lambda k, s: lp.init(s, k))(kk, jnp.asarray(sc_wd))
+        # same direction for all scales: use the first key's direction
+        d0 = lp.init(1.0, kk[0])
+        p_wd = jnp.asarray(sc_wd)[:, None] * d0[None, :]
+        tr_wd = sweep(lambda: sgd_wd(eta2, wd2), lp.loss, p_wd, 4000, jax.random.PRNGKey(0), {})
+        st_wd = _first_hit(np.asarray(tr_wd.loss) < eps)
+        sc_no = np.logspace(0, 1.5 if quick else 2, 7)
+        p_no = jnp.asarray(sc_no)[:, None] * d0[None, :]
+        T_no = 60000 if quick else 400000
+        tr_no = sweep(lambda: optax.sgd(eta2), lp.loss, p_no, T_no, jax.random.PRNGKey(0), {})
+        st_no = _first_hit(np.asarray(tr_no.loss) < eps)
+        fit = sc_wd >= 10
+        s_wd = float(np.polyfit(np.log(sc_wd[fit] ** 2), st_wd[fit], 1)[0])
+        pred2 = theory.t0_slope(eta2, wd2)
+        rows.append(Row("C6.linreg_wd", src, "GD+WD on normalized linreg, ||x0|| 10..1e4: d steps/d ln||x0||^2",
+                        round(pred2, 3), round(s_wd, 3), "rel. error < 10%",
+                        "pass" if abs(s_wd / pred2 - 1) < 0.10 else "fail",
+                        note=f"steps {st_wd.tolist()}"))
+        fin = np.isfinite(st_no) & (sc_no >= 3)
+        e_no = _loglog_slope(sc_no[fin] ** 2, st_no[fin]) if fin.sum() >= 2 else float("nan")
+        rows.append(Row("C6.linreg_nowd", src, "GD without WD: steps ~ (||x0||^2)^p (effective LR eta/||x0||^2); fitted p",
+                        1.0, round(e_no, 3), "|p - 1| < 0.1", "pass" if abs(e_no - 1.0) < 0.1 else "fail",
+                        note=f"||x0|| {np.round(sc_no, 2).tolist()} -> steps {st_no.tolist()}"))
+
+    fig, (ax1, ax2) = new_figure(ncols=2)
+    ax1.semilogx(scales**2, steps, "o", label="measured: steps into [x*^2/2, 2x*^2]")
+    ax1.semilogx(scales**2, [theory.steps_to_equilibrium(s**2, eta, wd, sigma) for s in scales], "-",
+                 label="exact norm recursion")
+    ax1.semilogx(scales**2, theory.t0_bound(eta, wd, scales**2), "--", label="T0 = |ln(||x0||^2/eta)|/(2 eta lambda)")
+    ax1.set_xlabel("||x(0)||^2"); ax1.set_ylabel("steps"); ax1.set_title("C6: SGD+WD, constant sigma"); ax1.legend(fontsize=7)
+    ax2.loglog(sc_wd**2, st_wd, "o-", label="GD+WD")
+    ax2.loglog(sc_no**2, st_no, "s-", label=f"GD, no WD (exponent {e_no:.2f})")
+    ax2.set_xlabel("||x(0)||^2"); ax2.set_ylabel(f"steps to loss < {eps}"); ax2.set_title("normalized linreg")
+    ax2.legend(fontsize=7)
+    save_figure(fig, out_dir / "C6.png")
+    return rows
+
+
+# ============================================================== claim 7: WD <=> exponential LR
+def claim_exp_lr(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Talk, "Ingredient 2": GD+WD == GD with eta_t = eta (1 - eta lambda)^(-2t) [L & Arora 21]."""
+    src = _src('slide "Ingredient 2: SGD + WD" (exponential LR)')
+    prob = P.normalized_linreg(dim=16, n=64, noise=0.3, data_seed=seed)
+    eta, wd, T = 0.2, 0.01, 1000
+    rows = []
+    with jax.enable_x64(True):
+        x0 = prob.init(1.0, jax.random.PRNGKey(seed))
+        key = jax.random.PRNGKey(0)
+
+        def traj(opt, p):
+            def step(c, t):
+                x, s = c
+                u, s = opt.update(jax.grad(prob.loss)(x, None), s, x)
+                return (x + u, s), x
+            return jax.lax.scan(step, (p, opt.init(p)), jnp.arange(T))[1]
+
+        traj = jax.jit(traj, static_argnums=0)
+        x_wd = traj(sgd_wd(eta, wd), x0)
+        c = theory.wd_to_exp_lr_rescale(np.arange(T), eta, wd)[:, None]
+        x_exact = traj(optax.sgd(exponential_lr(eta, wd)), x0)
+        x_stated = traj(optax.sgd(exponential_lr(eta, wd, as_stated=True)), x0)
+        x_stated_r = traj(optax.sgd(exponential_lr(eta, wd, as_stated=True)), np.sqrt(1 - eta * wd) * x0)
+        ref = np.asarray(x_wd) * c
+
+        def rel(a, b):
+            return float(np.max(np.linalg.norm(np.asarray(a) - b, axis=1) / np.linalg.norm(b, axis=1)))
+
+        def ang(a, b):
+            a, b = np.asarray(a), np.asarray(b)
+            cos = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+            return float(np.max(np.arccos(np.clip(cos, -1, 1))))
+
+        e1 = rel(x_exact, ref)
+        e2 = ang(x_stated, ref)
+        e3 = rel(x_stated_r, ref * np.sqrt(1 - eta * wd))
+        rows.append(Row("C7.exact", src, "GD+WD from x0 == GD with eta_t = eta(1-eta lambda)^(-2t-1) from x0, "
+                        "x_GD(t) = x_WD(t)/(1-eta lambda)^t", 0.0, e1, "max rel. error < 1e-10 (float64)",
+                        "pass" if e1 < 1e-10 else "fail"))
+        rows.append(Row("C7.stated_same_init", src, "as stated, eta_t = eta(1-eta lambda)^(-2t), from the SAME x0: same directions?",
+                        0.0, e2, "max angle < 1e-10 rad", "pass" if e2 < 1e-10 else "erratum",
+                        note="the stated schedule is exact only from the rescaled init sqrt(1-eta lambda) x0 "
+                             "(C7.stated_rescaled), or as eta(1-eta lambda)^(-2t-1) from x0 (C7.exact)"))
+        rows.append(Row("C7.stated_rescaled", src, "as stated, from x~0 = sqrt(1-eta lambda) x0: x_GD(t) = x_WD(t)(1-eta lambda)^(1/2-t)",
+                        0.0, e3, "max rel. error < 1e-10", "pass" if e3 < 1e-10 else "fail"))
+    fig, ax = new_figure()
+    t = np.arange(T)
+    for name, x, r in (("exact schedule", x_exact, ref), ("stated, same x0", x_stated, ref),
+                       ("stated, rescaled x0", x_stated_r, ref * np.sqrt(1 - eta * wd))):
+        d = np.linalg.norm(np.asarray(x) - r, axis=1) / np.linalg.norm(r, axis=1)
+        ax.semilogy(t, np.maximum(d, 1e-17), label=name)
+    ax.set_xlabel("step t"); ax.set_ylabel("||x_GD(t) - c_t x_WD(t)|| / ||c_t x_WD(t)||")
+    ax.set_title("C7: WD vs exponential LR (float64)"); ax.legend(fontsize=7)
+    save_figure(fig, out_dir / "C7.png")
+    return rows
+
+
+# ============================================================== claim 8: relative global clipping
+def claim_clipping(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Talk, "Ingredient 3": relative global clipping removes norm spikes from heavy-tailed noise,
+    fires rarely, and never fires for constant-norm gradients (C > 1)."""
+    src = _src('slide "Ingredient 3: Global Relative Clipping"')
+    eta, wd, C = 0.1, 0.01, 2.0
+    T = 20000 if quick else 60000
+    rows = []
+    with jax.enable_x64(True):
+        prob = P.constant_sigma(dim=64, sigma=1.0, heavy_tail=2.5, spike_prob=0.01, spike_scale=10.0)
+        eq = float(theory.equilibrium_sq_norm(eta, wd, 1.0))
+        x0 = prob.init(np.sqrt(eq), jax.random.PRNGKey(seed))
+        f = jax.jit(lambda opt: run(prob.loss, opt, x0, T, jax.random.PRNGKey(seed)), static_argnums=0)
+        plain = f(sgd_wd(eta, wd))
+        clip = f(sgd_wd_rgc(eta, wd, C=C))
+        growth = lambda tr: np.asarray(tr.sq_norm[1:] / tr.sq_norm[:-1])
+        bound = theory.max_sq_norm_growth_with_clip(eta, wd, C)
+        g_clip, g_plain = float(growth(clip).max()), float(growth(plain).max())
+        rows.append(Row("C8.bound", src, "heavy-tailed noise (1% Pareto-2.5 spikes >= 10x): max one-step ||x_{t+1}||^2/||x_t||^2 with clipping",
+                        f"<= (1-eta lambda)^2 + 2C eta lambda = {bound:.4f}", round(g_clip, 6),
+                        "<= bound (1e-12 rel.)", "pass" if g_clip <= bound * (1 + 1e-12) else "fail",
+                        note=f"without clipping the max is {g_plain:.3f}"))
+        tail = slice(T // 10, None)
+        spike = lambda tr: float(np.max(tr.sq_norm[tail]) / np.median(tr.sq_norm[tail]))
+        s_clip, s_plain = spike(clip), spike(plain)
+        rows.append(Row("C8.spikes", src, "norm spikes: max/median of ||x||^2 after burn-in, [clipped, unclipped]",
+                        "clipping removes spikes", [round(s_clip, 3), round(s_plain, 3)],
+                        "clipped excess (spike - 1) <= half the unclipped excess",
+                        "pass" if (s_clip - 1) <= 0.5 * (s_plain - 1) else "fail"))
+        frac = float(np.mean(clip.clipped[T // 10:]))
+        pred_rate, v = _predicted_clip_rate(prob.meta["factor_np"], C, seed)
+        rows.append(Row("C8.rate", src, "fraction of steps clipped (C=2) under heavy-tailed noise, after burn-in",
+                        round(pred_rate, 4), round(frac, 4),
+                        "|measured - predicted| < 0.3 predicted + 0.002, and < 5% (talk: ~1%)",
+                        "pass" if (abs(frac - pred_rate) < 0.3 * pred_rate + 0.002 and frac < 0.05) else "fail",
+                        note=f"prediction: mean-field clipped equilibrium v = E[min(f^2, C v)] = {v:.4f}, rate = P(f^2 > C v)"))
+        # constant-norm gradients: never fires, for C slightly above 1, from init >= equilibrium
+        cprob = P.constant_sigma(dim=64, sigma=1.0)
+        grid = [(e, w, c) for e in (0.05, 0.5) for w in (1e-3, 1e-2, 1e-1) for c in (1.001, 2.0, 4.0) if e * w <= 0.1]
+        g = np.array(grid)
+        keys = jax.random.split(jax.random.PRNGKey(seed), len(g))
+        eqs = theory.equilibrium_sq_norm(g[:, 0], g[:, 1], 1.0)
+        p0 = jax.vmap(lambda k, s: cprob.init(s, k))(keys, jnp.asarray(np.sqrt(10 * eqs)))
+        tr = sweep(lambda eta, wd, C: sgd_wd_rgc(eta, wd, C=C), cprob.loss, p0, 5000, jax.random.PRNGKey(seed),
+                   {"eta": g[:, 0], "wd": g[:, 1], "C": g[:, 2]})
+        fired = int(np.asarray(tr.clipped).sum())
+        rows.append(Row("C8.const", src, f"constant-norm gradients, C in {{1.001, 2, 4}}, {len(g)} (eta, lambda, C), init 10x equilibrium norm^2",
+                        0, fired, "number of clipped steps == 0", "pass" if fired == 0 else "fail"))
+    fig, (ax1, ax2) = new_figure(ncols=2)
+    ax1.semilogy(np.asarray(plain.sq_norm), lw=0.7, label="SGD+WD")
+    ax1.semilogy(np.asarray(clip.sq_norm), lw=0.7, label=f"SGD+WD+RGC (C={C})")
+    ax1.axhline(eq, color="k", ls=":", label="equilibrium (E s^2 = sigma^2)")
+    ax1.set_xlabel("step"); ax1.set_ylabel("||x||^2"); ax1.set_title("C8: heavy-tailed gradient noise"); ax1.legend(fontsize=7)
+    ax2.hist(np.log10(growth(plain)), bins=80, alpha=0.6, label="no clip")
+    ax2.hist(np.log10(growth(clip)), bins=80, alpha=0.6, label="clip")
+    ax2.axvline(np.log10(bound), color="k", ls="--", label="clip bound")
+    ax2.set_yscale("log"); ax2.set_xlabel("log10 ||x_{t+1}||^2/||x_t||^2"); ax2.set_ylabel("count"); ax2.legend(fontsize=7)
+    save_figure(fig, out_dir / "C8.png")
+    return rows
+
+
+def _predicted_clip_rate(sample_np, C, seed, n=2_000_000):
+    """Mean-field clip rate of SGD+WD+RGC on the constant-sigma loss with noise factor f.
+
+    With u = ||x||^4 at the clipped equilibrium and small eta*lambda, the norm balance
+    2 eta lambda u = eta^2 sigma^2 E[min(f^2, 2 C lambda u/(eta sigma^2))] reads, with
+    v = 2 lambda u / (eta sigma^2):  v = E[min(f^2, C v)]  (unique fixed point, C > 1).
+    Clipping fires when f^2 > C v, so the predicted rate is P(f^2 > C v).
+    """
+    f2 = sample_np(np.random.default_rng(seed), n) ** 2
+    v = 1.0
+    for _ in range(200):
+        v = float(np.mean(np.minimum(f2, C * v)))
+    return float(np.mean(f2 > C * v)), v
+
+
+CLAIMS = [
+    claim_homogeneity,
+    claim_ex1_divergence,
+    claim_unbalanced_mf,
+    claim_normalized_mf,
+    claim_equilibrium,
+    claim_log_dependence,
+    claim_exp_lr,
+    claim_clipping,
+]
