@@ -111,7 +111,7 @@ def _group_inner(a, b, mask):
 
 
 def euler_residual(loss_fn: Callable[[Any], jax.Array], params, k: float, mask=None) -> float:
-    """Relative Euler residual |<x_S, grad_S L(x)> - k L(x)| / max(|k L|, ||x_S|| ||grad_S L||).
+    """Relative Euler residual |<x_S, grad_S L(x)> - k L(x)| / max(|L|, |k L|, ||x_S|| ||grad_S L||).
 
     Zero (to rounding) iff Euler's identity holds at ``params`` for degree k in group S.
     """
@@ -120,7 +120,7 @@ def euler_residual(loss_fn: Callable[[Any], jax.Array], params, k: float, mask=N
     inner = float(_group_inner(params, grads, mask))
     gx = _flat_norm(jax.tree.map(lambda g, m: g if m else jnp.zeros_like(g), grads, mask))
     xx = _flat_norm(jax.tree.map(lambda x, m: x if m else jnp.zeros_like(x), params, mask))
-    denom = max(abs(k * float(val)), xx * gx, np.finfo(np.float64).tiny)
+    denom = max(abs(float(val)), abs(k * float(val)), xx * gx, np.finfo(np.float64).tiny)
     return abs(inner - k * float(val)) / denom
 
 
