@@ -1,4 +1,4 @@
-"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | plot | bench | audit``.
+"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | plot | bench | audit | figures``.
 
 Each subcommand lives in its own package and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this module only dispatches (imports are lazy so that ``scaleinv proofs``
@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "plot": ("sibert.cli_plot", "plot a training run directory (loss, norm, clip rate)"),
     "bench": ("benchmarks.cli", "speed/memory benchmarks as ratios against peers"),
     "audit": ("scaleinv.audit_cli", "homogeneity audit of a JAX/flax model"),
+    "figures": ("scaleinv.figures_cli", "execute the notebooks and regenerate notebooks/figures/*.png"),
 }
 
 
