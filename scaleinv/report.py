@@ -78,3 +78,16 @@ def write_json(rows: List[Row], path, meta: Dict[str, Any] | None = None) -> Pat
     payload = {"meta": _jsonable(meta or {}), "rows": [r.as_dict() for r in rows]}
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def to_markdown(rows: Iterable[Row]) -> str:
+    """The rows as a GitHub-markdown table (id, claim, predicted, measured, tolerance, status)."""
+    def cell(x) -> str:
+        return fmt(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| id | claim | predicted | measured | tolerance | status |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        status = f"**{r.status}**" if r.status != "pass" else r.status
+        lines.append(f"| {cell(r.id)} | {cell(r.statement)} | {cell(r.predicted)} | {cell(r.measured)} "
+                     f"| {cell(r.tolerance)} | {status} |")
+    return "\n".join(lines) + "\n"

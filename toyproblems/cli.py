@@ -1,6 +1,7 @@
 """``scaleinv verify``: run every toy-model claim of the talk and print a pass/fail table.
 
-Writes ``OUT/report.json`` (rows as in DESIGN.md) and one PNG per claim to ``OUT``. Exit code 0
+Writes ``OUT/report.json`` (rows as in DESIGN.md), ``OUT/report.md`` (the same rows as a markdown
+table) and one PNG per claim to ``OUT``. Exit code 0
 when no row fails (an ``erratum`` row is a finding about the seed's formula, not a failure of
 the run), 1 when some row fails, 2 on bad arguments.
 """
@@ -52,7 +53,7 @@ def run(args) -> int:
 
     import jax
 
-    from scaleinv.report import print_table, write_json
+    from scaleinv.report import print_table, to_markdown, write_json
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -68,6 +69,7 @@ def run(args) -> int:
             "seconds": round(time.time() - t_all, 1), "claim_seconds": timings}
     print_table(rows, title="scaleinv verify: toy-model claims of the talk")
     write_json(rows, out / "report.json", meta)
+    (out / "report.md").write_text(to_markdown(rows))
     if args.json:
         write_json(rows, args.json, meta)
     counts = {s: sum(r.status == s for r in rows) for s in ("pass", "erratum", "fail")}

@@ -23,6 +23,10 @@ def test_verify_subset_writes_report_and_figures(tmp_path):
     assert rc == (1 if any(r["status"] == "fail" for r in rows) else 0) and rc == 0
     assert (tmp_path / "C1.png").stat().st_size > 10_000 and (tmp_path / "C7.png").stat().st_size > 10_000
     assert report["meta"]["seed"] == 3
+    assert (tmp_path / "report.md").read_text().count("\n| C") == len(rows)
+    # the toy runners' float64 mode must not leak into the rest of the process (SIBERT is float32)
+    import jax.numpy as jnp
+    assert jnp.ones(1).dtype == jnp.float32
 
 
 def test_verify_unknown_claim_is_a_clear_error(tmp_path):
