@@ -1,0 +1,249 @@
+"""BERT and SIBERT (scale-invariant BERT, Li et al. ICML 2022) masked language models, one file.
+
+``ModelConfig.scale_invariant`` switches between the two:
+
+=====================  ======================================  ======================================
+                        BERT (``scale_invariant=False``)        SIBERT (``scale_invariant=True``)
+=====================  ======================================  ======================================
+attention probs         softmax(q k^T / sqrt(d_k))              p_ij = relu(s_ij) / max(sum_j relu(s_ij), eps)
+                                                                 with s = q k^T (no 1/sqrt(d_k): it cancels)
+block order             PostNorm: h = LN(h + f(h))              PreNorm: h = h + f(LN(h))
+activation              GeLU                                    ReLU
+LayerNorm               affine (scale, bias)                    no affine inside the encoder
+biases                  everywhere                              only where added to a 1-homogeneous tensor
+embedding output        LN_affine(E[tok] + P[pos])              (E[tok] + P[pos]) W_in        (no bias)
+encoder output          last PostNorm LN                        LN(h_L), non-affine
+MLM decoder             y E^T + b          (tied)               s * y (E / ||E||_F)^T + b     (tied, normalised)
+=====================  ======================================  ======================================
+
+Homogeneity bookkeeping for SIBERT (paper Table 2, degree in the ENCODER parameters jointly;
+the encoder group is ``params["encoder"]`` = word + position tables, W_in, all layers):
+
+* E[tok] + P[pos] is 1-homogeneous; the bias-free projection W_in makes the residual stream
+  h_0 2-homogeneous ("embedding (x; x+1)", "linear (x; x+1)").
+* PreNorm layer, input h 2-homogeneous: LN(h) is 0-homogeneous; q = LN(h) W_q + b_q, k, v likewise
+  are 1-homogeneous (a bias added to a 1-homogeneous tensor is allowed); s = q k^T is 2-homogeneous
+  and p = N(relu(s)) 0-homogeneous; p v W_o is 2-homogeneous (W_o has NO bias). The FFN
+  relu(LN(h) W_1 + b_1) W_2 is 2-homogeneous (W_2 has NO bias). So h + f(LN(h)) stays
+  2-homogeneous: "encoder layer (2; 2)".
+* The encoder ends with a non-affine LN, so its output z is 0-homogeneous: scale invariant.
+* The MLM head (dense + act + affine LN + decoder + bias) is NOT scale invariant and lives in
+  its own group ``params["head"]`` (trained by LAMB in the paper). The decoder is tied to the word
+  table E, which is an encoder parameter: to keep the loss EXACTLY 0-homogeneous in the encoder
+  group the head uses E / ||E||_F (0-homogeneous in E) times a learnable head scalar
+  ``logit_scale`` initialised to init_std sqrt(V D), the expected ||E||_F at init, so at
+  initialisation the SIBERT head equals the usual tied decoder.
+
+Hence loss(c * encoder, head) = loss(encoder, head) for all c > 0, up to the two eps below
+(tested with :func:`scaleinv.homogeneity.estimate_degree` for c in [1e-3, 1e3]).
+
+Degenerate cases (our choices; the paper gives no rule):
+
+* SI attention, all s_ij <= 0 in a row: the denominator is max(sum_j relu(s_ij), eps) with
+  eps = ``attn_eps`` (default 1e-30), so that row's probabilities are all ZERO (the token attends
+  to nothing, its attention output is 0; no NaN, no inf). eps only breaks exact invariance when
+  the row sum is below eps, i.e. at (or extremely near) this degenerate case.
+* SIBERT LayerNorm: (x - mean) / sqrt(var + ln_eps) with ``ln_eps`` = 1e-30 (not BERT's 1e-12):
+  the residual stream is 2-homogeneous, so scaling the encoder by c in [1e-3, 1e3] scales var by
+  c^4 in [1e-12, 1e12]; a larger eps would break invariance for small c.
+
+The MLM head is applied to the masked positions only (``mlm_positions``), which is what the
+loss needs and much cheaper than the full-vocabulary projection at every position.
+No padding mask: the data pipeline packs text into full-length sequences.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["ModelConfig", "si_attention_probs", "SelfAttention", "EncoderLayer", "Encoder",
+           "MLMHead", "MLMModel", "mlm_loss", "init_params", "ENCODER", "HEAD"]
+
+ENCODER, HEAD = "encoder", "head"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 8192
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 2
+    ffn: int = 512
+    max_positions: int = 128
+    scale_invariant: bool = True
+    init_std: float = 0.02
+    dropout: float = 0.0
+    attn_eps: float = 1e-30
+    ln_eps: float = 1e-30           # SIBERT LayerNorms; BERT uses 1e-12 (its standard value)
+
+    @classmethod
+    def from_train(cls, cfg) -> "ModelConfig":
+        return cls(vocab_size=cfg.vocab_size, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
+                   ffn=cfg.ffn, max_positions=cfg.max_positions,
+                   scale_invariant=(cfg.model == "sibert"), init_std=cfg.init_std,
+                   dropout=cfg.dropout, attn_eps=cfg.attn_eps, ln_eps=cfg.ln_eps)
+
+
+def si_attention_probs(scores: jax.Array, eps: float) -> jax.Array:
+    """Scale-invariant attention: p_ij = relu(s_ij) / max(sum_j relu(s_ij), eps).
+
+    0-homogeneous in ``scores`` (p(c s) = p(s), c > 0) whenever the row sum exceeds eps; a row
+    with all s_ij <= 0 gives p_ij = 0 for all j (no NaN)."""
+    a = jax.nn.relu(scores)
+    return a / jnp.maximum(jnp.sum(a, axis=-1, keepdims=True), eps)
+
+
+def _layer_norm(cfg: ModelConfig, affine: bool, name: str) -> nn.LayerNorm:
+    """Affine LN (BERT, eps 1e-12) or the non-affine, tiny-eps LN of the SIBERT encoder."""
+    return nn.LayerNorm(epsilon=1e-12 if affine else cfg.ln_eps, use_bias=affine, use_scale=affine,
+                        use_fast_variance=False, name=name)
+
+
+class SelfAttention(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        cfg = self.cfg
+        si = cfg.scale_invariant
+        dh = cfg.hidden // cfg.heads
+        init = nn.initializers.truncated_normal(cfg.init_std)
+        proj = lambda name: nn.DenseGeneral((cfg.heads, dh), use_bias=True, kernel_init=init, name=name)
+        q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)          # (B, L, H, dh)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)                           # (B, H, L, L)
+        if si:
+            probs = si_attention_probs(scores, cfg.attn_eps)
+        else:
+            probs = jax.nn.softmax(scores / math.sqrt(dh), axis=-1)
+        probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
+        ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+        # SIBERT: ctx is 1-homogeneous, ctx W_o 2-homogeneous: a bias here would break it.
+        return nn.DenseGeneral(cfg.hidden, axis=(-2, -1), use_bias=not si, kernel_init=init,
+                               name="out")(ctx)
+
+
+class FeedForward(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        cfg = self.cfg
+        init = nn.initializers.truncated_normal(cfg.init_std)
+        act = jax.nn.relu if cfg.scale_invariant else jax.nn.gelu
+        y = act(nn.Dense(cfg.ffn, use_bias=True, kernel_init=init, name="fc1")(x))
+        y = nn.Dense(cfg.hidden, use_bias=not cfg.scale_invariant, kernel_init=init, name="fc2")(y)
+        return nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
+
+
+class EncoderLayer(nn.Module):
+    """PreNorm (SIBERT): h + f(LN(h)), LN non-affine.  PostNorm (BERT): LN(h + f(h)), affine."""
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, h: jax.Array, deterministic: bool = True) -> jax.Array:
+        cfg = self.cfg
+        attn, ffn = SelfAttention(cfg, name="attention"), FeedForward(cfg, name="ffn")
+        if cfg.scale_invariant:
+            h = h + attn(_layer_norm(cfg, False, "ln_attn")(h), deterministic)
+            h = h + ffn(_layer_norm(cfg, False, "ln_ffn")(h), deterministic)
+        else:
+            h = _layer_norm(cfg, True, "ln_attn")(h + attn(h, deterministic))
+            h = _layer_norm(cfg, True, "ln_ffn")(h + ffn(h, deterministic))
+        return h
+
+
+class Encoder(nn.Module):
+    """tokens (B, L) -> (hidden states (B, L, D), word table E (V, D) for the tied decoder)."""
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, deterministic: bool = True) -> Tuple[jax.Array, jax.Array]:
+        cfg = self.cfg
+        init = nn.initializers.truncated_normal(cfg.init_std)
+        E = self.param("word_embeddings", init, (cfg.vocab_size, cfg.hidden))
+        P = self.param("position_embeddings", init, (cfg.max_positions, cfg.hidden))
+        x = jnp.take(E, tokens, axis=0) + P[None, : tokens.shape[1]]
+        if cfg.scale_invariant:
+            # 1-homogeneous -> 2-homogeneous, so the residual stream matches the blocks' degree.
+            # Init std 1/sqrt(D) (variance preserving) so h_0 is of the embedding's size.
+            w_init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+            h = nn.Dense(cfg.hidden, use_bias=False, kernel_init=w_init, name="embed_proj")(x)
+        else:
+            h = _layer_norm(cfg, True, "embed_ln")(x)
+        h = nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
+        for i in range(cfg.layers):
+            h = EncoderLayer(cfg, name=f"layer_{i}")(h, deterministic)
+        if cfg.scale_invariant:
+            h = _layer_norm(cfg, False, "final_ln")(h)  # 0-homogeneous encoder output
+        return h, E
+
+
+class MLMHead(nn.Module):
+    """dense + act + affine LN + tied decoder + bias, on the gathered masked positions."""
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, h: jax.Array, E: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        init = nn.initializers.truncated_normal(cfg.init_std)
+        act = jax.nn.relu if cfg.scale_invariant else jax.nn.gelu
+        y = act(nn.Dense(cfg.hidden, kernel_init=init, name="transform")(h))
+        y = _layer_norm(cfg, True, "transform_ln")(y)
+        bias = self.param("output_bias", nn.initializers.zeros, (cfg.vocab_size,))
+        if cfg.scale_invariant:
+            scale = self.param("logit_scale", nn.initializers.constant(
+                cfg.init_std * math.sqrt(cfg.vocab_size * cfg.hidden)), ())
+            W = E * (scale / jnp.sqrt(jnp.sum(jnp.square(E))))   # s E / ||E||_F
+        else:
+            W = E
+        return y @ W.T + bias
+
+
+class MLMModel(nn.Module):
+    """Encoder + MLM head; params = {"encoder": ..., "head": ...} (the two optimizer groups)."""
+    cfg: ModelConfig
+
+    def setup(self):
+        self.encoder = Encoder(self.cfg)
+        self.head = MLMHead(self.cfg)
+
+    def __call__(self, tokens: jax.Array, mlm_positions: jax.Array, deterministic: bool = True):
+        h, E = self.encoder(tokens, deterministic)
+        hm = jnp.take_along_axis(h, mlm_positions[..., None], axis=1)         # (B, M, D)
+        return self.head(hm, E)                                                # (B, M, V)
+
+
+def mlm_loss(model: MLMModel, params, batch, rng=None):
+    """Mean cross-entropy over the masked positions (weights 0 mark unused prediction slots).
+
+    Returns (loss, aux) with aux = {"accuracy", "num_predictions"}."""
+    deterministic = rng is None
+    rngs = None if deterministic else {"dropout": rng}
+    logits = model.apply({"params": params}, batch["tokens"], batch["mlm_positions"],
+                         deterministic=deterministic, rngs=rngs)
+    logits = logits.astype(jnp.float32)
+    w = batch["mlm_weights"].astype(jnp.float32)
+    labels = batch["mlm_labels"]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    loss = jnp.sum(nll * w) / n
+    acc = jnp.sum((jnp.argmax(logits, -1) == labels) * w) / n
+    return loss, {"accuracy": acc, "num_predictions": jnp.sum(w)}
+
+
+def init_params(cfg: ModelConfig, key: jax.Array, seq_len: int, init_scale: float = 1.0):
+    """Initialise {"encoder", "head"}; every encoder parameter is multiplied by ``init_scale``."""
+    model = MLMModel(cfg)
+    tokens = jnp.zeros((1, seq_len), jnp.int32)
+    pos = jnp.zeros((1, 1), jnp.int32)
+    params = model.init(key, tokens, pos)["params"]
+    params = jax.tree.map(lambda x: x, dict(params))
+    if init_scale != 1.0:
+        params[ENCODER] = jax.tree.map(lambda x: x * jnp.asarray(init_scale, x.dtype), params[ENCODER])
+    return params
