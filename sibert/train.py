@@ -1,0 +1,330 @@
+"""MLM pretraining loop for SIBERT / BERT: optimizers, device mesh, metrics, checkpoints.
+
+* Optimizer: ``optax.multi_transform`` over the two parameter groups of :mod:`sibert.model`:
+  ``encoder`` (scale invariant for SIBERT) gets ``cfg.optimizer`` (SGD+WD+relative global
+  clipping from :mod:`scaleinv.optim`, or AdamW), ``head`` gets ``cfg.head_optimizer`` (LAMB or
+  AdamW). Schedules: SGD constant LR with /10 drops (default at 60% and 90% of training, no
+  warmup); AdamW / LAMB linear warmup then linear decay to 0.
+* Per-step metrics (``metrics.jsonl``, one JSON object per step): loss, MLM accuracy, encoder
+  ||x||, ||g|| (before clipping), LR eta_t, effective LR eta_t / ||x||^2, clip fired, angular
+  update angle(x_t, x_{t+1}) of the encoder (:func:`scaleinv.diagnostics.step_diagnostics`),
+  tokens/s. Held-out evaluation every ``eval_every`` steps (``eval.jsonl``).
+* Parallelism: a 1-D ``jax.sharding.Mesh`` with axis ``data`` over all devices (all hosts, after
+  ``jax.distributed.initialize()`` when JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+  JAX_PROCESS_ID are set). The batch is sharded over ``data``; parameters and optimizer states are
+  replicated, or with ``fsdp=True`` every tensor whose leading dimension divides the device count
+  is sharded along it (XLA inserts the gathers). Each process feeds its slice of the global
+  batch. The result is the same computation as on one device.
+* Checkpoints: orbax ``CheckpointManager`` under ``RUN_DIR/checkpoints`` every ``ckpt_every``
+  steps and at the end: params, both optimizer states, step, RNG key; the data position is the
+  step (batches are a pure function of (seed, step), see :mod:`sibert.data`). ``resume=True``
+  restores the latest one and truncates the metric logs to it, so a killed run continues exactly.
+* Non-finite loss or parameters: reported with the step number; the run stops without saving
+  (the last good checkpoint stays) and :func:`train` returns status ``"nonfinite"``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from scaleinv.diagnostics import step_diagnostics, tree_norm
+from scaleinv.optim import sgd_wd, sgd_wd_rgc
+from sibert.config import ConfigError, TrainConfig, validate
+from sibert.data import MLMData, load_mlm_data
+from sibert.model import ENCODER, HEAD, MLMModel, ModelConfig, init_params, mlm_loss
+
+Schedule = Callable[[Any], Any]
+
+
+# ----------------------------------------------------------------------------- optimizers
+def sgd_schedule(lr: float, steps: int, drops) -> Schedule:
+    """eta_t = lr * 0.1^(number of drop points <= t), drop points = round(f * steps)."""
+    bounds = {max(1, int(round(f * steps))): 0.1 for f in drops}
+    return optax.piecewise_constant_schedule(lr, bounds)
+
+
+def warmup_linear_schedule(lr: float, steps: int, warmup_frac: float) -> Schedule:
+    """Linear warmup 0 -> lr over round(warmup_frac * steps) steps, then linear decay to 0."""
+    warm = int(round(warmup_frac * steps))
+    decay = optax.linear_schedule(lr, 0.0, max(1, steps - warm))
+    if warm == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), decay], [warm])
+
+
+def _matrix_mask(tree):
+    """Weight decay only on matrices (ndim >= 2), BERT's convention for AdamW / LAMB."""
+    return jax.tree.map(lambda x: x.ndim >= 2, tree)
+
+
+def make_optimizer(cfg: TrainConfig):
+    """(tx, encoder LR schedule, head LR schedule) for ``cfg``."""
+    if cfg.optimizer == "adamw":
+        enc_lr = warmup_linear_schedule(cfg.lr, cfg.steps, cfg.warmup_frac)
+        enc = optax.adamw(enc_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.weight_decay, mask=_matrix_mask)
+    else:
+        enc_lr = sgd_schedule(cfg.lr, cfg.steps, cfg.lr_drop_fractions)
+        if cfg.optimizer == "sgd-wd-rgc":
+            enc = sgd_wd_rgc(enc_lr, cfg.weight_decay, C=cfg.clip_C)
+        elif cfg.optimizer == "sgd-wd":
+            enc = sgd_wd(enc_lr, cfg.weight_decay)
+        else:  # "sgd"
+            enc = sgd_wd(enc_lr, 0.0)
+    head_lr = warmup_linear_schedule(cfg.head_lr, cfg.steps, cfg.warmup_frac)
+    if cfg.head_optimizer == "lamb":
+        head = optax.lamb(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay,
+                          mask=_matrix_mask)
+    else:
+        head = optax.adamw(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay,
+                           mask=_matrix_mask)
+    labels = lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
+    tx = optax.multi_transform({ENCODER: enc, HEAD: head}, labels)
+    return tx, enc_lr, head_lr
+
+
+# ----------------------------------------------------------------------------- mesh
+def maybe_initialize_distributed() -> bool:
+    """Multi-host: call jax.distributed.initialize() when its environment variables are set."""
+    if os.environ.get("JAX_COORDINATOR_ADDRESS") and os.environ.get("JAX_NUM_PROCESSES"):
+        if not getattr(maybe_initialize_distributed, "_done", False):
+            jax.distributed.initialize()
+            maybe_initialize_distributed._done = True
+        return True
+    return False
+
+
+def make_mesh(devices=None) -> Mesh:
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), ("data",))
+
+
+def param_sharding(mesh: Mesh, tree, fsdp: bool):
+    """Replicated, or (fsdp) leading axis sharded over ``data`` where it divides evenly."""
+    n = mesh.shape["data"]
+
+    def spec(x):
+        if fsdp and getattr(x, "ndim", 0) >= 1 and x.shape[0] % n == 0 and x.shape[0] >= n and n > 1:
+            return NamedSharding(mesh, P("data"))
+        return NamedSharding(mesh, P())
+
+    return jax.tree.map(spec, tree)
+
+
+def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh):
+    """Global numpy batch -> global jax.Arrays sharded over ``data``; each process contributes
+    its contiguous slice of rows (identical global batch on every host)."""
+    sh = NamedSharding(mesh, P("data"))
+    npr, pid = jax.process_count(), jax.process_index()
+
+    def put(x):
+        rows = x.shape[0] // npr
+        local = x[pid * rows:(pid + 1) * rows]
+        return jax.make_array_from_process_local_data(sh, local, x.shape)
+
+    return {k: put(v) for k, v in batch.items()}
+
+
+# ----------------------------------------------------------------------------- steps
+def build_steps(cfg: TrainConfig, model: MLMModel, tx, enc_lr: Schedule):
+    def train_step(state, batch):
+        rng, sub = jax.random.split(state["rng"])
+        drop_rng = sub if cfg.dropout > 0 else None
+        params = state["params"]
+        (loss, aux), grads = jax.value_and_grad(
+            lambda p: mlm_loss(model, p, batch, drop_rng), has_aux=True)(params)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new_params = optax.apply_updates(params, updates)
+        diag = step_diagnostics(params[ENCODER], new_params[ENCODER], grads[ENCODER],
+                                enc_lr(state["step"]), opt_state)
+        metrics = {"loss": loss, "accuracy": aux["accuracy"], "lr": enc_lr(state["step"]),
+                   "head_grad_norm": tree_norm(grads[HEAD]),
+                   "params_finite": jnp.isfinite(tree_norm(new_params)), **diag}
+        new_state = {"params": new_params, "opt_state": opt_state, "step": state["step"] + 1, "rng": rng}
+        return new_state, metrics
+
+    def eval_step(params, batch):
+        loss, aux = mlm_loss(model, params, batch)
+        return {"loss_sum": loss * aux["num_predictions"], "correct": aux["accuracy"] * aux["num_predictions"],
+                "n": aux["num_predictions"]}
+
+    return train_step, eval_step
+
+
+def evaluate(eval_fn, params, data: MLMData, cfg: TrainConfig, mesh: Mesh) -> Dict[str, float]:
+    tot = {"loss_sum": 0.0, "correct": 0.0, "n": 0.0}
+    for j in range(cfg.eval_batches):
+        out = eval_fn(params, shard_batch(data.heldout_batch(j, cfg.batch_size), mesh))
+        for k in tot:
+            tot[k] += float(out[k])
+    return {"heldout_loss": tot["loss_sum"] / tot["n"], "heldout_accuracy": tot["correct"] / tot["n"]}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def checkpoint_manager(run_dir: Path, cfg: TrainConfig):
+    import orbax.checkpoint as ocp
+    opts = ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_ckpts, create=True)
+    return ocp.CheckpointManager((run_dir / "checkpoints").resolve(), options=opts,
+                                 item_names=("state", "meta"))
+
+
+def save_checkpoint(mngr, state, step: int):
+    import orbax.checkpoint as ocp
+    meta = {"step": int(step), "data_position": int(step)}
+    mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                  meta=ocp.args.JsonSave(meta)))
+
+
+def restore_checkpoint(mngr, abstract_state):
+    import orbax.checkpoint as ocp
+    step = mngr.latest_step()
+    if step is None:
+        return None, None
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                      meta=ocp.args.JsonRestore()))
+    return out["state"], out["meta"]
+
+
+def _truncate_jsonl(path: Path, max_step: int):
+    if not path.exists():
+        return
+    keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= max_step]
+    path.write_text("".join(l + "\n" for l in keep))
+
+
+# ----------------------------------------------------------------------------- main loop
+def _to_py(d):
+    return {k: (bool(v) if np.asarray(v).dtype == bool else float(v)) for k, v in d.items()}
+
+
+def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], None] = None,
+          data: Optional[MLMData] = None) -> Dict[str, Any]:
+    """Train ``cfg`` into ``run_dir``; returns the summary dict (also ``summary.json``)."""
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    validate(cfg)
+    maybe_initialize_distributed()
+    mesh = make_mesh()
+    ndev = mesh.shape["data"]
+    if cfg.batch_size % ndev:
+        raise ConfigError(f"batch_size: must be divisible by the number of devices ({ndev}), got {cfg.batch_size}")
+    run_dir = Path(run_dir).resolve()
+    is_main = jax.process_index() == 0
+    if data is None:
+        data = load_mlm_data(cfg.source, cfg.vocab_size, cfg.seq_len, cfg.heldout_fraction,
+                             cfg.mask_prob, cfg.cache_dir or None, log=log)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_main and not resume:
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+
+    mcfg = ModelConfig.from_train(cfg)
+    model = MLMModel(mcfg)
+    tx, enc_lr, _ = make_optimizer(cfg)
+    key = jax.random.PRNGKey(cfg.seed)
+    init_key, rng = jax.random.split(key)
+    params = init_params(mcfg, init_key, cfg.seq_len, cfg.init_scale)
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32), "rng": rng}
+    state_sh = {"params": param_sharding(mesh, state["params"], cfg.fsdp),
+                "opt_state": param_sharding(mesh, state["opt_state"], cfg.fsdp),
+                "step": NamedSharding(mesh, P()), "rng": NamedSharding(mesh, P())}
+    state = jax.device_put(state, state_sh)
+
+    mngr = checkpoint_manager(run_dir, cfg)
+    start = 0
+    metrics_path, eval_path = run_dir / "metrics.jsonl", run_dir / "eval.jsonl"
+    if resume:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        restored, meta = restore_checkpoint(mngr, abstract)
+        if restored is None:
+            raise ConfigError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}")
+        state, start = restored, int(meta["data_position"])
+        log(f"resumed from step {start}")
+        if is_main:
+            _truncate_jsonl(metrics_path, start - 1)
+            _truncate_jsonl(eval_path, start)
+    elif is_main:
+        for p in (metrics_path, eval_path):
+            p.write_text("")
+
+    train_step, eval_step = build_steps(cfg, model, tx, enc_lr)
+    batch_sh = {k: NamedSharding(mesh, P("data")) for k in ("tokens", "mlm_positions", "mlm_labels", "mlm_weights")}
+    step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
+                      donate_argnums=0)
+    eval_fn = jax.jit(eval_step, in_shardings=(state_sh["params"], batch_sh))
+
+    baseline = data.unigram_baseline()
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+    status, bad_step, last_eval = "ok", None, None
+    n_clipped = n_logged = 0
+    t_start = time.time()
+    mfile = open(metrics_path, "a") if is_main else None
+    efile = open(eval_path, "a") if is_main else None
+    bar = None
+    if cfg.progress and is_main:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model}/{cfg.optimizer}", unit="step",
+                   dynamic_ncols=True, file=sys.stderr,
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    try:
+        t_prev = time.time()
+        for step in range(start, cfg.steps):
+            batch = shard_batch(data.train_batch(step, cfg.batch_size, cfg.seed), mesh)
+            new_state, m = step_fn(state, batch)
+            m = _to_py(jax.device_get(m))
+            now = time.time()
+            m["tokens_per_s"] = tokens_per_step / max(now - t_prev, 1e-9)
+            t_prev = now
+            if not (math.isfinite(m["loss"]) and m["params_finite"]):
+                status, bad_step = "nonfinite", step
+                log(f"non-finite loss/parameters at step {step} (loss={m['loss']}); stopping, the last "
+                    f"good checkpoint is step {mngr.latest_step()}")
+                break
+            state = new_state
+            n_logged += 1
+            n_clipped += int(m.get("clipped", False))
+            if mfile:
+                rec = {"step": step, **{k: v for k, v in m.items() if k != "params_finite"}}
+                mfile.write(json.dumps(rec) + "\n")
+                mfile.flush()
+            done = step + 1
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                last_eval = {"step": done, **evaluate(eval_fn, state["params"], data, cfg, mesh)}
+                if efile:
+                    efile.write(json.dumps(last_eval) + "\n")
+                    efile.flush()
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                save_checkpoint(mngr, state, done)
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{m['loss']:.3f}", heldout=f"{last_eval['heldout_loss']:.3f}" if last_eval else "-")
+    finally:
+        if bar:
+            bar.close()
+        mngr.wait_until_finished()
+        mngr.close()
+        for f in (mfile, efile):
+            if f:
+                f.close()
+    wall = time.time() - t_start
+    summary = {"status": status, "nonfinite_step": bad_step, "model": cfg.model, "optimizer": cfg.optimizer,
+               "steps_done": bad_step if status != "ok" else int(jax.device_get(state["step"])),
+               "steps": cfg.steps,
+               "init_scale": cfg.init_scale, "wall_s": wall, "devices": ndev,
+               "clip_rate_this_session": n_clipped / max(n_logged, 1),
+               "final_eval": last_eval, "unigram_baseline": baseline,
+               # after a non-finite step the (donated) state is gone: no norm to report
+               "encoder_x_norm": None if status != "ok" else float(tree_norm(state["params"][ENCODER])),
+               "config": cfg.to_dict()}
+    if is_main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
