@@ -1,0 +1,67 @@
+"""Kill a training run with SIGKILL mid-way (subprocess), `--resume` it, and check the resumed
+run reproduces the uninterrupted run's per-step losses and held-out evaluations."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _sibert_helpers import set_args, tiny_overrides  # noqa: E402
+
+STEPS = 60
+
+
+def _cmd(out, cache, resume=False):
+    cmd = [sys.executable, "-m", "scaleinv.cli", "train", "--out", str(out), "--no-progress"]
+    if resume:
+        return cmd + ["--resume"]
+    return cmd + ["--model", "sibert"] + set_args(tiny_overrides(cache, steps=STEPS, ckpt_every=4, eval_every=10))
+
+
+def _losses(run):
+    m = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    e = [json.loads(l) for l in (run / "eval.jsonl").read_text().splitlines() if l.strip()]
+    return [r["step"] for r in m], np.array([r["loss"] for r in m]), [(r["step"], r["heldout_loss"]) for r in e]
+
+
+def _ckpt_steps(run):
+    d = run / "checkpoints"
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_then_resume_reproduces_uninterrupted_run(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(_cmd(full, cache), check=True, env=env, capture_output=True, timeout=240)
+
+    proc = subprocess.Popen(_cmd(killed, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while time.time() - t0 < 200:
+        if any(s >= 12 for s in _ckpt_steps(killed)) or proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not (killed / "summary.json").exists()                 # it really died mid-way
+    at_kill = max(_ckpt_steps(killed))
+    assert 12 <= at_kill < STEPS
+
+    r = subprocess.run(_cmd(killed, cache, resume=True), env=env, capture_output=True, timeout=240)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert f"resumed from step {at_kill}".encode() in r.stderr or b"resumed from step" in r.stderr
+    steps_f, loss_f, ev_f = _losses(full)
+    steps_k, loss_k, ev_k = _losses(killed)
+    assert steps_k == steps_f == list(range(STEPS))
+    np.testing.assert_allclose(loss_k, loss_f, rtol=1e-6, atol=0)
+    assert [s for s, _ in ev_k] == [s for s, _ in ev_f]
+    np.testing.assert_allclose([v for _, v in ev_k], [v for _, v in ev_f], rtol=1e-6)
+    assert json.loads((killed / "summary.json").read_text())["steps_done"] == STEPS
