@@ -1,0 +1,85 @@
+"""``scaleinv plot RUN_DIR [RUN_DIR ...]``: training curves of one or more runs to a PNG.
+
+Four panels over steps: training loss (thin) and held-out MLM loss (markers), encoder parameter
+norm ||x||, clip rate (fraction of clipped steps in a sliding window) and the encoder angular
+update per step. Reads ``metrics.jsonl`` / ``eval.jsonl`` written by :mod:`sibert.train`.
+Several run directories are overlaid (e.g. the init-scale robustness runs).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(p):
+    p.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl)")
+    p.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/curves.png of the first run)")
+    p.add_argument("--window", type=int, default=50, help="sliding window (steps) for the clip rate")
+    p.add_argument("--labels", default=None, help="comma-separated legend labels, one per run")
+
+
+def _read_jsonl(path: Path):
+    if not path.is_file():
+        return []
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def _smooth(xs, w):
+    import numpy as np
+    xs = np.asarray(xs, float)
+    if len(xs) == 0:
+        return xs
+    w = max(1, min(w, len(xs)))
+    c = np.cumsum(np.insert(xs, 0, 0.0))
+    out = np.empty_like(xs)
+    for i in range(len(xs)):
+        lo = max(0, i - w + 1)
+        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
+    return out
+
+
+def run(args) -> int:
+    runs = [Path(r) for r in args.runs]
+    missing = [str(r) for r in runs if not (r / "metrics.jsonl").is_file()]
+    if missing:
+        print(f"scaleinv plot: error: no metrics.jsonl in {', '.join(missing)}", file=sys.stderr)
+        return 2
+    labels = args.labels.split(",") if args.labels else [r.name for r in runs]
+    if len(labels) != len(runs):
+        print(f"scaleinv plot: error: --labels has {len(labels)} names for {len(runs)} runs", file=sys.stderr)
+        return 2
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
+    for run_dir, label in zip(runs, labels):
+        m = _read_jsonl(run_dir / "metrics.jsonl")
+        e = _read_jsonl(run_dir / "eval.jsonl")
+        steps = [r["step"] for r in m]
+        line, = ax[0, 0].plot(steps, _smooth([r["loss"] for r in m], 10), lw=0.8, label=f"{label} (train)")
+        if e:
+            ax[0, 0].plot([r["step"] for r in e], [r["heldout_loss"] for r in e], "o-", ms=3,
+                          color=line.get_color(), label=f"{label} (held-out)")
+        ax[0, 1].plot(steps, [r["x_norm"] for r in m], lw=1, color=line.get_color(), label=label)
+        if m and "clipped" in m[0]:
+            ax[1, 0].plot(steps, _smooth([float(r["clipped"]) for r in m], args.window), lw=1,
+                          color=line.get_color(), label=label)
+        ax[1, 1].plot(steps, _smooth([r["angular_update"] for r in m], 10), lw=0.8,
+                      color=line.get_color(), label=label)
+    ax[0, 0].set(title="MLM loss (nats)", xlabel="step")
+    ax[0, 1].set(title="encoder parameter norm ||x||", xlabel="step", yscale="log")
+    ax[1, 0].set(title=f"clip rate (window {args.window} steps)", xlabel="step")
+    ax[1, 1].set(title="encoder angular update per step (rad)", xlabel="step", yscale="log")
+    for a in ax.ravel():
+        a.grid(alpha=0.3)
+        if a.lines:
+            a.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(args.out) if args.out else runs[0] / "curves.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(str(out))
+    return 0
