@@ -96,13 +96,17 @@ def make_optimizer(cfg: TrainConfig):
 
 # ----------------------------------------------------------------------------- mesh
 def maybe_initialize_distributed() -> bool:
-    """Multi-host: call jax.distributed.initialize() when its environment variables are set."""
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") and os.environ.get("JAX_NUM_PROCESSES"):
-        if not getattr(maybe_initialize_distributed, "_done", False):
-            jax.distributed.initialize()
-            maybe_initialize_distributed._done = True
-        return True
-    return False
+    """Multi-host: ``jax.distributed.initialize`` when JAX_COORDINATOR_ADDRESS is set, with
+    JAX_NUM_PROCESSES / JAX_PROCESS_ID (else JAX's cluster auto-detection: SLURM, MPI, TPU...)."""
+    addr = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not addr:
+        return False
+    if not getattr(maybe_initialize_distributed, "_done", False):
+        n, pid = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        jax.distributed.initialize(coordinator_address=addr, num_processes=int(n) if n else None,
+                                   process_id=int(pid) if pid else None)
+        maybe_initialize_distributed._done = True
+    return True
 
 
 def make_mesh(devices=None) -> Mesh:
