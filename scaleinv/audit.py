@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import math
 import re
@@ -971,7 +972,6 @@ def load_factory(spec: str, **kwargs):
         raise ValueError(f"factory must be 'module:function', got {spec!r}")
     mod_name, fn_name = spec.rsplit(":", 1)
     if mod_name.endswith(".py"):
-        import importlib.util
         s = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
         if s is None:
             raise ValueError(f"cannot import file {mod_name!r}")
