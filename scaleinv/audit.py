@@ -272,6 +272,9 @@ def _signature_problem(fn: Callable, variables, inputs: Sequence[Any], var_mask,
     return p, mask, g, len(float_inputs)
 
 
+_JIT_CACHE: Dict[Any, Any] = {}   # identical block calls (same class, attributes, shapes) compile once
+
+
 def _module_key(call) -> Any:
     """Hashable description of a module call (class, attributes, method, kwargs) for the jit cache."""
     m = call.module
@@ -283,6 +286,10 @@ def _module_key(call) -> Any:
     return (type(m), attrs, call.method, repr(sorted(call.kwargs.items())))
 
 
+class _NonFinite(Exception):
+    pass
+
+
 def _fit_signature(p, mask, g, n_inputs, leaf_index, input_degrees, scales, rtol_arg) -> Signature:
     fits = {}
     degrees = [0] if n_inputs == 0 else list(input_degrees)
@@ -290,35 +297,40 @@ def _fit_signature(p, mask, g, n_inputs, leaf_index, input_degrees, scales, rtol
         q = dict(p, x=jnp.asarray(float(x), p["x"].dtype))
 
         def fn(qq, _i=leaf_index):
-            return _float_leaves(g(qq))[_i][1]
+            y = _float_leaves(g(qq))[_i][1]
+            if not bool(jnp.all(jnp.isfinite(y))):
+                raise _NonFinite()
+            return y
 
-        y1 = np.asarray(fn(q))
-        rtol = rtol_arg if rtol_arg is not None else default_rtol(y1.dtype)
-        n1 = float(np.linalg.norm(y1.astype(np.float64)))
-        if not np.isfinite(n1):
-            fits[x] = Fit("nonfinite", None, float("nan"), float("inf"), float("inf"), rtol)
+        try:
+            y1 = np.asarray(fn(q))
+        except _NonFinite:
+            fits[x] = Fit("nonfinite", None, float("nan"), float("inf"), float("inf"), rtol_arg or 0.0)
             continue
-        if n1 == 0.0:
+        rtol = rtol_arg if rtol_arg is not None else default_rtol(y1.dtype)
+        if float(np.linalg.norm(y1.astype(np.float64))) == 0.0:
             fits[x] = Fit("zero", None, float("nan"), 0.0, 0.0, rtol)
             continue
         try:
-            res = estimate_degree(fn, q, mask=mask, scales=scales, rtol=rtol)
+            with np.errstate(over="ignore", invalid="ignore"):
+                res = estimate_degree(fn, q, mask=mask, scales=scales, rtol=rtol)
             fits[x] = Fit.from_result(res, rtol)
-        except ValueError:  # non-finite values at some c (the rounding of a NaN slope)
+        except _NonFinite:   # inf/NaN at some c (overflow, 0/0): not homogeneous there
             fits[x] = Fit("nonfinite", None, float("nan"), float("inf"), float("inf"), rtol)
     return Signature(n_inputs=n_inputs, fits=fits)
 
 
 def block_signature(block, params, *inputs, mask=None, input_degrees=DEFAULT_INPUT_DEGREES,
                     scales=DEFAULT_SCALES, rtol=None, output_index: int = 0, method=None,
-                    **kwargs) -> Signature:
+                    jit: bool = True, **kwargs) -> Signature:
     """Table-2 signature of one block (see the module docstring for the measurement).
 
     ``block``: a flax linen Module (``params`` is then its variables dict, e.g. {"params": ...},
     applied as ``block.apply(params, *inputs, method=method, **kwargs)``) or a function
     ``block(params, *inputs)``. ``mask``: bool pytree over ``params`` selecting the group S
     (default: every leaf of the "params" collection, or every leaf for a plain function).
-    ``output_index``: which float leaf of the output to fit.
+    ``output_index``: which float leaf of the output to fit. ``jit=False`` evaluates eagerly
+    (faster for tiny blocks, where compiling costs more than the ~30 evaluations).
 
     >>> sig = block_signature(nn.Dense(4, use_bias=False), variables, x)   # doctest: +SKIP
     >>> sig.notation()                                                      # doctest: +SKIP
@@ -333,7 +345,7 @@ def block_signature(block, params, *inputs, mask=None, input_degrees=DEFAULT_INP
         fn = (lambda v, *args: block(v, *args, **kwargs)) if kwargs else block
         if mask is None:
             mask = jax.tree.map(lambda _: True, params)
-    p, m, g, n = _signature_problem(fn, params, inputs, mask, input_degrees, scales, rtol)
+    p, m, g, n = _signature_problem(fn, params, inputs, mask, input_degrees, scales, rtol, jit=jit)
     return _fit_signature(p, m, g, n, output_index, input_degrees, scales, rtol)
 
 
@@ -404,7 +416,8 @@ class _Recorder:
         rec = self
 
         def sow(module, col, name, value, *sa, **sk):
-            rec.sows.append((tuple(str(s) for s in module.path), col, name, value, rec.counter))
+            path = tuple(str(s) for s in module.path) or (type(module).__name__,)
+            rec.sows.append((path, col, name, value, rec.counter))
             rec.counter += 1
             return orig_sow(module, col, name, value, *sa, **sk)
 
@@ -827,7 +840,9 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
                              fit(lambda s, j=j: s["aux"][j], leaf)))
 
     # local signatures (target group)
-    jit_cache: Dict[Any, Any] = {}
+    jit_cache = _JIT_CACHE
+    if len(jit_cache) > 512:
+        jit_cache.clear()
     if signatures:
         for i, c in enumerate(calls):
             if c.module is None or all(r.identity for r in rows_by_call.get(i, [])):
@@ -839,10 +854,17 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
 
             fn = _apply_method(c.module, method, c.kwargs)
 
+            no_float_input = not _float_leaves(c.args)
             p, m, g, n = _signature_problem(fn, c.variables, list(c.args), var_mask, input_degrees, scales, rtol,
-                                            jit=jit, cache=jit_cache, cache_key=_module_key(c))
+                                            jit=jit and not no_float_input, cache=jit_cache,
+                                            cache_key=_module_key(c))
             for j, row in enumerate(rows_by_call.get(i, [])):
-                row.signature = _fit_signature(p, m, g, n, j, input_degrees, scales, rtol)
+                if no_float_input:
+                    # output = B(theta_B; data): scaling the group scales exactly theta_B's group
+                    # leaves, so the signature "(0;y)" is the in-situ degree (no extra compile)
+                    row.signature = Signature(0, {0: row.degrees[tg]})
+                else:
+                    row.signature = _fit_signature(p, m, g, n, j, input_degrees, scales, rtol)
             if not rows_by_call.get(i) or rows_by_call[i][0].signature.homogeneous_somewhere:
                 continue
             try:
@@ -919,11 +941,11 @@ def _generic_point(params, seed: int):
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     nz = [np.asarray(l, np.float64).ravel() for _, l in flat if _is_float(l) and np.any(np.asarray(l) != 0)]
     rms = float(np.sqrt(np.mean(np.concatenate(nz) ** 2))) if nz else 1.0
-    key = jax.random.PRNGKey(seed)
+    rng = np.random.default_rng(seed)
     out, names = [], []
-    for k, (path, leaf) in enumerate(flat):
+    for path, leaf in flat:
         if _is_float(leaf) and leaf.size and not np.any(np.asarray(leaf) != 0):
-            leaf = rms * jax.random.normal(jax.random.fold_in(key, k), leaf.shape, leaf.dtype)
+            leaf = jnp.asarray(rms * rng.standard_normal(leaf.shape), leaf.dtype)
             names.append(jax.tree_util.keystr(path))
         out.append(leaf)
     return jax.tree_util.tree_unflatten(treedef, out), names
