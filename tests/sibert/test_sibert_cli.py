@@ -75,3 +75,26 @@ def test_precedence_and_paper_defaults(tmp_path):
     bert = preset("tiny", "bert")
     assert (bert.optimizer, bert.head_optimizer) == ("adamw", "adamw")
     assert preset("tiny", "sibert", "sgd").weight_decay == 0.0
+
+
+def test_resume_refuses_changing_the_recipe(tmp_path, capsys):
+    import json
+    from sibert.config import preset as _preset
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(_preset("tiny").to_dict()))
+    before = sorted(p.name for p in run.rglob("*"))
+    assert main(["train", "--out", str(run), "--resume", "--set", "lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "lr" in err and "steps" in err  # names the field and the allowed ones
+    assert main(["train", "--out", str(run), "--resume", "--model", "bert"]) == 2
+    assert "model" in capsys.readouterr().err
+    assert sorted(p.name for p in run.rglob("*")) == before
+
+
+def test_out_dir_not_empty_without_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "x").write_text("keep")
+    assert main(["train", "--out", str(run)]) == 2
+    assert "--out" in capsys.readouterr().err and [p.name for p in run.iterdir()] == ["x"]
