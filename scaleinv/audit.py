@@ -377,8 +377,11 @@ class _Call:
     args: Any = None
     kwargs: Any = None
     out: Any = None
-    module: Any = None          # unbound copy (eager pass only)
+    module: Any = None          # unbound copy
     variables: Any = None
+    param_index: Any = None     # variables -> index of the leaf in jax.tree.leaves(params), -1 if none
+    identity: bool = False      # returned its (first) input unchanged (e.g. deterministic Dropout)
+    postnorm: Optional[str] = None  # class of the norm child whose output is returned (PostNorm)
 
 
 class _Recorder:
@@ -411,6 +414,33 @@ class _Recorder:
             call.module, call.variables = m.unbind()
         return out
 
+    def analyse(self, params) -> None:
+        """Structural facts that need object identity (valid for tracers too): which params leaf
+        each module variable is, identity calls, PostNorm (output = a norm child's output whose
+        input is not the call's own input, i.e. a norm applied to a residual sum)."""
+        index = {id(l): k for k, l in enumerate(jax.tree.leaves(params))}
+        for i, c in enumerate(self.calls):
+            c.param_index = jax.tree.map(lambda l: index.get(id(l), -1), c.variables)
+            outs, ins = _float_leaves(c.out), _float_leaves(c.args)
+            c.identity = (not jax.tree.leaves((c.variables or {}).get("params", {})) and len(outs) == 1
+                          and bool(ins) and outs[0][1] is ins[0][1])
+            children = [cc for cc in self.calls if cc.parent == i]
+            if children:
+                last = max(children, key=lambda cc: cc.end)
+                louts, lins = _float_leaves(last.out), _float_leaves(last.args)
+                if ("Norm" in last.cls and len(outs) == 1 and len(louts) == 1 and outs[0][1] is louts[0][1]
+                        and ins and lins and lins[0][1] is not ins[0][1]):
+                    c.postnorm = last.cls
+
+    def concretize(self, values) -> None:
+        """Replace the recorded (traced) arrays by the concrete ``values`` from :func:`_full_pass`."""
+        for c, v in zip(self.calls, values["calls"]):
+            c.args, c.kwargs = _rebuild(c.args_kwargs_def, v["io"])
+            c.out = _rebuild(c.out_def, v["out"])
+            c.variables = v["vars"]
+        self.sows = [(p, col, n, _rebuild(d, v), o) for (p, col, n, _, o), d, v in
+                     zip(self.sows, self.sow_defs, values["sows"])]
+
     def run(self, fn, *a):
         orig_sow = nn.Module.sow
         rec = self
@@ -423,6 +453,51 @@ class _Recorder:
 
         with unittest.mock.patch.object(nn.Module, "sow", sow), nn.intercept_methods(self.interceptor):
             return fn(*a)
+
+
+def _split_arrays(tree):
+    """(definition, array leaves): the definition keeps the non-array leaves for :func:`_rebuild`."""
+    leaves, treedef = jax.tree.flatten(tree)
+    is_arr = [isinstance(l, (jax.Array, np.ndarray)) for l in leaves]
+    static = [None if a else l for l, a in zip(leaves, is_arr)]
+    return (treedef, is_arr, static), [l for l, a in zip(leaves, is_arr) if a]
+
+
+def _rebuild(definition, arrays):
+    treedef, is_arr, static = definition
+    it = iter(arrays)
+    return jax.tree.unflatten(treedef, [next(it) if a else s for a, s in zip(is_arr, static)])
+
+
+def _full_pass(apply_fn, batch, params, jit: bool):
+    """One forward pass recording every module call and sown value, with concrete arrays.
+
+    Under ``jit`` the recording happens at trace time and the arrays come back as outputs (no
+    op-by-op eager pass, which compiles every primitive separately)."""
+    holder = {}
+
+    def run(p):
+        rec = _Recorder(eager=True)
+        out = rec.run(apply_fn, p, batch)
+        rec.analyse(p)
+        payload = {"calls": [], "sows": []}
+        for c in rec.calls:
+            c.args_kwargs_def, io = _split_arrays((c.args, c.kwargs))
+            c.out_def, o = _split_arrays(c.out)
+            payload["calls"].append({"io": io, "out": o, "vars": c.variables})
+        rec.sow_defs = []
+        for srec in rec.sows:
+            d, v = _split_arrays(srec[3])
+            rec.sow_defs.append(d)
+            payload["sows"].append(v)
+        holder["out_def"], payload["out"] = _split_arrays(out)
+        holder["rec"] = rec
+        return payload
+
+    values = (jax.jit(run) if jit else run)(params)
+    rec = holder["rec"]
+    rec.concretize(values)
+    return rec, _rebuild(holder["out_def"], values["out"])
 
 
 def _split_output(out):
@@ -783,9 +858,8 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
         parse_notation(v)
         re.compile(k)
 
-    # eager pass: module objects, concrete inputs/outputs, nesting
-    rec = _Recorder(eager=True)
-    out = rec.run(apply_fn, params, batch)
+    # one recorded pass: module objects, concrete inputs/outputs, nesting
+    rec, out = _full_pass(apply_fn, batch, params, jit)
     calls = rec.calls
     names = _call_names(calls)
 
@@ -801,8 +875,10 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
                 for g in all_groups}
 
     tg = target_group
-    tmask = all_groups[tg]
-    id_in_group = {id(l): bool(m) for l, m in zip(jax.tree.leaves(params), jax.tree.leaves(tmask))}
+    tmask_leaves = [bool(m) for m in jax.tree.leaves(all_groups[tg])]
+
+    def in_group(k: int) -> bool:   # k: index of a module variable in jax.tree.leaves(params)
+        return tmask_leaves[k] if k >= 0 else tg == "all"
 
     rows: List[AuditRow] = []
     loss_row = AuditRow("loss", "loss", "loss", 0, 10**9, 10**9, fit(lambda s: s["loss"], base["loss"]))
@@ -815,12 +891,8 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
         in_fits = []
         for j, (_, leaf) in enumerate(in_leaves):
             in_fits.append(fit(lambda s, i=i, j=j: s["calls"][i]["in"][j], leaf)[tg])
-        pvars = (c.variables or {}).get("params", {})
-        has_params = bool(jax.tree.leaves(pvars))
-        identity = (not has_params and len(outs) == 1 and len(in_leaves) >= 1
-                    and outs[0][1].shape == in_leaves[0][1].shape
-                    and bool(np.array_equal(np.asarray(outs[0][1]), np.asarray(in_leaves[0][1]))))
-        info = _var_info(c, pvars, id_in_group, tg, calls, i)
+        identity = c.identity
+        info = _var_info(c, in_group)
         call_info[i] = info
         for j, (key, leaf) in enumerate(outs):
             rname = name if len(outs) == 1 else f"{name}{key}"
@@ -847,9 +919,8 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
         for i, c in enumerate(calls):
             if c.module is None or all(r.identity for r in rows_by_call.get(i, [])):
                 continue
-            var_mask = jax.tree.map(lambda l: id_in_group.get(id(l), tg == "all"), c.variables)
-            var_mask = {col: (jax.tree.map(lambda m: bool(m) and col == "params", t))
-                        for col, t in var_mask.items()}
+            var_mask = {col: jax.tree.map(lambda k, _col=col: _col == "params" and in_group(k), t)
+                        for col, t in c.param_index.items()}
             method = c.method
 
             fn = _apply_method(c.module, method, c.kwargs)
@@ -957,13 +1028,13 @@ def _apply_method(module, method, kwargs):
     return fn
 
 
-def _var_info(c: _Call, pvars, id_in_group, tg, calls, i) -> Dict[str, Any]:
+def _var_info(c: _Call, in_group) -> Dict[str, Any]:
     """Facts used by the explanations: bias/kernel degree in the target group, epsilon, PostNorm."""
     info: Dict[str, Any] = {}
-    flat = jax.tree_util.tree_flatten_with_path(pvars)[0]
-    for path, leaf in flat:
+    flat = jax.tree_util.tree_flatten_with_path((c.param_index or {}).get("params", {}))[0]
+    for path, k in flat:
         last = jax.tree_util.keystr(path[-1:]).strip("[]'\"")
-        deg = int(id_in_group.get(id(leaf), tg == "all"))
+        deg = int(in_group(k))
         if last == "bias":
             info["bias_degree"] = deg
         elif last in ("kernel", "embedding", "weight"):
@@ -972,20 +1043,11 @@ def _var_info(c: _Call, pvars, id_in_group, tg, calls, i) -> Dict[str, Any]:
         info["kernel_degree"] = 0
     if c.module is not None and "Norm" in c.cls and hasattr(c.module, "epsilon"):
         info["epsilon"] = float(c.module.epsilon)
-    # PostNorm: the call's output is the output of its last child, a *Norm, whose input is not
-    # the call's own input (it normalises a residual sum).
-    children = [cc for cc in calls if cc.parent == i]
-    if children and c.out is not None:
-        last = max(children, key=lambda cc: cc.end)
-        outs, louts = _float_leaves(c.out), _float_leaves(last.out)
-        ins, lins = _float_leaves(c.args), _float_leaves(last.args)
-        if ("Norm" in last.cls and len(outs) == 1 and len(louts) == 1 and outs[0][1] is louts[0][1]
-                and ins and lins and lins[0][1] is not ins[0][1]):
-            info["postnorm"] = last.cls
+    if c.postnorm:
+        info["postnorm"] = c.postnorm
     return info
 
 
-# ----------------------------------------------------------------------------------- factories
 def load_factory(spec: str, **kwargs):
     """Import "package.module:factory" (or "path/to/file.py:factory"), call it with ``kwargs``
     and return (apply_fn, params, batch, options) with options {} when the factory returns a
