@@ -22,7 +22,7 @@ from typing import List
 
 from benchmarks.rows import BenchRow, judged
 from benchmarks.sibert_step import make_step, synthetic_batch, tiny_config
-from benchmarks.timing import compare
+from benchmarks.timing import compare, paired_ratio
 
 TARGET_CLIP = 0.05
 TARGET_THROUGHPUT = 1.0
@@ -72,7 +72,7 @@ def bench_clip(quick: bool, repeats: int) -> List[BenchRow]:
     steps, infos = {}, {}
     for v in variants:
         steps[v], infos[v] = cached_step(cfg, None if v == cfg.optimizer else v)
-    res = compare(steps, repeats=repeats, inner=3)
+    res = compare(steps, repeats=repeats, inner=1 if quick else 5)
     # optimizer update alone, on the real parameter tree, grads = params (values do not matter)
     upd = {}
     from sibert.model import ModelConfig, init_params
@@ -86,7 +86,7 @@ def bench_clip(quick: bool, repeats: int) -> List[BenchRow]:
     ures = compare(upd, repeats=repeats, inner=20)
     t = {v: res[v]["median_s"] for v in variants}
     u = {v: ures[v]["median_s"] for v in variants}
-    over = t["sgd-wd-rgc"] / t["sgd-wd"] - 1.0
+    over = paired_ratio(res, "sgd-wd-rgc", "sgd-wd") - 1.0
     iso = (u["sgd-wd-rgc"] - u["sgd-wd"]) / t["sgd-wd"]
     shape = ("quick sizes: " if quick else "tiny preset: ") + describe(cfg)
     extra = {"step_timings": res, "update_only_timings": ures, "update_only_s": u,
@@ -101,7 +101,7 @@ def bench_clip(quick: bool, repeats: int) -> List[BenchRow]:
                        f"{1e3 * u['sgd-wd']:.3g} ms)"), extra=extra),
         BenchRow("B2.gclip", f"SIBERT step ({shape}): relative vs absolute global-norm clipping",
                  "RGC -> SGD+WD step", "optax.clip_by_global_norm(1) -> SGD+WD step", t["sgd-wd-rgc"],
-                 t["sgd-wd+clip_by_global_norm"], "s/step", t["sgd-wd-rgc"] / t["sgd-wd+clip_by_global_norm"],
+                 t["sgd-wd+clip_by_global_norm"], "s/step", paired_ratio(res, "sgd-wd-rgc", "sgd-wd+clip_by_global_norm"),
                  "our time / peer time", "", "report",
                  note=(f"update alone: RGC {1e3 * u['sgd-wd-rgc']:.3g} ms vs clip_by_global_norm "
                        f"{1e3 * u['sgd-wd+clip_by_global_norm']:.3g} ms"), extra=extra),
@@ -144,16 +144,19 @@ def _attention_rows(cfg, repeats, quick) -> List[BenchRow]:
     sm = jax.jit(jax.value_and_grad(lambda x: jnp.sum(jax.nn.softmax(x / math.sqrt(dk), axis=-1) * w)))
     res = compare({"si": lambda: si(s), "softmax": lambda: sm(s)}, repeats=repeats, inner=5)
     ts, tm = res["si"]["median_s"], res["softmax"]["median_s"]
+    r = paired_ratio(res, "softmax", "si")
     return [BenchRow("B3.attn", f"attention probabilities, fwd+bwd, scores ({B}, {H}, {L}, {L})",
                      "relu(s) / max(sum relu(s), eps)", "softmax(s / sqrt(d_k))", ts, tm, "s",
-                     tm / ts, "peer time / our time", ">= 1 (SI costs no more)", _judge(quick, tm / ts, 1.0),
+                     r, "peer time / our time", ">= 1 (SI costs no more)", _judge(quick, r, 1.0),
                      extra={"timings": res})]
 
 
 def peer_rows(preset: str, shape: str, ours: str, tps: dict, quick: bool, hf_threads: dict, hf_info: dict,
-              extra: dict) -> List[BenchRow]:
-    """The two HF rows from the measured tokens/s ``tps`` (keys sibert, hf_masked, hf_full);
-    without the hf_* keys (peer not installed) the rows say so and carry no ratio."""
+              extra: dict, ratios: dict = None) -> List[BenchRow]:
+    """The two HF rows from the measured tokens/s ``tps`` (keys sibert, hf_masked, hf_full) and
+    the paired ratios (``ratios[hf_*]``; default: ratio of the tps); without the hf_* keys (peer
+    not installed) the rows say so and carry no ratio."""
+    ratios = ratios or {}
     rows = []
     for head, label in (("masked", "head on masked positions (like for like)"),
                         ("full", "stock head over all positions")):
@@ -161,7 +164,7 @@ def peer_rows(preset: str, shape: str, ours: str, tps: dict, quick: bool, hf_thr
         peer = f"HF BertForMaskedLM + torch AdamW (CPU), {label}"
         target = f">= {TARGET_THROUGHPUT:g}" if head == "masked" else ""
         if f"hf_{head}" in tps:
-            r = tps["sibert"] / tps[f"hf_{head}"]
+            r = ratios.get(f"hf_{head}", tps["sibert"] / tps[f"hf_{head}"])
             status = _judge(quick, r, TARGET_THROUGHPUT) if head == "masked" else "report"
             rows.append(BenchRow(rid, "training-step throughput " + shape, ours, peer, tps["sibert"],
                                  tps[f"hf_{head}"], "tokens/s", r, "our tokens/s / peer tokens/s", target, status,
@@ -203,15 +206,32 @@ def bench_throughput(quick: bool, repeats: int) -> List[BenchRow]:
                  "n_params": {"sibert": si_info["n_params"], "bert": bert_info["n_params"],
                               "hf": hf_info.get("n_params")}}
         ours = f"SIBERT step (SGD+WD+RGC encoder, LAMB head), {preset}"
-        rows += peer_rows(preset, shape, ours, tps, quick, hf_threads, hf_info, extra)
+        ratios = {k: paired_ratio(res, k, "sibert") for k in res if k != "sibert"}
+        extra["paired_ratios"] = ratios
+        prows = peer_rows(preset, shape, ours, tps, quick, hf_threads, hf_info, extra, ratios)
+        if not quick:   # where the step's time goes, ours and the peer's (full runs only)
+            from benchmarks.profile_step import jax_breakdown, torch_breakdown
+
+            prof = {"sibert": jax_breakdown(si_step)}
+            if have_peer:
+                prof["hf_masked"] = torch_breakdown(contestants["hf_masked"])
+            extra["profile"] = prof
+            if have_peer and prows and prows[0].status == "missed":
+                j, t = prof["sibert"], prof["hf_masked"]
+                prows[0].note += (f"; profile (ms/step): matmul ours {j['by_category_ms'].get('matmul')} "
+                                  f"(CPU time over {j['worker_threads']} XLA threads, busy fraction "
+                                  f"{j['busy_fraction']}) vs peer {t['by_category_ms'].get('matmul')} "
+                                  f"({t['threads']} thread); copy/transpose {j['by_category_ms'].get('copy/transpose')}"
+                                  f" vs {t['by_category_ms'].get('copy/transpose')}")
+        rows += prows
         rows.append(BenchRow(f"B3.{preset}.bert", "training-step throughput " + shape, ours,
                              "our BERT step (softmax attention, AdamW)", tps["sibert"], tps["bert"], "tokens/s",
-                             tps["sibert"] / tps["bert"], "our tokens/s / peer tokens/s", "", "report",
+                             ratios["bert"], "our tokens/s / peer tokens/s", "", "report",
                              note="different optimizers (SGD+WD+RGC/LAMB vs AdamW): see .fwdbwd for the model alone",
                              extra=extra))
         c_si, c_bert = {}, {}
         g = compare({"sibert": _grad_fn(cfg, c_si), "bert": _grad_fn(bert_cfg, c_bert)}, repeats=repeats)
-        r = g["bert"]["median_s"] / g["sibert"]["median_s"]
+        r = paired_ratio(g, "bert", "sibert")
         spread = (min(g["bert"]["times_s"]) / max(g["sibert"]["times_s"]),
                   max(g["bert"]["times_s"]) / min(g["sibert"]["times_s"]))
         xla = "; ".join(f"{k} {c_si.get(k, float('nan')) / c_bert.get(k, float('nan')):.3g}x"

@@ -2,7 +2,8 @@
 
 :func:`compare` times several contestants INTERLEAVED (round r runs every contestant once
 before round r+1 starts), after excluding warm-up calls, so that slow drifts of a shared, noisy
-machine hit every contestant alike; each contestant's figure is the median over rounds. Each
+machine hit every contestant alike; each contestant's figure is the median over rounds, and a
+ratio is the median over rounds of the per-round ratio (:func:`paired_ratio`). Each
 call's result is passed through ``jax.block_until_ready`` (a no-op on NumPy / torch values)
 before the clock stops.
 """
@@ -15,7 +16,7 @@ import subprocess
 import time
 from typing import Any, Callable, Dict
 
-__all__ = ["compare", "block", "machine_info", "loadavg"]
+__all__ = ["compare", "paired_ratio", "block", "machine_info", "loadavg"]
 
 
 def block(x: Any) -> Any:
@@ -50,6 +51,14 @@ def compare(contestants: Dict[str, Callable[[], Any]], repeats: int = 5, warmup:
     return {name: {"median_s": statistics.median(ts), "min_s": min(ts), "times_s": ts,
                    "repeats": repeats, "inner": inner}
             for name, ts in times.items()}
+
+
+def paired_ratio(res: Dict[str, Dict[str, Any]], num: str, den: str) -> float:
+    """Median over rounds of times[num][r] / times[den][r]: the two were timed back to back in
+    round r, so slow machine-wide drifts cancel in each round's ratio (the headline ratio of
+    every row; the medians of the absolute times are reported beside it)."""
+    a, b = res[num]["times_s"], res[den]["times_s"]
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def loadavg():

@@ -27,7 +27,7 @@ from typing import Dict, List
 import numpy as np
 
 from benchmarks.rows import BenchRow, judged
-from benchmarks.timing import compare
+from benchmarks.timing import compare, paired_ratio
 
 ETA = WD = 0.1
 TARGET_LOOP = 50.0
@@ -152,7 +152,7 @@ def bench(quick: bool, repeats: int) -> List[BenchRow]:
     work = f"{n} init scales x {steps} steps, GD+WD on normalised MF (float64, full trace)"
     common = {"n_configs": n, "steps": steps, "compile_sweep_s": compile_sweep,
               "compile_single_s": compile_single, "timings": res, "profile": profile}
-    r_loop, r_np = tl / ts, tn / ts
+    r_loop, r_np = paired_ratio(res, "loop", "sweep"), paired_ratio(res, "numpy", "sweep")
     return [
         BenchRow("B1.loop", "toy sweep: " + work, "vmap+lax.scan sweep (1 jitted call)",
                  "Python loop over configs of the jitted single run", ts, tl, "s", r_loop,
