@@ -197,7 +197,13 @@ def bench_throughput(quick: bool, repeats: int) -> List[BenchRow]:
         hf_info, hf_threads = {}, {}
         if have_peer:
             batch = synthetic_batch(cfg)
-            hf_threads = hf_peer.best_threads(cfg, batch, trials=1 if quick else 3)
+            if quick:   # smoke sizes: no calibration, one thread (see hf_peer.best_threads)
+                import torch
+
+                torch.set_num_threads(1)
+                hf_threads = {"threads": 1, "seconds_by_threads": {}}
+            else:
+                hf_threads = hf_peer.best_threads(cfg, batch)
             contestants["hf_masked"], hf_info = hf_peer.make_hf_step(cfg, batch, "masked")
             contestants["hf_full"], _ = hf_peer.make_hf_step(cfg, batch, "full")
         res = compare(contestants, repeats=repeats)
