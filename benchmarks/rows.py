@@ -88,7 +88,9 @@ def print_rows(rows: Iterable[BenchRow], title: str = "") -> None:
 
 
 def to_markdown(rows: Iterable[BenchRow], machine: str = "") -> str:
-    """GitHub-markdown table: id, measured, ratio (meaning), peer, absolute values, target, status, machine."""
+    """GitHub-markdown table: id, measured, ratio (meaning), peer, absolute values, target, status,
+    machine; then one note per row that has one."""
+    rows = list(rows)
     def cell(x) -> str:
         return fmt(x).replace("|", "\\|").replace("\n", " ")
 
@@ -100,6 +102,9 @@ def to_markdown(rows: Iterable[BenchRow], machine: str = "") -> str:
         status = r.status if r.status in ("met", "report") else f"**{r.status}**"
         lines.append(f"| {cell(r.id)} | {cell(r.ours)} | {cell(ratio)} | {cell(r.peer)} | {cell(absval)} "
                      f"| {cell(r.target or '-')} | {status} | {cell(machine)} |")
+    notes = [f"- **{r.id}** ({r.item}): {r.note}" for r in rows if r.note]
+    if notes:
+        lines += ["", "Notes:", ""] + notes
     return "\n".join(lines) + "\n"
 
 
