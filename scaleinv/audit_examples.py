@@ -185,7 +185,7 @@ def toy_stack(layers: int = 3, softmax_at: Optional[int] = None, bias_at: Option
     rng = np.random.default_rng(seed)
     tokens = jnp.asarray(rng.integers(0, enc.vocab, (batch_size, enc.max_len)), jnp.int32)
     labels = jnp.asarray(rng.integers(0, 5, (batch_size, enc.max_len)), jnp.int32)
-    p = model.init(jax.random.PRNGKey(seed), tokens)["params"]
+    p = jax.jit(model.init)(jax.random.PRNGKey(seed), tokens)["params"]   # jit: one compile, not one per op
     params = jax.tree.map(lambda a: a.astype(dtype), dict(p))
 
     def apply_fn(params, batch):
@@ -200,7 +200,7 @@ def softplus_model(seed: int = 0):
     """A non-homogeneous model: mean(softplus(x W1) W2); the audit must say "not homogeneous"."""
     x = jnp.asarray(np.random.default_rng(seed).normal(size=(4, 6)), jnp.float32)
     model = FeedForward(8, 3, activation="softplus")
-    params = model.init(jax.random.PRNGKey(seed), x)["params"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(seed), x)["params"]
 
     def apply_fn(params, batch):
         return jnp.mean(model.apply({"params": params}, batch) ** 2)
@@ -214,7 +214,7 @@ def _mlm(scale_invariant: bool, layers: int, hidden: int, heads: int, ffn: int, 
 
     cfg = ModelConfig(vocab_size=vocab, hidden=hidden, layers=layers, heads=heads, ffn=ffn,
                       max_positions=seq_len, scale_invariant=scale_invariant)
-    params = init_params(cfg, jax.random.PRNGKey(seed), seq_len=seq_len)
+    params = jax.jit(lambda k: init_params(cfg, k, seq_len=seq_len))(jax.random.PRNGKey(seed))
     rng = np.random.default_rng(seed)
     n_pred = max(1, seq_len // 6)
     batch = {

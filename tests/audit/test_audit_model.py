@@ -144,6 +144,16 @@ def test_user_groups_and_bad_arguments():
         parse_notation("2;2")
 
 
+def test_eager_mode_gives_the_same_degrees():
+    f, p, b, o = ex.toy_stack(layers=1)
+    kw = dict(o, **FAST, signatures=False)
+    r_jit, r_eager = audit(f, p, b, **kw), audit(f, p, b, **kw, jit=False)
+    assert [r.name for r in r_jit.rows] == [r.name for r in r_eager.rows]
+    for a, e in zip(r_jit.rows, r_eager.rows):
+        assert a.in_situ("encoder") == e.in_situ("encoder")
+        assert {g: f.label() for g, f in a.degrees.items()} == {g: f.label() for g, f in e.degrees.items()}
+
+
 def test_float64_audit():
     with jax.enable_x64(True):
         f, p, b, o = ex.toy_stack(layers=1, dtype=jnp.float64)
