@@ -1,0 +1,209 @@
+"""Small reusable experiments behind the notebooks (``notebooks/*.py``).
+
+Each function runs one sweep on a :mod:`toyproblems.problems` problem with the optimizers of
+:mod:`scaleinv.optim` and returns NumPy arrays; the notebooks only plot and assert. Call them
+inside ``with jax.enable_x64(True):`` for float64 (the notebooks do). Predictions stay in
+:mod:`scaleinv.theory`; nothing here is fitted to a measurement.
+
+* :func:`notebook_env`          -- NOTEBOOK_QUICK / NOTEBOOK_FIG_DIR switches and a PNG saver.
+* :func:`ex1_divergence_map`    -- diverged? on a (X(0), LR) grid for GD on Ex 1.
+* :func:`hessian_max_eig_on_ray`-- lambda_max(Hessian L)(c x) along a ray (unbounded smoothness).
+* :func:`best_lr_curve`         -- best-of-an-LR-grid loss curve and steps-to-eps.
+* :func:`normalized_mf_steps`   -- GD+WD on the normalized factorization: steps-to-eps vs alpha.
+* :func:`wd_vs_exp_lr`          -- GD+WD vs plain GD with the exponential LR schedules.
+* :func:`norm_trajectories`     -- ||x_t||^2 of SGD(+WD) from many init scales.
+* :func:`heavy_tailed`          -- multiply a stochastic loss by a heavy-tailed factor f_gamma.
+* :func:`clip_rate_vs_C`        -- fraction of steps relative global clipping fires, per C.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Dict, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from scaleinv.optim import exponential_lr, sgd_wd, sgd_wd_rgc
+from scaleinv import theory
+from toyproblems import problems as P
+from toyproblems.run import run, sweep
+
+__all__ = [
+    "notebook_env",
+    "first_hit",
+    "loglog_slope",
+    "ex1_divergence_map",
+    "hessian_max_eig_on_ray",
+    "best_lr_curve",
+    "normalized_mf_steps",
+    "wd_vs_exp_lr",
+    "norm_trajectories",
+    "heavy_tailed",
+    "clip_rate_vs_C",
+]
+
+
+def notebook_env(default_fig_dir: str = "figures"):
+    """Notebook switches from the environment: ``(quick, fig_dir, save)``.
+
+    NOTEBOOK_QUICK=1 shrinks the sweeps (CI / tests); NOTEBOOK_FIG_DIR overrides where PNGs go
+    (default ``figures`` next to the notebook). ``save(fig, name)`` writes ``fig_dir/name.png``.
+    """
+    flag = os.environ.get("NOTEBOOK_QUICK", "0").strip()
+    if flag not in ("0", "1", ""):
+        raise ValueError(f"NOTEBOOK_QUICK must be 0 or 1, got {flag!r}")
+    quick = flag == "1"
+    fig_dir = Path(os.environ.get("NOTEBOOK_FIG_DIR", default_fig_dir))
+    fig_dir.mkdir(parents=True, exist_ok=True)
+
+    def save(fig, name: str) -> Path:
+        path = fig_dir / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        return path
+
+    return quick, fig_dir, save
+
+
+def first_hit(mask) -> np.ndarray:
+    """Index of the first True along the last axis (np.inf where never)."""
+    mask = np.asarray(mask)
+    return np.where(mask.any(-1), mask.argmax(-1), np.inf)
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of ln y against ln x."""
+    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
+
+
+def _batched(tree, n):
+    return jax.tree.map(lambda v: jnp.broadcast_to(v, (n,) + jnp.shape(v)), tree)
+
+
+# ------------------------------------------------------------------ Ex 1
+def ex1_divergence_map(k: int, X0s: Sequence[float], lrs: Sequence[float], steps: int) -> np.ndarray:
+    """GD on Ex 1 (2k equal factors, X(0) = x^(2k)) for every (X0, LR): bool array [X0, LR],
+    True where |X_T| is not finite or exceeds 10 max(X0, X*) after ``steps`` steps."""
+    prob = P.ex1(k)
+    X0s, lrs = np.asarray(X0s, float), np.asarray(lrs, float)
+    nX, nL = len(X0s), len(lrs)
+    x0 = jnp.repeat(jnp.asarray(X0s) ** (1.0 / (2 * k)), nL)[:, None] * jnp.ones((1, 2 * k))
+    lr = jnp.tile(jnp.asarray(lrs), nX)
+    final = jax.jit(jax.vmap(lambda p, l: run(prob.loss, optax.sgd(l), p, steps,
+                                              jax.random.PRNGKey(0)).final))(x0, lr)
+    X = np.asarray(jnp.prod(final, axis=-1)).reshape(nX, nL)
+    bound = 10 * np.maximum(X0s, P.ex1_x_star())[:, None]
+    return ~(np.isfinite(X) & (np.abs(X) < bound))
+
+
+def hessian_max_eig_on_ray(loss_fn: Callable, x, scales: Sequence[float]) -> np.ndarray:
+    """lambda_max of the Hessian of ``loss_fn`` (a function of one flat array) at c x, per c."""
+    hess = jax.jit(jax.hessian(loss_fn))
+    return np.array([float(np.max(np.abs(np.linalg.eigvalsh(np.asarray(hess(c * x))))))
+                     for c in scales])
+
+
+# ------------------------------------------------------------------ Ex 2 / normalized MF
+def best_lr_curve(opt_fn: Callable[[float], optax.GradientTransformation], prob: P.Problem, alpha: float,
+                  lrs: Sequence[float], steps: int, eps: float) -> Dict[str, object]:
+    """Train ``prob`` from ``prob.init(alpha)`` with ``opt_fn(lr)`` for every lr (one vmapped
+    call). Returns the curve of the LR with the lowest final loss and the smallest
+    steps-to-(loss < eps) over the grid (np.inf if none gets there)."""
+    lrs = np.asarray(lrs, float)
+    p0 = _batched(prob.init(alpha), len(lrs))
+    tr = sweep(lambda lr: opt_fn(lr), prob.loss, p0, steps, jax.random.PRNGKey(0), {"lr": jnp.asarray(lrs)})
+    L = np.asarray(tr.loss)
+    L = np.where(np.isfinite(L), L, np.inf)
+    hits = first_hit(L < eps)
+    best = int(np.argmin(L[:, -1]))
+    return {"curve": L[best], "lr": float(lrs[best]), "final": float(L[best, -1]),
+            "steps": float(hits.min()), "lr_fastest": float(lrs[int(np.argmin(hits))])}
+
+
+def normalized_mf_steps(alphas: Sequence[float], eta: float, wd: float, steps: int, eps: float):
+    """GD+WD on the normalized factorization from the unbalanced init alpha: full-loss curves
+    [alpha, step] and steps-to-(loss < eps) per alpha."""
+    prob = P.normalized_mf()
+    p0 = jax.vmap(prob.init)(jnp.asarray(alphas, float))
+    tr = sweep(lambda: sgd_wd(eta, wd), prob.loss, p0, steps, jax.random.PRNGKey(0), {},
+               eval_fn=prob.meta["full_loss"])
+    L = np.asarray(tr.loss)
+    return L, first_hit(L < eps)
+
+
+# ------------------------------------------------------------------ WD <=> exponential LR
+def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, wd: float, steps: int) -> Dict[str, np.ndarray]:
+    """Full-batch trajectories x_t (t = 0..steps-1) of GD+WD and of plain GD with the
+    exponential LR schedules of :func:`scaleinv.optim.exponential_lr`:
+
+    ``wd``: GD+WD from x0; ``exact``: eta(1-eta wd)^(-2t-1) from x0; ``stated``: the talk's
+    eta(1-eta wd)^(-2t) from x0; ``stated_rescaled``: the talk's schedule from sqrt(1-eta wd) x0;
+    ``c``: the factors c_t = (1-eta wd)^(-t) with x_exact(t) = c_t x_wd(t).
+    """
+    grad = jax.grad(prob.loss)
+
+    def traj(opt, p):
+        def step(carry, t):
+            x, s = carry
+            u, s = opt.update(grad(x, None), s, x)
+            return (x + u, s), x
+        return np.asarray(jax.lax.scan(step, (p, opt.init(p)), jnp.arange(steps))[1])
+
+    traj = jax.jit(traj, static_argnums=0)
+    return {
+        "wd": traj(sgd_wd(eta, wd), x0),
+        "exact": traj(optax.sgd(exponential_lr(eta, wd)), x0),
+        "stated": traj(optax.sgd(exponential_lr(eta, wd, as_stated=True)), x0),
+        "stated_rescaled": traj(optax.sgd(exponential_lr(eta, wd, as_stated=True)), np.sqrt(1 - eta * wd) * x0),
+        "c": np.asarray(theory.wd_to_exp_lr_rescale(np.arange(steps), eta, wd)),
+    }
+
+
+# ------------------------------------------------------------------ norm dynamics
+def norm_trajectories(prob: P.Problem, scales: Sequence[float], eta: float, wd: float, steps: int,
+                      seed: int = 0, C: float | None = None):
+    """SGD (wd = 0) or SGD+WD (wd > 0; with relative global clipping if ``C``) from
+    ``prob.init(scale, key)`` for every scale: the :class:`toyproblems.run.Trace` (arrays
+    [scale, step])."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(scales))
+    p0 = jax.vmap(lambda k, s: prob.init(s, k))(keys, jnp.asarray(scales, float))
+    if wd == 0:
+        make = lambda: optax.sgd(eta)  # noqa: E731
+    elif C is None:
+        make = lambda: sgd_wd(eta, wd)  # noqa: E731
+    else:
+        make = lambda: sgd_wd_rgc(eta, wd, C=C)  # noqa: E731
+    return sweep(make, prob.loss, p0, steps, jax.random.PRNGKey(seed + 1), {})
+
+
+# ------------------------------------------------------------------ heavy-tailed noise / clipping
+def heavy_tailed(prob: P.Problem, heavy_tail: float, spike_prob: float = 1.0, spike_scale: float = 1.0
+                 ) -> P.Problem:
+    """``prob`` with each stochastic loss multiplied by a heavy-tailed factor f_gamma
+    (:func:`toyproblems.problems.noise_factor_sampler`, E f^2 = 1): the gradient direction is
+    unchanged, its norm gets Pareto spikes. Scale invariance is preserved. The factor's key is
+    folded from the step key, so the base problem's sampling is unchanged."""
+    sample, sample_np = P.noise_factor_sampler(heavy_tail, spike_prob, spike_scale)
+
+    def loss(x, key):
+        return sample(jax.random.fold_in(key, 7919)) * prob.loss(x, key)
+
+    meta = dict(prob.meta, factor_np=sample_np, heavy_tail=heavy_tail)
+    return replace(prob, name=prob.name + "_heavy", loss=loss, meta=meta)
+
+
+def clip_rate_vs_C(prob: P.Problem, Cs: Sequence[float], eta: float, wd: float, steps: int,
+                   x0_scale: float, seed: int = 0, burn_in: int = 0):
+    """Fraction of steps (after ``burn_in``) on which relative global clipping fires, for
+    each C (one vmapped SGD+WD+RGC run per C from the same init; each C draws its own noise),
+    plus the traces."""
+    Cs = np.asarray(Cs, float)
+    x0 = prob.init(x0_scale, jax.random.PRNGKey(seed))
+    p0 = _batched(x0, len(Cs))
+    tr = sweep(lambda C: sgd_wd_rgc(eta, wd, C=C), prob.loss, p0, steps, jax.random.PRNGKey(seed),
+               {"C": jnp.asarray(Cs)})
+    return np.asarray(tr.clipped)[:, burn_in:].mean(1), tr
