@@ -225,3 +225,186 @@ def descent_lemma_lower_bound(eta, rho, x_sq_norm, grad_sq_norm):
     """Talk, "Convergence Results for GD + WD", proof sketch step 2:
     L(x(t)) - L(x(t+1)) >= eta (1 - 2 rho eta / ||x(t)||^2) ||grad L(x(t))||^2."""
     return eta * (1.0 - 2.0 * rho * eta / x_sq_norm) * grad_sq_norm
+
+
+# ---- rotational equilibrium (Kosson et al., ICML 2024) -------------------------------------
+# Source: A. Kosson, B. Messmer, M. Jaggi, "Rotational Equilibrium: How Weight Decay Balances
+# Learning Across Neural Networks", ICML 2024 (arXiv 2305.17212), seeds/002; the closed forms of
+# the expected equilibrium angular update are the ``*_etar_func`` of their public code
+# (github.com/epfml/REQ, shared/optimizers/rotational_wrapper.py).
+#
+# Model and assumptions (shared by every function below; proofs_check has the derivations):
+#   * p is a scale-invariant weight vector (a neuron / layer) with C elements, so its gradient
+#     is orthogonal to it, <p, g> = 0, and ||g|| = ||g~|| / ||p|| with g~ the gradient at p/||p||;
+#   * random-walk model: the gradients of successive steps are independent, zero-mean and
+#     isotropic (no drift direction), so cross-terms <g_t, g_s>, t != s, vanish in expectation;
+#   * the update is orthogonal to the weight in expectation (the radial part of the update is
+#     only the weight decay), and the optimizer's state (momentum, Adam's v) is in steady state;
+#   * norm balance: at equilibrium E||p||^2 is stationary -- the norm growth from the
+#     (orthogonal) gradient updates equals the shrinkage by weight decay, to first order in
+#     eta*lambda (eta*lambda << 1);
+#   * high dimension (C >> 1): ||update||^2 concentrates at its mean, so the RMS angle
+#     sqrt(E[angle^2]) and the mean angle E[angle] coincide to O(1/C).
+# The "expected angular update" eta_r is RMS-type: eta_r = sqrt(E||Delta p_perp||^2 / E||p||^2)
+# (~ sqrt(E[angle(p_t, p_{t+1})^2]) for small angles). sigma below is the RMS gradient norm at
+# the unit sphere, sigma^2 = E||g~||^2 = E||g||^2 ||p||^2.
+
+def equilibrium_angle_sgd(eta, wd):
+    """SGD with weight decay (no momentum): eta_r = sqrt(2 eta lambda) (Kosson et al. 2024).
+
+    Norm balance: ||p'||^2 = (1 - eta lambda)^2 ||p||^2 + eta^2 ||g||^2 (<p, g> = 0), so at
+    equilibrium 2 eta lambda ||p||^2 ~= eta^2 E||g||^2 and eta_r^2 = eta^2 E||g||^2 / ||p||^2
+    = 2 eta lambda. For SGD this needs no random-walk assumption (only <p, g> = 0).
+    """
+    xp = _xp(eta)
+    return xp.sqrt(2.0 * eta * wd)
+
+
+def equilibrium_angle_sgd_exact(eta, wd):
+    """Exact per-step angle of SGD+WD at the fixed point of the constant-sigma norm map
+    (:func:`norm_sq_update_orthogonal`): there ||p_{t+1}|| = ||p_t|| and
+    <p_t, p_{t+1}> = (1 - eta lambda) ||p_t||^2, so angle = arccos(1 - eta lambda)
+    (= sqrt(2 eta lambda) (1 + eta lambda / 12 + O((eta lambda)^2)))."""
+    xp = _xp(eta)
+    return xp.arccos(1.0 - eta * wd)
+
+
+def equilibrium_angle_sgdm(eta, wd, momentum):
+    """SGD with heavy-ball momentum alpha and L2 regularization fed through the momentum
+    (PyTorch SGD(weight_decay=lambda)): eta_r = sqrt(2 eta lambda / (1 + alpha))
+    (Kosson et al. 2024; REQ ``sgdm_etar_func``).
+
+    Random walk: the update is eta m_t, m_t = sum_k alpha^k (g_{t-k} + lambda p_{t-k}); its
+    orthogonal part has E||eta m_perp||^2 = eta^2 E||g||^2 / (1 - alpha^2). Each gradient moves
+    p by eta g / (1 - alpha) in total and the L2 term shrinks p by eta lambda / (1 - alpha) per
+    step, so norm balance gives ||p||^4 = eta sigma^2 / (2 lambda (1 - alpha)) and
+    eta_r^2 = eta^2 sigma^2 / ((1 - alpha^2) ||p||^4) = 2 eta lambda / (1 + alpha).
+    """
+    xp = _xp(eta)
+    return xp.sqrt(2.0 * eta * wd / (1.0 + momentum))
+
+
+def equilibrium_angle_adamw(eta, wd, beta1):
+    """AdamW (decoupled weight decay, p <- p - eta (m_hat / sqrt(v_hat) + lambda p)):
+    eta_r = sqrt(2 eta lambda (1 - beta1) / (1 + beta1)), independent of the gradient
+    (Kosson et al. 2024; REQ ``adamw_etar_func``).
+
+    Adam's normalisation makes every coordinate of g / sqrt(v) unit-RMS whatever ||g|| is, so
+    the update has E||m / sqrt(v)||^2 = C (1 - beta1) / (1 + beta1) (EMA of independent unit
+    coordinates) and each gradient moves p by a unit-RMS-per-coordinate vector in total
+    (norm^2 C). Norm balance 2 eta lambda ||p||^2 = eta^2 C gives ||p|| = sqrt(eta C / (2 lambda))
+    and eta_r^2 = eta^2 C (1 - beta1) / ((1 + beta1) ||p||^2). Adam's eps is neglected.
+    """
+    xp = _xp(eta)
+    return xp.sqrt(2.0 * eta * wd * (1.0 - beta1) / (1.0 + beta1))
+
+
+def _lion_k(beta1, beta2):
+    """Per-coordinate variance of Lion's interpolation c_t = beta1 m_{t-1} + (1 - beta1) g_t for
+    independent unit-variance gradients: (1 - beta1)^2 + beta1^2 (1 - beta2) / (1 + beta2)."""
+    return (1.0 - beta1) ** 2 + beta1**2 * (1.0 - beta2) / (1.0 + beta2)
+
+
+def equilibrium_angle_lion(eta, wd, beta1, beta2):
+    """Lion (update sign(beta1 m + (1 - beta1) g), decoupled weight decay):
+    eta_r = sqrt(pi/2) sqrt(2 eta lambda) sqrt((1 - beta1)^2 + beta1^2 (1 - beta2)/(1 + beta2))
+    (Kosson et al. 2024; REQ ``lion_etar_func``).
+
+    ||sign(c)||^2 = C exactly. For Gaussian c, sign(c) = sqrt(2/pi) c / std(c) + (uncorrelated
+    rest); the gradient g_t enters all later c's with total weight 1, so its total linear
+    displacement is eta sqrt(2/(pi K)) g~ with K = :func:`_lion_k`. Norm balance with that
+    linear part only (the uncorrelated rest of the sign is neglected, as in the paper) gives
+    ||p||^2 = eta C / (pi lambda K) and eta_r^2 = eta^2 C / ||p||^2 = pi eta lambda K.
+    """
+    xp = _xp(eta)
+    return xp.sqrt(np.pi / 2.0) * xp.sqrt(2.0 * eta * wd) * xp.sqrt(_lion_k(beta1, beta2))
+
+
+def equilibrium_angle_adam_l2(eta, wd, beta1, sigma, dim):
+    """Adam with L2 regularization (lambda p added to the gradient BEFORE the moments):
+    gradient-dependent, unlike AdamW (derived here in the same random-walk model; Kosson et
+    al. 2024 discuss the resulting imbalance).
+
+    Why it depends on the gradient: the L2 term is divided by sqrt(v) ~ RMS gradient coordinate
+    sigma / (||p|| sqrt(C)) (gradient-dominated regime lambda ||p||^2 << sigma), so the
+    effective weight decay per step is eta lambda sqrt(C) ||p|| / sigma -- larger gradients
+    mean WEAKER decay. The gradient part still moves p by norm^2 eta^2 C per gradient, so norm
+    balance gives ||p||^3 = eta sigma sqrt(C) / (2 lambda) and
+
+        eta_r = sqrt((1 - beta1)/(1 + beta1)) (2 lambda)^(1/3) eta^(2/3) C^(1/3) sigma^(-1/3),
+
+    i.e. the AdamW formula with the effective LR eta sqrt(C) ||p|| / sigma. Layers / neurons
+    with larger gradient norms sigma rotate more slowly (eta_r ~ sigma^(-1/3)).
+    """
+    xp = _xp(eta)
+    return (xp.sqrt((1.0 - beta1) / (1.0 + beta1)) * (2.0 * wd) ** (1.0 / 3.0) * eta ** (2.0 / 3.0)
+            * dim ** (1.0 / 3.0) * sigma ** (-1.0 / 3.0))
+
+
+def equilibrium_norm_sgd(eta, wd, sigma):
+    """SGD+WD equilibrium norm ||p*|| = (eta sigma^2 / (2 lambda))^(1/4) (first order in eta
+    lambda; :func:`equilibrium_sq_norm` is the exact constant-sigma fixed point of ||p||^2)."""
+    return (eta * sigma**2 / (2.0 * wd)) ** 0.25
+
+
+def equilibrium_norm_sgdm(eta, wd, momentum, sigma):
+    """SGDM (L2 through the momentum) equilibrium norm (eta sigma^2 / (2 lambda (1 - alpha)))^(1/4)
+    (see :func:`equilibrium_angle_sgdm`)."""
+    return (eta * sigma**2 / (2.0 * wd * (1.0 - momentum))) ** 0.25
+
+
+def equilibrium_norm_adamw(eta, wd, dim):
+    """AdamW equilibrium norm sqrt(eta C / (2 lambda)), C = number of elements; independent of
+    the gradient and of beta1 (see :func:`equilibrium_angle_adamw`)."""
+    xp = _xp(eta)
+    return xp.sqrt(eta * dim / (2.0 * wd))
+
+
+def equilibrium_norm_lion(eta, wd, beta1, beta2, dim):
+    """Lion equilibrium norm sqrt(eta C / (pi lambda K)), K = (1 - beta1)^2 + beta1^2 (1 - beta2)
+    / (1 + beta2) (see :func:`equilibrium_angle_lion`)."""
+    xp = _xp(eta)
+    return xp.sqrt(eta * dim / (np.pi * wd * _lion_k(beta1, beta2)))
+
+
+def equilibrium_norm_adam_l2(eta, wd, sigma, dim):
+    """Adam+L2 equilibrium norm (eta sigma sqrt(C) / (2 lambda))^(1/3) (gradient-dependent; see
+    :func:`equilibrium_angle_adam_l2`)."""
+    xp = _xp(eta)
+    return (eta * sigma * xp.sqrt(dim) / (2.0 * wd)) ** (1.0 / 3.0)
+
+
+def equilibrium_timescale(eta, wd):
+    """Time scale of the approach to rotational equilibrium, 1 / (eta lambda) steps (Kosson et
+    al. 2024): weight decay shrinks ||p|| by (1 - eta lambda) per step, so any initial norm
+    imbalance relaxes like exp(-c eta lambda t) with an optimizer-dependent c = O(1) (near the
+    fixed point: c = 4 for SGD on ||p||^2, c = 2 for AdamW / Lion)."""
+    return 1.0 / (eta * wd)
+
+
+def equilibrium_angle(optimizer: str, eta, wd, **hp):
+    """Dispatch: ``optimizer`` in {"sgd", "sgdm", "adamw", "lion", "adam_l2"} with the extra
+    hyper-parameters of the matching ``equilibrium_angle_*`` (momentum / beta1 / beta2 /
+    sigma, dim)."""
+    fns = {"sgd": equilibrium_angle_sgd, "sgdm": equilibrium_angle_sgdm, "adamw": equilibrium_angle_adamw,
+           "lion": equilibrium_angle_lion, "adam_l2": equilibrium_angle_adam_l2}
+    if optimizer not in fns:
+        raise ValueError(f"optimizer must be one of {sorted(fns)}, got {optimizer!r}")
+    return fns[optimizer](eta, wd, **hp)
+
+
+__all__ += [
+    "equilibrium_angle_sgd",
+    "equilibrium_angle_sgd_exact",
+    "equilibrium_angle_sgdm",
+    "equilibrium_angle_adamw",
+    "equilibrium_angle_lion",
+    "equilibrium_angle_adam_l2",
+    "equilibrium_norm_sgd",
+    "equilibrium_norm_sgdm",
+    "equilibrium_norm_adamw",
+    "equilibrium_norm_lion",
+    "equilibrium_norm_adam_l2",
+    "equilibrium_timescale",
+    "equilibrium_angle",
+]
