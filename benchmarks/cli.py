@@ -41,7 +41,7 @@ def run(args) -> int:
     from datetime import datetime, timezone
 
     from benchmarks.rows import print_rows, to_markdown, write_json
-    from benchmarks.timing import loadavg, machine_info
+    from benchmarks.timing import loadavg, machine_info, procs_running
 
     items = _items(args.only)
     repeats = args.repeats if args.repeats is not None else (5 if args.quick else 7)
@@ -49,7 +49,7 @@ def run(args) -> int:
         raise SystemExit(f"--repeats must be >= 5 (median of at least 5), got {repeats}")
     if args.peak_tflops is not None and not args.peak_tflops > 0:
         raise SystemExit(f"--peak-tflops must be > 0, got {args.peak_tflops}")
-    load_start = loadavg()
+    load_start, procs_start = loadavg(), procs_running()
     t_all = time.time()
     rows, seconds = [], {}
     for item in items:
@@ -78,6 +78,7 @@ def run(args) -> int:
         "total_seconds": round(time.time() - t_all, 1),
         "machine": info,
         "loadavg_start": load_start, "loadavg_end": loadavg(),
+        "procs_running_start": procs_start, "procs_running_end": procs_running(),
         "note": ("shared machine: other processes (other agents' jobs) were running during this run; "
                  "see loadavg_start / loadavg_end. Ratios are measured side by side (interleaved rounds); "
                  "absolute numbers are reported, not claimed."),

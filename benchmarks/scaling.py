@@ -48,6 +48,13 @@ def model_flops_per_token(cfg) -> float:
     return 3.0 * fwd
 
 
+def mfu(flops_per_token: float, tokens_per_s: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation = flops_per_token * tokens_per_s / peak_flops (peak in FLOP/s)."""
+    if not peak_flops > 0:
+        raise ValueError(f"peak_flops must be > 0, got {peak_flops}")
+    return flops_per_token * tokens_per_s / peak_flops
+
+
 def xla_flops_per_token(cfg) -> Optional[float]:
     """FLOPs per token of the compiled value_and_grad of the MLM loss, from XLA's cost analysis."""
     import jax
@@ -155,7 +162,7 @@ def bench(quick: bool, repeats: int, peak_tflops: Optional[float] = None,
     rows.append(BenchRow("B5.mfu", "MFU = model FLOPs/token x tokens/s / peak, SIBERT step (" + describe(cfg) + ")",
                          "achieved FLOP/s (model FLOPs)", ("peak FLOP/s (--peak-tflops)" if peak_tflops else
                                                            "nominal CPU peak (cores x clock x 64 FLOP/cycle, estimate)"),
-                         achieved, peak, "FLOP/s", achieved / peak, "MFU", "", "report",
+                         achieved, peak, "FLOP/s", mfu(flops, tps, peak), "MFU", "", "report",
                          note=(f"model FLOPs/token {flops:.4g} (formula) vs XLA cost analysis of fwd+bwd "
                                f"{xla if xla is None else f'{xla:.4g}'}; no GPU/TPU lent to this run: MFU on an "
                                "accelerator = same formula with its tokens/s and peak (--peak-tflops)"),

@@ -87,6 +87,7 @@ def bench_clip(quick: bool, repeats: int) -> List[BenchRow]:
     t = {v: res[v]["median_s"] for v in variants}
     u = {v: ures[v]["median_s"] for v in variants}
     over = paired_ratio(res, "sgd-wd-rgc", "sgd-wd") - 1.0
+    pr = [a / b for a, b in zip(res["sgd-wd-rgc"]["times_s"], res["sgd-wd"]["times_s"])]
     iso = (u["sgd-wd-rgc"] - u["sgd-wd"]) / t["sgd-wd"]
     shape = ("quick sizes: " if quick else "tiny preset: ") + describe(cfg)
     extra = {"step_timings": res, "update_only_timings": ures, "update_only_s": u,
@@ -96,7 +97,8 @@ def bench_clip(quick: bool, repeats: int) -> List[BenchRow]:
                  "RGC -> SGD+WD step", "SGD+WD step (no clipping)", t["sgd-wd-rgc"], t["sgd-wd"], "s/step",
                  over + 1.0, "our time / peer time (1 + overhead)", f"< {1 + TARGET_CLIP:g} (overhead < 5%)",
                  _judge(quick, over + 1.0, upper=1.0 + TARGET_CLIP),
-                 note=(f"overhead {over:+.1%} of the step (median of {repeats}); isolated update cost "
+                 note=(f"overhead {over:+.1%} of the step (median of {repeats} paired rounds, per-round range "
+                       f"{min(pr) - 1:+.1%} to {max(pr) - 1:+.1%}); isolated update cost "
                        f"{iso:+.2%} of the step (update alone: RGC {1e3 * u['sgd-wd-rgc']:.3g} ms vs "
                        f"{1e3 * u['sgd-wd']:.3g} ms)"), extra=extra),
         BenchRow("B2.gclip", f"SIBERT step ({shape}): relative vs absolute global-norm clipping",

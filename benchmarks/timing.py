@@ -16,7 +16,7 @@ import subprocess
 import time
 from typing import Any, Callable, Dict
 
-__all__ = ["compare", "paired_ratio", "block", "machine_info", "loadavg"]
+__all__ = ["compare", "paired_ratio", "block", "machine_info", "loadavg", "procs_running"]
 
 
 def block(x: Any) -> Any:
@@ -66,6 +66,15 @@ def loadavg():
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover
+        return None
+
+
+def procs_running():
+    """'running/total' scheduling entities from /proc/loadavg (other jobs on the machine), or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[3]
+    except (OSError, IndexError):
         return None
 
 

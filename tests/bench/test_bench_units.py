@@ -109,3 +109,23 @@ def test_bench_rows_and_cli_errors():
         main(["bench", "--only", "gpu"])
     with pytest.raises(SystemExit, match="--repeats must be >= 5"):
         main(["bench", "--only", "memory", "--repeats", "3"])
+
+
+def test_mfu_formula_and_bert_base_flops():
+    """MFU = F x tokens/s / peak; for BERT-base dims the model FLOPs/token is close to the usual
+    6 N estimate (N = non-embedding params ~ 85 M -> 6N ~ 5.1e8), plus attention and the head."""
+    from benchmarks.scaling import mfu, model_flops_per_token
+    from benchmarks.sibert_step import tiny_config
+
+    assert mfu(1e6, 1e3, 1e10) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="peak_flops must be > 0"):
+        mfu(1.0, 1.0, 0.0)
+    cfg = tiny_config("base", "bert")
+    D, F, n = cfg.hidden, cfg.ffn, cfg.layers
+    six_n = 6 * n * (4 * D * D + 2 * D * F)
+    f = model_flops_per_token(cfg)
+    attn = 3 * n * 4 * cfg.seq_len * D
+    M = round(cfg.mask_prob * cfg.seq_len)
+    head = 3 * (M / cfg.seq_len) * (2 * D * D + 2 * D * cfg.vocab_size)
+    assert f == pytest.approx(six_n + attn + head, rel=1e-12)
+    assert 1.0 < f / six_n < 1.25
