@@ -207,7 +207,7 @@ class Signature:
         xs, valid = sorted(self.fits), self.valid
         if self.n_inputs == 0:
             f = self.fits[xs[0]]
-            return f"(0;{f.degree})" if f.homogeneous else "not homogeneous"
+            return f"(0;{f.degree})" if f.homogeneous else "zero output" if f.status == "zero" else "not homogeneous"
         if not valid:
             if all(f.status == "zero" for f in self.fits.values()):
                 return "zero output"
@@ -382,6 +382,7 @@ class _Call:
     param_index: Any = None     # variables -> index of the leaf in jax.tree.leaves(params), -1 if none
     identity: bool = False      # returned its (first) input unchanged (e.g. deterministic Dropout)
     postnorm: Optional[str] = None  # class of the norm child whose output is returned (PostNorm)
+    producer: Optional[int] = None  # innermost earlier call whose output is this call's first input
 
 
 class _Recorder:
@@ -419,7 +420,16 @@ class _Recorder:
         each module variable is, identity calls, PostNorm (output = a norm child's output whose
         input is not the call's own input, i.e. a norm applied to a residual sum)."""
         index = {id(l): k for k, l in enumerate(jax.tree.leaves(params))}
+        made_by: Dict[int, List[int]] = {}
         for i, c in enumerate(self.calls):
+            outs = _float_leaves(c.out)
+            if len(outs) == 1:
+                made_by.setdefault(id(outs[0][1]), []).append(i)
+        for i, c in enumerate(self.calls):
+            ins = _float_leaves(c.args)
+            if ins:
+                cands = [j for j in made_by.get(id(ins[0][1]), []) if self.calls[j].end < c.start]
+                c.producer = min(cands, key=lambda j: self.calls[j].end) if cands else None
             c.param_index = jax.tree.map(lambda l: index.get(id(l), -1), c.variables)
             outs, ins = _float_leaves(c.out), _float_leaves(c.args)
             c.identity = (not jax.tree.leaves((c.variables or {}).get("params", {})) and len(outs) == 1
@@ -502,7 +512,7 @@ def _full_pass(apply_fn, batch, params, jit: bool):
 
 def _split_output(out):
     """apply_fn may return the loss or (loss, aux)."""
-    if isinstance(out, (tuple, list)) and len(out) == 2 and not _is_float(out) :
+    if isinstance(out, (tuple, list)) and len(out) == 2:
         return out[0], out[1]
     return out, None
 
@@ -767,11 +777,21 @@ def _explain(call_idx, rows_by_call, calls, sig: Optional[Signature], in_fits, v
     if sig is not None and sig.homogeneous_somewhere and d is not None and d not in sig.valid:
         bias, kernel = var_info.get("bias_degree"), var_info.get("kernel_degree")
         if bias is not None and kernel is not None:
-            return "mismatch", (f"adds a bias (degree {bias}) to a degree-{d + kernel} tensor (input degree "
-                                f"{d}): a bias may only be added to a tensor of its own degree "
-                                f"(Table 2: adding a bias (1;1)); block is {sig.notation()}")
-        return "mismatch", (f"homogeneous only for input degree(s) {sig.valid} ({sig.notation()}), "
-                            f"but its input has degree {d}")
+            why = (f"adds a bias (degree {bias}) to a degree-{d + kernel} tensor (input degree "
+                   f"{d}): a bias may only be added to a tensor of its own degree "
+                   f"(Table 2: adding a bias (1;1)); block is {sig.notation()}")
+        else:
+            why = (f"homogeneous only for input degree(s) {sig.valid} ({sig.notation()}), "
+                   f"but its input has degree {d}")
+        if c.producer is not None:
+            pc = calls[c.producer]
+            prow = rows_by_call.get(c.producer, [None])[0]
+            psig = prow.signature.notation() if prow is not None and prow.signature else "?"
+            why += f"; its input comes from {_call_names(calls)[c.producer]} {psig}"
+            if "Norm" in pc.cls and "x;1)" in psig:
+                why += (" - an affine norm resets the degree to 1 (Table 2: LayerNorm with affine (x;1)); "
+                        "a non-affine norm gives 0")
+        return "mismatch", why
     if sig is not None and not sig.homogeneous_somewhere:
         bad = sorted(p for p in (prims or ()) if p in NONHOMOGENEOUS_PRIMITIVES)
         children = [i for i, cc in enumerate(calls) if cc.parent == call_idx]
@@ -869,10 +889,10 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
         raise RuntimeError("apply_fn called a different set of modules under jit; pass jit=False")
     samples = {g: [capture(scale_params(params, c, m)) for c in scales] for g, m in all_groups.items()}
 
-    def fit(getter, ref):
+    def fit(getter, ref, only=None):
         tol = rtol if rtol is not None else default_rtol(np.asarray(ref).dtype)
         return {g: degree_from_samples(scales, getter(base), [getter(s) for s in samples[g]], tol)
-                for g in all_groups}
+                for g in (only or all_groups)}
 
     tg = target_group
     tmask_leaves = [bool(m) for m in jax.tree.leaves(all_groups[tg])]
@@ -890,7 +910,7 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
         in_leaves = _float_leaves(c.args)
         in_fits = []
         for j, (_, leaf) in enumerate(in_leaves):
-            in_fits.append(fit(lambda s, i=i, j=j: s["calls"][i]["in"][j], leaf)[tg])
+            in_fits.append(fit(lambda s, i=i, j=j: s["calls"][i]["in"][j], leaf, only=(tg,))[tg])
         identity = c.identity
         info = _var_info(c, in_group)
         call_info[i] = info

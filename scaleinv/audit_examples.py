@@ -9,7 +9,8 @@
 * :func:`toy_stack`: a SIBERT-like stack built from them (tokens -> embedding -> bias-free
   projection -> PreNorm layers -> non-affine LN -> classifier head), optionally broken on purpose
   (``softmax_at``: that layer uses softmax attention; ``bias_at``: that layer's attention output
-  projection gets a bias, i.e. a bias added to a 2-homogeneous tensor).
+  projection gets a bias, i.e. a bias added to a 2-homogeneous tensor; ``affine_final_ln``: the
+  last LayerNorm is affine).
 * :func:`sibert` / :func:`bert`: the project's SIBERT / BERT MLM models (``sibert.model``).
 
 Every factory returns ``(apply_fn, params, batch, options)``: ``apply_fn(params, batch) -> loss``
@@ -146,6 +147,7 @@ class ToyEncoder(nn.Module):
     layers: int = 3
     softmax_at: Optional[int] = None
     bias_at: Optional[int] = None
+    affine_final_ln: bool = False
 
     @nn.compact
     def __call__(self, tokens):
@@ -154,7 +156,7 @@ class ToyEncoder(nn.Module):
         for i in range(self.layers):
             h = EncoderLayer(self.dim, self.ffn, softmax=(i == self.softmax_at), out_bias=(i == self.bias_at),
                              name=f"layer_{i}")(h)
-        return layer_norm(False, "final_ln")(h)
+        return layer_norm(self.affine_final_ln, "final_ln")(h)
 
 
 class ToyModel(nn.Module):
@@ -162,11 +164,13 @@ class ToyModel(nn.Module):
     layers: int = 3
     softmax_at: Optional[int] = None
     bias_at: Optional[int] = None
+    affine_final_ln: bool = False
     classes: int = 5
 
     @nn.compact
     def __call__(self, tokens):
-        z = ToyEncoder(layers=self.layers, softmax_at=self.softmax_at, bias_at=self.bias_at, name="encoder")(tokens)
+        z = ToyEncoder(layers=self.layers, softmax_at=self.softmax_at, bias_at=self.bias_at,
+                       affine_final_ln=self.affine_final_ln, name="encoder")(tokens)
         return nn.Dense(self.classes, kernel_init=_init, bias_init=_init, name="head")(z)
 
 
@@ -175,13 +179,14 @@ def _xent(logits, labels):
 
 
 def toy_stack(layers: int = 3, softmax_at: Optional[int] = None, bias_at: Optional[int] = None,
-              seed: int = 0, batch_size: int = 2, dtype=jnp.float32):
+              affine_final_ln: bool = False, seed: int = 0, batch_size: int = 2, dtype=jnp.float32):
     """A SIBERT-like stack from the Table-2 blocks; params {"encoder", "head"} (the groups).
 
     Loss: token-level cross-entropy of the head's logits; 0-homogeneous in "encoder" unless
-    broken by ``softmax_at`` / ``bias_at`` (layer index)."""
+    broken by ``softmax_at`` / ``bias_at`` (layer index) or ``affine_final_ln`` (the encoder
+    output becomes 1-homogeneous, so the head's bias no longer matches its degree)."""
     enc = ToyEncoder()
-    model = ToyModel(layers=layers, softmax_at=softmax_at, bias_at=bias_at)
+    model = ToyModel(layers=layers, softmax_at=softmax_at, bias_at=bias_at, affine_final_ln=affine_final_ln)
     rng = np.random.default_rng(seed)
     tokens = jnp.asarray(rng.integers(0, enc.vocab, (batch_size, enc.max_len)), jnp.int32)
     labels = jnp.asarray(rng.integers(0, 5, (batch_size, enc.max_len)), jnp.int32)

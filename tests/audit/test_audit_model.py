@@ -82,6 +82,18 @@ def test_softmax_layer_is_first_break_when_upstream_is_clean():
     assert "expect ok" in r.row("encoder/layer_0").flags
 
 
+def test_affine_final_layernorm_named_as_the_cause():
+    """An affine final LN makes the encoder output 1-homogeneous; the first block that breaks is
+    the head (its constant bias meets a degree-1 tensor) and the explanation names the LN."""
+    f, p, b, o = ex.toy_stack(layers=1, affine_final_ln=True)
+    r = audit(f, p, b, **o, **FAST)
+    assert r.row("encoder/final_ln").in_situ("encoder") == "(2;1)"
+    assert r.row("encoder/final_ln").signature.notation() == "(x;1)"
+    assert r.first_break == "head"
+    assert "its input comes from encoder/final_ln (x;1) - an affine norm resets the degree to 1" \
+        in r.first_break_explanation
+
+
 def test_non_homogeneous_model_reported_as_such():
     f, p, x = ex.softplus_model()
     r = audit(f, p, x, target_degree=2, **FAST)
@@ -183,6 +195,7 @@ def test_bert_audit_pinpoints_softmax_gelu_postnorm():
     assert r.target_met is False and not r.loss.degrees["encoder"].consistent
     flagged = {row.name: row for row in r.breaks}
     assert r.first_break == "encoder/layer_0/attention/query"          # bias on a 2-homogeneous q
+    assert "its input comes from encoder/embed_ln" in r.first_break_explanation
     assert "intrinsic" in flagged["encoder/layer_0/attention"].flags
     assert "softmax" in flagged["encoder/layer_0/attention"].explanation
     assert "intrinsic" in flagged["encoder/layer_0/ffn"].flags
