@@ -151,14 +151,15 @@ def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, wd: float, steps: int) -> Dict
             x, s = carry
             u, s = opt.update(grad(x, None), s, x)
             return (x + u, s), x
-        return np.asarray(jax.lax.scan(step, (p, opt.init(p)), jnp.arange(steps))[1])
+        return jax.lax.scan(step, (p, opt.init(p)), jnp.arange(steps))[1]
 
-    traj = jax.jit(traj, static_argnums=0)
+    jtraj = jax.jit(traj, static_argnums=0)
     return {
-        "wd": traj(sgd_wd(eta, wd), x0),
-        "exact": traj(optax.sgd(exponential_lr(eta, wd)), x0),
-        "stated": traj(optax.sgd(exponential_lr(eta, wd, as_stated=True)), x0),
-        "stated_rescaled": traj(optax.sgd(exponential_lr(eta, wd, as_stated=True)), np.sqrt(1 - eta * wd) * x0),
+        "wd": np.asarray(jtraj(sgd_wd(eta, wd), x0)),
+        "exact": np.asarray(jtraj(optax.sgd(exponential_lr(eta, wd)), x0)),
+        "stated": np.asarray(jtraj(optax.sgd(exponential_lr(eta, wd, as_stated=True)), x0)),
+        "stated_rescaled": np.asarray(jtraj(optax.sgd(exponential_lr(eta, wd, as_stated=True)),
+                                            np.sqrt(1 - eta * wd) * x0)),
         "c": np.asarray(theory.wd_to_exp_lr_rescale(np.arange(steps), eta, wd)),
     }
 
