@@ -166,10 +166,10 @@ def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, wd: float, steps: int) -> Dict
 
 # ------------------------------------------------------------------ norm dynamics
 def norm_trajectories(prob: P.Problem, scales: Sequence[float], eta: float, wd: float, steps: int,
-                      seed: int = 0, C: float | None = None):
+                      seed: int = 0, C: float | None = None, eval_fn=None):
     """SGD (wd = 0) or SGD+WD (wd > 0; with relative global clipping if ``C``) from
     ``prob.init(scale, key)`` for every scale: the :class:`toyproblems.run.Trace` (arrays
-    [scale, step])."""
+    [scale, step]; ``loss`` is ``eval_fn(x_t)`` if given, e.g. the full-batch loss)."""
     keys = jax.random.split(jax.random.PRNGKey(seed), len(scales))
     p0 = jax.vmap(lambda k, s: prob.init(s, k))(keys, jnp.asarray(scales, float))
     if wd == 0:
@@ -178,7 +178,7 @@ def norm_trajectories(prob: P.Problem, scales: Sequence[float], eta: float, wd: 
         make = lambda: sgd_wd(eta, wd)  # noqa: E731
     else:
         make = lambda: sgd_wd_rgc(eta, wd, C=C)  # noqa: E731
-    return sweep(make, prob.loss, p0, steps, jax.random.PRNGKey(seed + 1), {})
+    return sweep(make, prob.loss, p0, steps, jax.random.PRNGKey(seed + 1), {}, eval_fn=eval_fn)
 
 
 # ------------------------------------------------------------------ heavy-tailed noise / clipping
