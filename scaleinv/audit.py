@@ -297,8 +297,8 @@ def _fit_signature(p, mask, g, n_inputs, leaf_index, input_degrees, scales, rtol
         q = dict(p, x=jnp.asarray(float(x), p["x"].dtype))
 
         def fn(qq, _i=leaf_index):
-            y = _float_leaves(g(qq))[_i][1]
-            if not bool(jnp.all(jnp.isfinite(y))):
+            y = np.asarray(_float_leaves(g(qq))[_i][1])
+            if not np.all(np.isfinite(y)):
                 raise _NonFinite()
             return y
 
