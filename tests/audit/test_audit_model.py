@@ -103,16 +103,27 @@ def test_non_homogeneous_model_reported_as_such():
     assert r.first_break == "FeedForward" and "log1p (softplus?)" in r.first_break_explanation
 
 
+class _TwoLinearPlusBias(nn.Module):
+    """x W1 W2 + b: the bias is added to a 2-homogeneous tensor (zero-initialised here)."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(4, use_bias=False, name="w1")(x)
+        return nn.Dense(3, use_bias=True, bias_init=nn.initializers.zeros, name="w2")(h)
+
+
 def test_zero_bias_is_randomized_so_it_cannot_hide_a_break():
-    """With the misplaced bias initialised to zero the function is homogeneous *at that point*;
-    the default generic point randomises zero leaves and finds the break, generic=False does not."""
-    f, p, b, o = ex.toy_stack(layers=1, bias_at=0)
-    p["encoder"]["layer_0"]["attention"]["out"]["bias"] = jnp.zeros_like(p["encoder"]["layer_0"]["attention"]["out"]["bias"])
-    exact = audit(f, p, b, **o, **FAST, generic=False, signatures=False)
-    assert exact.first_break is None and exact.target_met
-    generic = audit(f, p, b, **o, **FAST, signatures=False)
-    assert generic.first_break == "encoder/layer_0/attention/out"
-    assert any("out']['bias']" in n for n in generic.meta["randomized_zero_leaves"])
+    """With the bias at zero the function is homogeneous *at that point* (degree 2); the default
+    generic point randomises zero leaves and finds the break, generic=False does not."""
+    m, x = _TwoLinearPlusBias(), jnp.ones((2, 3))
+    p = m.init(jax.random.PRNGKey(0), x)["params"]
+    f = lambda params, batch: jnp.sum(m.apply({"params": params}, batch) ** 2)
+    exact = audit(f, p, x, **FAST, generic=False)
+    assert exact.first_break is None and exact.loss.degrees["all"].degree == 4
+    generic = audit(f, p, x, **FAST)
+    assert generic.first_break == "w2" and "mismatch" in generic.row("w2").flags
+    assert generic.meta["randomized_zero_leaves"] == ["['w2']['bias']"]
+    assert not generic.loss.degrees["all"].consistent
 
 
 class _Sowing(nn.Module):
