@@ -40,7 +40,15 @@ input degrees, but not for the one it receives, e.g. a bias added to a 2-homogen
 *intrinsic* (not homogeneous for any trial input degree although all its sub-blocks are, e.g.
 softmax or GeLU in its own body: the explanation names the non-homogeneous primitives found in
 its jaxpr) and *PostNorm* (a non-homogeneous block whose output is a norm applied to a residual
-sum). Degrees are integers (Table 2's are); a non-integer power is reported not homogeneous.
+sum). A mismatch explanation names the block that produced the offending input (e.g. "its input
+comes from encoder/final_ln (x;1) - an affine norm resets the degree to 1"). Degrees are integers
+(Table 2's are); a non-integer power is reported not homogeneous.
+
+Evaluation point. The audit measures homogeneity at ``params``; a leaf that is identically zero
+(a zero-initialised bias or LayerNorm shift) would hide the break it causes, so by default such
+leaves are first replaced by random values (``generic=True``; listed in the report's meta).
+The recording pass is traced once under ``jax.jit`` (module objects and nesting are recorded at
+trace time, the arrays come back as outputs); ``jit=False`` runs everything eagerly.
 
 Degrees are tested for c in ``scales`` (default 1e-2 .. 1e2, 9 points). The default tolerance
 follows the tensor's dtype: 1e-4 (float32), 1e-9 (float64), 5e-2 (16-bit). Normalisation

@@ -4,7 +4,6 @@ BERT are audited as the paper says."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from scaleinv import audit_examples as ex

@@ -1,6 +1,5 @@
 """The audit's local signature recovers every block degree of the paper's Table 2, on small random
 instances, in float32 and float64; non-homogeneous blocks are reported as such."""
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
