@@ -443,3 +443,42 @@ __all__ += [
     "equilibrium_timescale",
     "equilibrium_angle",
 ]
+
+
+def equilibrium_approach_steps(optimizer: str, eta, wd, start=3.0, band=0.1, beta2=0.99, sigma=1.0,
+                               dim=256, tmax=10**7):
+    """Steps until ||p_t|| stays within ``band`` (relative) of the equilibrium norm, starting at
+    ``start`` x the equilibrium norm, from the mean-field norm recursion (NumPy, scalars):
+
+    * "sgd" (exact for the constant-sigma loss): s' = (1 - eta lambda)^2 s + eta^2 sigma^2 / s;
+    * "adamw" (mean field, beta1-independent): with q_t = sigma^2 / (s_t C) the per-coordinate
+      E g^2, v_t = beta2 v_{t-1} + (1 - beta2) q_t, v_hat = v_t / (1 - beta2^t):
+      s' = (1 - eta lambda)^2 s + eta^2 C q_t / v_hat_t  -- Adam's v lags the growing gradient
+      by ~1/(1 - beta2) steps, so T ~ c / (eta lambda) only when 1/(eta lambda) >> 1/(1 - beta2).
+    Equilibria (s' = s): s* = eta sigma / sqrt(lambda (2 - eta lambda)) (SGD),
+    eta C / (lambda (2 - eta lambda)) (AdamW).
+    """
+    eta, wd = float(eta), float(wd)
+    if optimizer == "sgd":
+        s_eq = float(equilibrium_sq_norm(eta, wd, sigma))
+    elif optimizer == "adamw":
+        s_eq = eta * dim / (wd * (2.0 - eta * wd))
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+    s, v, last_out, t = start**2 * s_eq, 0.0, 0, 0
+    while t < tmax:
+        if abs(np.sqrt(s / s_eq) - 1.0) > band:
+            last_out = t + 1
+        elif t - last_out > 20.0 / (eta * wd):
+            return last_out
+        if optimizer == "sgd":
+            s = (1.0 - eta * wd) ** 2 * s + eta**2 * sigma**2 / s
+        else:
+            q = sigma**2 / (s * dim)
+            v = beta2 * v + (1.0 - beta2) * q
+            s = (1.0 - eta * wd) ** 2 * s + eta**2 * dim * q / (v / (1.0 - beta2 ** (t + 1)))
+        t += 1
+    raise RuntimeError("no convergence to the equilibrium band")
+
+
+__all__ += ["equilibrium_approach_steps"]

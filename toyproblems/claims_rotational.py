@@ -26,11 +26,11 @@ import numpy as np
 import optax
 
 from scaleinv import theory
+from scaleinv.diagnostics import angular_update
 from scaleinv.report import Row
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
-from toyproblems.run import sweep
 
 __all__ = ["ROTATIONAL_CLAIMS", "OPTIMIZERS", "simulate_equilibrium"]
 
@@ -46,25 +46,32 @@ _CACHE: Dict = {}
 
 
 def _setup(quick: bool):
-    """Dimension, steps and the (eta, lambda) grid per optimizer family (eta*lambda spans 4x)."""
+    """Dimension, steps and the (eta, lambda) grid per optimizer family (eta*lambda spans 4x).
+
+    The grids respect the model's slow-weight assumption eta*lambda << 1 - beta for every EMA
+    coefficient beta of the optimizer (its state must track the slowly changing weight): hence
+    beta2 = 0.99 for Adam (the v EMA) and, in quick mode, beta2 = 0.9 for Lion; and for SGDM
+    (L2 through the momentum) eta*lambda < (1 - alpha)^2 / (2 (1 + alpha)), below which the
+    radial (norm) dynamics is not under-damped (alpha <= 0.8 here).
+    """
     if quick:
-        C, steps = 256, 2500
-        sgd_el = [(0.2, 0.02), (0.4, 0.02), (0.4, 0.04)]          # eta*lambda = 4e-3 .. 1.6e-2
-        adam_el = [(0.02, 0.2), (0.04, 0.2), (0.04, 0.4)]
-        lion_el = [(0.002, 1.0), (0.004, 1.0), (0.004, 2.0)]      # 2e-3 .. 8e-3
+        C, steps = 256, 6000
+        sgd_el = [(0.1, 0.01), (0.2, 0.01), (0.2, 0.02)]          # eta*lambda = 1e-3 .. 4e-3
+        adam_el = [(0.01, 0.1), (0.02, 0.1), (0.02, 0.2)]
+        lion_el = [(0.001, 1.0), (0.002, 1.0), (0.002, 2.0)]
         lion_b2 = 0.9
     else:
-        C, steps = 1024, 16000
-        sgd_el = [(0.05, 0.01), (0.1, 0.01), (0.1, 0.02)]         # 5e-4 .. 2e-3
-        adam_el = [(0.005, 0.1), (0.01, 0.1), (0.01, 0.2)]
-        lion_el = [(0.0005, 1.0), (0.001, 1.0), (0.001, 2.0)]
+        C, steps = 1024, 24000
+        sgd_el = [(0.025, 0.01), (0.05, 0.01), (0.05, 0.02)]        # 2.5e-4 .. 1e-3
+        adam_el = [(0.0025, 0.1), (0.005, 0.1), (0.005, 0.2)]
+        lion_el = [(0.00025, 1.0), (0.0005, 1.0), (0.0005, 2.0)]
         lion_b2 = 0.99
     grids = {
         "sgd": [(e, w, 0.0, s, 0.0) for (e, w) in sgd_el for s in (1.0, 4.0)],
-        "sgdm": [(e, w, b, 1.0, 0.0) for (e, w) in sgd_el for b in (0.5, 0.9)],
-        "adamw": [(e, w, b, 1.0, 0.999) for (e, w) in adam_el for b in (0.5, 0.9)],
+        "sgdm": [(e, w, b, 1.0, 0.0) for (e, w) in sgd_el for b in (0.5, 0.8)],
+        "adamw": [(e, w, b, 1.0, 0.99) for (e, w) in adam_el for b in (0.5, 0.9)],
         "lion": [(e, w, b, 1.0, lion_b2) for (e, w) in lion_el for b in (0.5, 0.9)],
-        "adam_l2": [(e, w, 0.9, s, 0.999) for (e, w) in adam_el for s in (1.0, 8.0)],
+        "adam_l2": [(e, w, 0.9, s, 0.99) for (e, w) in adam_el for s in (1.0, 8.0)],
     }
     return C, steps, grids
 
@@ -116,14 +123,26 @@ def simulate_equilibrium(name: str, seed: int, quick: bool) -> dict:
     eta, wd, beta, sigma, beta2 = cfg.T
     preds = np.array([predict(name, *c, C) for c in cfg], dtype=float)
     prob = P.constant_sigma(C, 1.0)
+    make = _make_opt(name)
+    grad = jax.grad(prob.loss)
+
+    def one(x0, key, h):
+        opt = make(*h)
+
+        def step(carry, t):
+            x, s = carry
+            u, s = opt.update(grad(x, jax.random.fold_in(key, t)), s, x)
+            xn = x + u
+            return (xn, s), (angular_update(x, xn), jnp.linalg.norm(x))
+
+        return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(steps))[1]
+
     with jax.enable_x64(True):
         k0, k1 = jax.random.split(jax.random.PRNGKey(seed))
         x0 = jax.vmap(lambda k, s: prob.init(s, k))(jax.random.split(k0, len(cfg)),
                                                     jnp.asarray(START_FACTOR * preds[:, 1]))
-        tr = sweep(_make_opt(name), prob.loss, x0, steps, k1,
-                   dict(eta=eta, wd=wd, beta=beta, sigma=sigma, beta2=beta2))
-        angle = np.asarray(tr.angle)
-        norm = np.sqrt(np.asarray(tr.sq_norm))
+        angle, norm = jax.jit(jax.vmap(one))(x0, jax.random.split(k1, len(cfg)), jnp.asarray(cfg))
+        angle, norm = np.asarray(angle), np.asarray(norm)
     w = slice(int((1 - WINDOW) * steps), None)
     out = dict(name=name, C=C, steps=steps, cfg=cfg, pred_angle=preds[:, 0], pred_norm=preds[:, 1],
                angle=angle, norm=norm,
