@@ -280,6 +280,7 @@ def _signature_problem(fn: Callable, variables, inputs: Sequence[Any], var_mask,
     return p, mask, g, len(float_inputs)
 
 
+_REUSE_LIMIT = 20_000_000   # recorded variable elements up to which the recording pass is reused
 _JIT_CACHE: Dict[Any, Any] = {}   # identical block calls (same class, attributes, shapes) compile once
 
 
@@ -510,12 +511,15 @@ def _full_pass(apply_fn, batch, params, jit: bool):
             payload["sows"].append(v)
         holder["out_def"], payload["out"] = _split_arrays(out)
         holder["rec"] = rec
+        payload["capture"] = _capture_dict(rec, out)
         return payload
 
-    values = (jax.jit(run) if jit else run)(params)
+    fn = jax.jit(run) if jit else run
+    values = fn(params)
     rec = holder["rec"]
+    base = values["capture"]
     rec.concretize(values)
-    return rec, _rebuild(holder["out_def"], values["out"])
+    return rec, _rebuild(holder["out_def"], values["out"]), fn, base
 
 
 def _split_output(out):
@@ -541,6 +545,10 @@ def _captured(apply_fn, batch, params):
     """One forward pass -> dict of every captured float tensor: {"loss", "aux", "calls", "sows"}."""
     rec = _Recorder(eager=False)
     out = rec.run(apply_fn, params, batch)
+    return _capture_dict(rec, out)
+
+
+def _capture_dict(rec, out):
     loss, aux = _split_output(out)
     return {
         "loss": loss,
@@ -887,14 +895,21 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
         re.compile(k)
 
     # one recorded pass: module objects, concrete inputs/outputs, nesting
-    rec, out = _full_pass(apply_fn, batch, params, jit)
+    rec, out, full_fn, base = _full_pass(apply_fn, batch, params, jit)
     calls = rec.calls
     names = _call_names(calls)
 
-    capture = jax.jit(lambda p: _captured(apply_fn, batch, p)) if jit else (lambda p: _captured(apply_fn, batch, p))
-    base = capture(params)
-    if len(base["calls"]) != len(calls) or len(base["sows"]) != len(rec.sows):
-        raise RuntimeError("apply_fn called a different set of modules under jit; pass jit=False")
+    recorded = sum(int(np.size(l)) for c in calls for l in jax.tree.leaves(c.variables))
+    if jit and recorded <= _REUSE_LIMIT:
+        # small model: reuse the compiled recording pass (its extra outputs are cheap)
+        def capture(p):
+            return full_fn(p)["capture"]
+    else:
+        capture = jax.jit(lambda p: _captured(apply_fn, batch, p)) if jit else (lambda p: _captured(apply_fn, batch, p))
+        check = capture(params)
+        if len(check["calls"]) != len(calls) or len(check["sows"]) != len(rec.sows):
+            raise RuntimeError("apply_fn called a different set of modules on a second call; it must be "
+                               "deterministic in which modules it calls")
     samples = {g: [capture(scale_params(params, c, m)) for c in scales] for g, m in all_groups.items()}
 
     def fit(getter, ref, only=None):
