@@ -104,7 +104,8 @@ def center_params(params, rotate=None, per_neuron: bool = True):
 
 def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
                rotate=None, per_neuron: bool = True, zero_mean: bool = True,
-               update_norm_decay: float = 0.9, eps: float = 1e-8
+               update_norm_decay: float = 0.9, eps: float = 1e-8,
+               inner_learning_rate: Optional[ScalarOrSchedule] = None
                ) -> optax.GradientTransformationExtraArgs:
     """Rotational variant of ``inner`` (Kosson et al. 2024; REQ ``RotationalWrapper``).
 
@@ -119,6 +120,10 @@ def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
       update_norm_decay: beta of the EMA of ||u_perp||^2 (REQ default 0.9); 0 makes every step
         rotate exactly by arctan(eta_r).
       eps: added to sqrt(EMA) (REQ default 1e-8).
+      inner_learning_rate: the inner optimizer's learning rate (float or schedule), if any. The
+        rotational leaves' inner updates are divided by it, so that u (and ``eps``) are in REQ's
+        units: the unscaled update m_hat/(sqrt(v_hat)+eps) / momentum buffer / sign. Without it
+        u carries the LR, which only changes the meaning of ``eps`` (relative size eps/||u||).
     ``update`` needs ``params``. Composes with ``optax.masked`` / ``optax.multi_transform``.
     """
     _check("update_norm_decay", update_norm_decay, 0.0, 1.0)
@@ -151,6 +156,10 @@ def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
         rot = resolve(params)
         t = state.count + 1
         eta_r = target(state.count) if callable(target) else target
+        if inner_learning_rate is None:
+            lr_in = 1.0
+        else:
+            lr_in = inner_learning_rate(state.count) if callable(inner_learning_rate) else inner_learning_rate
 
         def leaf(u, p, n, s, r):
             if not r:
@@ -159,7 +168,7 @@ def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
             rows_p = _centre(_rows(p, per_neuron), zero_mean)
             nn = n.reshape(-1, 1).astype(dt)
             rows_p = nn * rows_p / _row_norm(rows_p)[:, None]          # on the sphere (idempotent)
-            rows_u = _rows(u, per_neuron).astype(dt)
+            rows_u = _rows(u, per_neuron).astype(dt) / jnp.asarray(lr_in, dt)
             rows_u = rows_u - rows_p * (jnp.sum(rows_u * rows_p, axis=1, keepdims=True) / nn**2)
             rows_u = _centre(rows_u, zero_mean)
             sq = jnp.sum(jnp.square(rows_u), axis=1).reshape(s.shape)
@@ -208,7 +217,7 @@ def rotational_sgdm(learning_rate: ScalarOrSchedule, weight_decay: float, moment
     inner = optax.chain(optax.add_decayed_weights(weight_decay, mask=_not(rotate)),
                         optax.sgd(learning_rate, momentum=momentum or None))
     return rotational(inner, lambda c: theory.equilibrium_angle_sgdm(lr(c), weight_decay, momentum),
-                      rotate=rotate, **kw)
+                      rotate=rotate, inner_learning_rate=learning_rate, **kw)
 
 
 def rotational_adamw(learning_rate: ScalarOrSchedule, weight_decay: float, b1: float = 0.9,
@@ -221,7 +230,7 @@ def rotational_adamw(learning_rate: ScalarOrSchedule, weight_decay: float, b1: f
     lr = _lr_fn(learning_rate)
     inner = optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps_adam, weight_decay=weight_decay)
     return rotational(inner, lambda c: theory.equilibrium_angle_adamw(lr(c), weight_decay, b1),
-                      rotate=rotate, **kw)
+                      rotate=rotate, inner_learning_rate=learning_rate, **kw)
 
 
 def rotational_lion(learning_rate: ScalarOrSchedule, weight_decay: float, b1: float = 0.9,
@@ -235,4 +244,4 @@ def rotational_lion(learning_rate: ScalarOrSchedule, weight_decay: float, b1: fl
     lr = _lr_fn(learning_rate)
     inner = optax.lion(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay)
     return rotational(inner, lambda c: theory.equilibrium_angle_lion(lr(c), weight_decay, b1, b2),
-                      rotate=rotate, **kw)
+                      rotate=rotate, inner_learning_rate=learning_rate, **kw)
