@@ -78,7 +78,7 @@ from scaleinv.homogeneity import DEFAULT_SCALES, HomogeneityResult, estimate_deg
 
 __all__ = [
     "Fit", "Signature", "AuditRow", "AuditReport", "degree_from_samples", "default_rtol",
-    "block_signature", "audit", "load_factory", "mask_from_regex", "parse_notation",
+    "block_signature", "audit", "audit_factory", "load_factory", "mask_from_regex", "parse_notation",
     "DEFAULT_INPUT_DEGREES", "NONHOMOGENEOUS_PRIMITIVES",
 ]
 
@@ -1119,6 +1119,13 @@ def load_factory(spec: str, **kwargs):
     if bad:
         raise ValueError(f"factory options {sorted(bad)} not understood; allowed: {sorted(allowed)}")
     return apply_fn, params, batch, options
+
+
+def audit_factory(spec: str, factory_kwargs: Optional[Mapping[str, Any]] = None, **audit_kwargs) -> AuditReport:
+    """:func:`audit` of the model returned by the factory ``spec`` ("package.module:function");
+    the factory's options are defaults, ``audit_kwargs`` override them."""
+    apply_fn, params, batch, options = load_factory(spec, **dict(factory_kwargs or {}))
+    return audit(apply_fn, params, batch, **{**options, **audit_kwargs})
 
 
 def _jsonable(x):

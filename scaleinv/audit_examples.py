@@ -191,7 +191,7 @@ def toy_stack(layers: int = 3, softmax_at: Optional[int] = None, bias_at: Option
     tokens = jnp.asarray(rng.integers(0, enc.vocab, (batch_size, enc.max_len)), jnp.int32)
     labels = jnp.asarray(rng.integers(0, 5, (batch_size, enc.max_len)), jnp.int32)
     p = jax.jit(model.init)(jax.random.PRNGKey(seed), tokens)["params"]   # jit: one compile, not one per op
-    params = jax.tree.map(lambda a: a.astype(dtype), dict(p))
+    params = jax.tree.map(lambda a: a.astype(jnp.dtype(dtype)), dict(p))
 
     def apply_fn(params, batch):
         logits = model.apply({"params": params}, batch["tokens"])

@@ -65,3 +65,14 @@ def test_bad_factory_exit_2(capsys):
     assert "has no attribute 'no_such_factory'" in capsys.readouterr().err
     assert main(["audit", "scaleinv.audit_examples"]) == 2
     assert "factory must be 'module:function'" in capsys.readouterr().err
+
+
+def test_python_api_audit_factory():
+    from scaleinv.audit import audit_factory
+
+    r = audit_factory("scaleinv.audit_examples:softplus_model", target_degree=0, signatures=False,
+                      scales=(0.01, 1.0, 100.0))
+    assert r.target_met is False and r.loss.degrees["all"].status == "not homogeneous"
+    r = audit_factory("scaleinv.audit_examples:toy_stack", {"layers": 1}, signatures=False,
+                      scales=(0.01, 1.0, 100.0))
+    assert r.target_group == "encoder" and r.target_met is True   # factory options are the defaults
