@@ -48,9 +48,10 @@ _CACHE: Dict = {}
 def _setup(quick: bool):
     """Dimension, steps and the (eta, lambda) grid per optimizer family (eta*lambda spans 4x).
 
-    The grids respect the model's slow-weight assumption eta*lambda << 1 - beta for every EMA
-    coefficient beta of the optimizer (its state must track the slowly changing weight): hence
-    beta2 = 0.99 for Adam (the v EMA) and, in quick mode, beta2 = 0.9 for Lion; and for SGDM
+    The grids respect the model's slow-weight assumption eta*lambda << 1 - beta for the momentum
+    EMAs (beta1; Lion's beta2, 0.9 in quick mode): the optimizer's direction state must track the
+    slowly rotating weight. Adam's second-moment EMA (beta2 = 0.99) is stationary at equilibrium,
+    so its lag does not change the equilibrium, only the approach time (modelled in R3). For SGDM
     (L2 through the momentum) eta*lambda < (1 - alpha)^2 / (2 (1 + alpha)), below which the
     radial (norm) dynamics is not under-damped (alpha <= 0.8 here).
     """

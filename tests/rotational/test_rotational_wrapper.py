@@ -139,11 +139,14 @@ def test_descends_a_scale_invariant_loss():
 
         w = jax.random.normal(jax.random.fold_in(key, 1), (4, 32))
         opt = rotational_adamw(0.05, 0.1)
-        s = opt.init(w)
         l0 = float(loss(w))
-        for _ in range(200):
+
+        def step(c, _):
+            w, s = c
             u, s = opt.update(jax.grad(loss)(w), s, w)
-            w = optax.apply_updates(w, u)
+            return (optax.apply_updates(w, u), s), None
+
+        w = jax.jit(lambda w: jax.lax.scan(step, (w, opt.init(w)), None, length=200)[0][0])(w)
         assert float(loss(w)) < l0 - 1.0 and float(loss(w)) < -3.5, (l0, float(loss(w)))
 
 
