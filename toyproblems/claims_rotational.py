@@ -56,10 +56,10 @@ def _setup(quick: bool):
     radial (norm) dynamics is not under-damped (alpha <= 0.8 here).
     """
     if quick:
-        C, steps = 256, 6000
-        sgd_el = [(0.1, 0.01), (0.2, 0.01), (0.2, 0.02)]          # eta*lambda = 1e-3 .. 4e-3
-        adam_el = [(0.01, 0.1), (0.02, 0.1), (0.02, 0.2)]
-        lion_el = [(0.001, 1.0), (0.002, 1.0), (0.002, 2.0)]
+        C, steps = 256, 4000
+        sgd_el = [(0.15, 0.01), (0.3, 0.01), (0.3, 0.02)]         # eta*lambda = 1.5e-3 .. 6e-3
+        adam_el = [(0.015, 0.1), (0.03, 0.1), (0.03, 0.2)]
+        lion_el = [(0.0015, 1.0), (0.003, 1.0), (0.003, 2.0)]
         lion_b2 = 0.9
     else:
         C, steps = 1024, 24000
@@ -467,7 +467,7 @@ def claim_normalized_mf_equilibrium(seed: int, quick: bool, out_dir: Path) -> Li
     needs it (successive minibatch gradients are correlated through the slowly moving optimum),
     hence its wider tolerance."""
     d, r, batch = 16, 4, 16
-    steps = 3000 if quick else 20000
+    steps = 2000 if quick else 20000
     prob = P.normalized_mf(d, r, batch=batch)
     configs = [(0.5, 0.02, 0.0), (1.0, 0.01, 0.0), (0.1, 0.04, 0.9)]      # (eta, lambda, alpha); alpha=0: SGD
     if not quick:
