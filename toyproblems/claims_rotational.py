@@ -247,8 +247,8 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 extra={"predicted_kosson": kos.tolist(), "measured_rms": r["rms_angle"].tolist()}))
     lo, hi = min(allv) / 1.3, max(allv) * 1.3
     ax.plot([lo, hi], [lo, hi], "k-", lw=1, label="theory (measured = predicted)")
-    ax.fill_between([lo, hi], [lo * (1 - ANGLE_TOL), hi * (1 - ANGLE_TOL)], [lo * (1 + ANGLE_TOL), hi * (1 + ANGLE_TOL)],
-                    color="gray", alpha=0.2, label=f"±{ANGLE_TOL:.0%}")
+    ax.fill_between([lo, hi], [lo * (1 - ANGLE_TOL), hi * (1 - ANGLE_TOL)],
+                    [lo * (1 + ANGLE_TOL), hi * (1 + ANGLE_TOL)], color="gray", alpha=0.2, label=f"±{ANGLE_TOL:.0%}")
     ax.set(xscale="log", yscale="log", xlabel="predicted equilibrium angle per step (rad)",
            ylabel="measured RMS angle(x_t, x_t+1) (rad)", title="R1: rotational equilibrium, angle")
     ax.legend(fontsize=7)
