@@ -1,8 +1,8 @@
 """Rotational optimizer wrapper (Kosson et al., ICML 2024, "rotational variants"), as optax.
 
 Follows the published algorithm (github.com/epfml/REQ, ``shared/optimizers/rotational_wrapper.py``).
-A *neuron* is a row of a weight tensor (``p.reshape(p.shape[0], -1)[i]``; the whole tensor with
-``per_neuron=False``). For every rotational leaf (default: ``ndim > 1``), with n the neuron's
+A *neuron* is a row of a weight tensor (``p.reshape(p.shape[0], -1)[i]``, REQ's PyTorch layout;
+``neuron_axis=-1`` for flax (in, out) kernels; the whole tensor with ``per_neuron=False``). For every rotational leaf (default: ``ndim > 1``), with n the neuron's
 initial norm (fixed for the whole run) and u the inner optimizer's update:
 
     p   <- n * centre(p) / ||centre(p)||                 (zero_mean: centre = remove the mean;
@@ -65,8 +65,20 @@ def default_rotate(params):
     return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
 
 
-def _rows(x, per_neuron):
-    return x.reshape(x.shape[0], -1) if per_neuron else x.reshape(1, -1)
+def _rows(x, per_neuron, axis=0):
+    """(neurons, fan) view: ``axis`` (the output-feature axis) moved first, the rest flattened."""
+    if not per_neuron:
+        return x.reshape(1, -1)
+    x = jnp.moveaxis(x, axis, 0)
+    return x.reshape(x.shape[0], -1)
+
+
+def _unrows(rows, like, per_neuron, axis=0):
+    """Inverse of :func:`_rows` for an array shaped like ``like``."""
+    if not per_neuron:
+        return rows.reshape(like.shape)
+    moved = jnp.moveaxis(like, axis, 0).shape
+    return jnp.moveaxis(rows.reshape(moved), 0, axis)
 
 
 def _centre(rows, zero_mean):
@@ -86,7 +98,7 @@ def _check(name, value, lo, hi, lo_open=False, hi_open=True):
         raise ValueError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}, got {v}")
 
 
-def center_params(params, rotate=None, per_neuron: bool = True):
+def center_params(params, rotate=None, per_neuron: bool = True, neuron_axis: int = 0):
     """REQ's initial centring: every rotational neuron gets its mean removed and is rescaled to
     its original norm (so the stored norm n equals the initial norm)."""
     rotate = default_rotate(params) if rotate is None else (rotate(params) if callable(rotate) else rotate)
@@ -94,16 +106,16 @@ def center_params(params, rotate=None, per_neuron: bool = True):
     def one(p, r):
         if not r:
             return p
-        rows = _rows(p, per_neuron)
+        rows = _rows(p, per_neuron, neuron_axis)
         n = _row_norm(rows)[:, None]
         c = _centre(rows, True)
-        return (n * c / _row_norm(c)[:, None]).reshape(p.shape).astype(p.dtype)
+        return _unrows(n * c / _row_norm(c)[:, None], p, per_neuron, neuron_axis).astype(p.dtype)
 
     return jax.tree.map(one, params, rotate)
 
 
 def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
-               rotate=None, per_neuron: bool = True, zero_mean: bool = True,
+               rotate=None, per_neuron: bool = True, neuron_axis: int = 0, zero_mean: bool = True,
                update_norm_decay: float = 0.9, eps: float = 1e-8,
                inner_learning_rate: Optional[ScalarOrSchedule] = None
                ) -> optax.GradientTransformationExtraArgs:
@@ -116,6 +128,8 @@ def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
       rotate: bool pytree or callable params -> bool pytree selecting rotational leaves
         (default :func:`default_rotate`: ``ndim > 1``).
       per_neuron: rotate / fix the norm of each row (True) or of each whole tensor (False).
+      neuron_axis: the output-feature axis of the rotational leaves: 0 for REQ's PyTorch layout
+        (out, in, ...), -1 for flax ``nn.Dense`` kernels (in, out).
       zero_mean: remove each neuron's mean from the weights (once) and from every update.
       update_norm_decay: beta of the EMA of ||u_perp||^2 (REQ default 0.9); 0 makes every step
         rotate exactly by arctan(eta_r).
@@ -142,7 +156,7 @@ def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
         def norm0(p, r):
             if not r:
                 return jnp.zeros((0,), jnp.result_type(p))
-            n = _row_norm(_rows(p, per_neuron))  # centring keeps the norm (REQ rescales to it)
+            n = _row_norm(_rows(p, per_neuron, neuron_axis))  # centring keeps the norm (REQ rescales to it)
             return n if per_neuron else n[0]
 
         norms = jax.tree.map(norm0, params, rot)
@@ -165,10 +179,10 @@ def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
             if not r:
                 return u, s
             dt = p.dtype
-            rows_p = _centre(_rows(p, per_neuron), zero_mean)
+            rows_p = _centre(_rows(p, per_neuron, neuron_axis), zero_mean)
             nn = n.reshape(-1, 1).astype(dt)
             rows_p = nn * rows_p / _row_norm(rows_p)[:, None]          # on the sphere (idempotent)
-            rows_u = _rows(u, per_neuron).astype(dt) / jnp.asarray(lr_in, dt)
+            rows_u = _rows(u, per_neuron, neuron_axis).astype(dt) / jnp.asarray(lr_in, dt)
             rows_u = rows_u - rows_p * (jnp.sum(rows_u * rows_p, axis=1, keepdims=True) / nn**2)
             rows_u = _centre(rows_u, zero_mean)
             sq = jnp.sum(jnp.square(rows_u), axis=1).reshape(s.shape)
@@ -177,7 +191,7 @@ def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
             avg = jnp.sqrt(s_new / bias).reshape(-1, 1)
             new = rows_p + jnp.asarray(eta_r, dt) * nn * rows_u / (avg + eps)
             new = nn * new / _row_norm(new)[:, None]
-            return (new.reshape(p.shape) - p).astype(p.dtype), s_new
+            return (_unrows(new, p, per_neuron, neuron_axis) - p).astype(p.dtype), s_new
 
         out = jax.tree.map(leaf, inner_updates, params, state.norm, state.update_sq, rot)
         treedef = jax.tree.structure(inner_updates)

@@ -178,3 +178,19 @@ def test_errors_name_the_field():
     p = {"w": jnp.ones((2, 3))}
     with pytest.raises(ValueError, match="params"):
         opt.update(p, opt.init(p))
+
+
+def test_neuron_axis_for_flax_kernels():
+    """neuron_axis=-1: the columns of an (in, out) kernel are the neurons; same result as the
+    transposed (out, in) weight with neuron_axis=0."""
+    with jax.enable_x64(True):
+        p0 = _params(jax.random.PRNGKey(14))["w"]
+        g = jax.random.normal(jax.random.PRNGKey(15), p0.shape)
+        a = rotational_adamw(1e-3, 0.1)
+        b = rotational_adamw(1e-3, 0.1, neuron_axis=-1)
+        ua, _ = a.update(g, a.init(p0), p0)
+        ub, _ = b.update(g.T, b.init(p0.T), p0.T)
+        np.testing.assert_allclose(np.asarray(ub).T, np.asarray(ua), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(np.linalg.norm(p0.T + ub, axis=0), np.linalg.norm(p0, axis=1), rtol=1e-12)
+        c = center_params(p0.T, neuron_axis=-1)
+        assert np.max(np.abs(np.asarray(c).mean(axis=0))) < 1e-12
