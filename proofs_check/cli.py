@@ -1,6 +1,6 @@
-"""``scaleinv proofs``: print the table of derivations (stated vs derived, errata), optionally
-write it as JSON (``--json``) and/or LaTeX (``--latex``). Exit 0 unless a row fails; errata are
-findings about the seed, not failures."""
+"""``scaleinv proofs``: print the table of derivations (stated vs derived) and the errata, optionally
+write it as JSON (``--json``, rows as scaleinv.report.Row), LaTeX (``--latex``) and/or markdown
+(``--markdown``). Exit 0 unless a row fails; errata are findings about the seed, not failures."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from proofs_check.report import all_derivations, to_latex
+    from proofs_check.report import all_derivations, errata_markdown, to_latex
     from scaleinv.report import print_table, to_markdown, write_json
 
     t = time.time()
@@ -26,9 +26,10 @@ def run(args) -> int:
     rows = [d.as_row() for d in derivs]
     print_table(rows, title="scaleinv proofs: every formula of the talk, derived with sympy")
     for d in derivs:
-        if d.status != "pass":
-            print(f"{d.status.upper()} {d.id}: {d.discrepancy or d.note}")
-    meta = {"seconds": round(time.time() - t, 1)}
+        if d.status == "fail":
+            print(f"FAIL {d.id}: {d.method}")
+    print("\nErrata (the talk's formula disagrees with the derivation):\n" + errata_markdown(derivs))
+    meta = {"seconds": round(time.time() - t, 1), "source": "proofs_check (sympy derivations of seeds/001)"}
     if args.json:
         write_json(rows, args.json, meta)
     if args.markdown:

@@ -7,7 +7,7 @@ import sympy as sp
 
 from proofs_check.derivation import Derivation, compare
 
-S_GD = 'slide "Convergence Results for GD + WD"'
+from proofs_check.symbols import S_GD
 
 
 def _rayleigh(A):
@@ -66,7 +66,8 @@ def derivations():
     stated = e * (1 - 2 * rho * e / r2)
     gap_lo = sp.simplify(h.subs(ep, e) - stated)        # eta' = eta
     gap_hi = sp.simplify(h.subs(ep, 2 * e) - stated)    # eta' = 2 eta; h concave in eta' => min at the ends
-    ok_sym = all(sp.simplify(g_).could_extract_minus_sign() is False for g_ in (gap_lo, gap_hi))
+    concave = sp.diff(h, ep, 2).is_negative     # h concave in eta' => its min over [eta, 2 eta] is at an end
+    ok_sym = concave and all(sp.simplify(g_).is_nonnegative for g_ in (gap_lo, gap_hi))
     out.append(Derivation(
         "P8.descent", S_GD, "L(x(t)) - L(x(t+1)) >= eta (1 - 2 rho eta/||x(t)||^2) ||grad L(x(t))||^2 (GD+WD, eta lambda <= 1/2)",
         stated * sp.Symbol("g2"), f"eta'(1 - rho eta'/(2||x||^2)) ||g||^2 with eta' = eta/(1-eta lambda) in [eta, 2eta]; "
@@ -76,11 +77,13 @@ def derivations():
         f"symbolic bound chain + NUMERIC check on {n} random (x, eta, lambda) of 20 random Rayleigh quotients x^T A x/(2||x||^2)",
         note=f"numeric: min over points of (LHS - RHS)/|RHS| = {worst:.3g} (>= 0 means the inequality held everywhere)"))
     # T0: the norm decays like (1 - eta lam)^(2t) from ||x0||^2 to O(rho eta); solve for t
-    t, x0, K, lam = sp.symbols("t x0sq K lambda", positive=True)
+    t, x0, K, lam, s = sp.symbols("t x0sq K lambda s", positive=True)
     # (1 - eta lam)^(2t) x0 = K eta, in logs (real branch): 2 t ln(1 - eta lam) + ln x0 = ln(K eta)
     t_sol = sp.solve(sp.Eq(2 * t * sp.log(1 - e * lam) + sp.log(x0), sp.log(K * e)), t)[0]
     lead = sp.limit(t_sol * e * lam, lam, 0)            # leading behaviour as eta lambda -> 0
     stated_lead = sp.log(x0 / e) / 2                    # (1/(2 eta lam)) ln(||x0||^2/eta), times eta lam
+    exact_slope = sp.simplify(sp.diff(t_sol, x0) * x0)              # dT0 / d ln||x0||^2
+    slope_series = sp.series(exact_slope.subs(lam, s / e), s, 0, 1).removeO()
     status, method, disc = compare(stated_lead, sp.expand_log(lead, force=True).subs(K, 1), {x0: (1e2, 1e8), e: (1e-3, 1.0)})
     out.append(Derivation(
         "P8.T0", S_GD, "T0 <~ (1/(2 eta lambda)) |ln(||x(0)||^2/eta)|",
@@ -89,5 +92,6 @@ def derivations():
         status, method + " (leading order in eta lambda, K = 1)",
         note=f"time for (1-eta lambda)^(2t) ||x0||^2 = K eta; times eta lambda -> {lead} as eta lambda -> 0: slope 1/(2 eta lambda) in "
              "ln||x0||^2 as stated; the constant ln K (paper: ln(rho pi^2) + 3) is hidden by '<~'. For a tiny init the first step "
-             "sets ||x1||^2 ~ eta^2||g||^2/||x0||^2, hence the absolute value", discrepancy=disc))
+             f"sets ||x1||^2 ~ eta^2||g||^2/||x0||^2, hence the absolute value. Exact slope dT0/d ln||x0||^2 = {exact_slope} "
+             f"= {slope_series} + O(eta lambda) (s = eta lambda)", discrepancy=disc))
     return out

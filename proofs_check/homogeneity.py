@@ -1,6 +1,11 @@
 """Item 1: k-homogeneity lemma, Euler's theorem, norm growth of GD on scale-invariant losses,
-(-2)-homogeneous Hessian, unbounded smoothness for k >= 3 (talk, "Our Hypothesis" and
-"Ingredient 1")."""
+(-2)-homogeneous Hessian, unbounded smoothness for k >= 3, the descent lemma's LR < 2/smoothness,
+and the 0-homogeneity of SIBERT's attention score (talk, "Our Hypothesis" and "Ingredient 1").
+
+Definitions used: f is k-homogeneous iff f(c x) = c^k f(x) for all c > 0. Every check below
+substitutes x -> c x into a derived expression (a gradient, a Hessian, an updated norm) and
+simplifies -- the homogeneity degree is never assumed, only the definition.
+"""
 from __future__ import annotations
 
 import sympy as sp
@@ -93,4 +98,40 @@ def derivations():
                           "f k-homogeneous with nonzero Hessian", "pass" if ok else "fail", "symbolic limits",
                           note="for the LOSS l(f(x)) the Hessian also contains l''(f) grad f grad f^T, which grows like c^(2k-2): "
                                "already unbounded for k = 2 whenever l'' does not vanish (Ex 2: smoothness ~ alpha^2)"))
+    out += descent_lemma() + si_attention()
     return out
+
+
+def descent_lemma():
+    """Talk: "Descent Lemma: LR < 2/smoothness => GD decreases loss". Derived from Taylor's theorem
+    with remainder: for |L''| <= beta on the segment, L(x - eta g) <= L(x) - eta ||g||^2 +
+    (beta/2) eta^2 ||g||^2; the set of eta where the bound guarantees descent is solved for, and
+    the bound is shown tight on L = beta x^2 / 2."""
+    eta, beta, g2, x = sp.symbols("eta beta g2 x", positive=True)
+    decrease = eta * g2 - beta * eta**2 * g2 / 2                      # guaranteed decrease
+    region = sp.solve_univariate_inequality(decrease > 0, eta, relational=False)
+    Lq = beta * x**2 / 2
+    exact = sp.factor(Lq - Lq.subs(x, x - eta * sp.diff(Lq, x)))       # actual decrease on the quadratic
+    tight = sp.solve_univariate_inequality(exact.subs({beta: 3, x: 1}) > 0, eta, relational=False)
+    ok = region == sp.Interval.open(0, 2 / beta) and tight == sp.Interval.open(0, sp.Rational(2, 3))
+    return [Derivation("P1.descent_lemma", SLIDE_H, "Descent lemma: LR < 2/smoothness => GD decreases the loss",
+                       "eta < 2/beta", f"guaranteed decrease eta(1 - beta eta/2)||g||^2 > 0 iff eta in {region}; "
+                       f"on L = beta x^2/2 the decrease is {exact} (> 0 iff eta < 2/beta: tight)",
+                       "|L''| <= beta on the segment [x, x - eta g]", "pass" if ok else "fail",
+                       "symbolic (Taylor bound solved for eta; tightness on the quadratic with beta = 3)")]
+
+
+def si_attention():
+    """SIBERT's attention score p_i = max(q_i, 0) / sum_j max(q_j, 0) is 0-homogeneous in q
+    (talk, "Ingredient 1", key feature 1), unlike softmax."""
+    q = sp.symbols("q1:4", real=True)
+    relu = [(v + sp.Abs(v)) / 2 for v in q]
+    p = [r / sum(relu) for r in relu]
+    ok = all(is_zero(_scaled(pi, q) - pi) for pi in p)
+    soft = sp.exp(q[0]) / sum(sp.exp(v) for v in q)
+    soft_changes = not is_zero(_scaled(soft, q) - soft)
+    return [Derivation("P1.si_attention", 'slide "Ingredient 1: Scale Invariant Architecture"',
+                       "SI attention p_i = max(q_i,0)/sum_j max(q_j,0) is scale invariant in the scores q",
+                       "p(c q) = p(q)", f"p_i(c q) - p_i(q) = 0 for i = 1..3: {ok}; softmax(c q) != softmax(q): {soft_changes}",
+                       "c > 0, sum_j max(q_j, 0) > 0 (the paper gives no rule for an all-nonpositive row)",
+                       "pass" if ok and soft_changes else "fail", "symbolic (3 scores, max(v,0) = (v+|v|)/2)")]

@@ -1,21 +1,34 @@
-"""Collect every derivation into report rows; LaTeX rendering for a paper appendix."""
+"""Collect every derivation into report rows; LaTeX and markdown renderings (full table, errata).
+
+``all_derivations()`` is computed once per process (sympy work of ~20 s) and copied on return.
+"""
 from __future__ import annotations
 
+import copy
+import functools
 from typing import List
 
 import sympy as sp
 
-from proofs_check import dynamics, gdwd, homogeneity, rotational, toy_examples
+from proofs_check import (clipping, effective_lr, equilibrium, ex1, exp_lr, factorization, gdwd, homogeneity,
+                          rotational)
 from proofs_check.derivation import Derivation
 
-TOPICS = (homogeneity, toy_examples, dynamics, gdwd, rotational)
+# talk order: items 1, 2, 3, 4, 5, 6+9, 7, 8, 10
+TOPICS = (homogeneity, ex1, factorization, effective_lr, exp_lr, equilibrium, clipping, gdwd, rotational)
 
 
-def all_derivations() -> List[Derivation]:
+@functools.lru_cache(maxsize=1)
+def _cached() -> tuple:
     out: List[Derivation] = []
     for mod in TOPICS:
         out += mod.derivations()
-    return out
+    return tuple(out)
+
+
+def all_derivations() -> List[Derivation]:
+    """Every derivation, in talk order (fresh copies: callers may mutate them)."""
+    return [copy.copy(d) for d in _cached()]
 
 
 def by_id(derivs: List[Derivation]):
@@ -25,13 +38,38 @@ def by_id(derivs: List[Derivation]):
 def _tex(x) -> str:
     if isinstance(x, sp.Basic):
         return f"${sp.latex(x)}$"
-    return str(x).replace("_", r"\_").replace("^", r"\^{}").replace("%", r"\%").replace("&", r"\&").replace("#", r"\#")
+    s = str(x).replace("\\", "/")
+    for a, b in (("{", r"\{"), ("}", r"\}"), ("_", r"\_"), ("^", r"\^{}"), ("%", r"\%"), ("&", r"\&"),
+                 ("#", r"\#"), ("$", r"\$"), ("~", r"\~{}")):
+        s = s.replace(a, b)
+    return s
 
 
 def to_latex(derivs: List[Derivation]) -> str:
-    lines = [r"\begin{longtable}{p{0.08\linewidth}p{0.3\linewidth}p{0.22\linewidth}p{0.22\linewidth}p{0.08\linewidth}}",
-             r"\toprule id & statement & as stated & derived & status \\ \midrule"]
+    """A longtable (booktabs) for a paper appendix: id, statement, as stated, derived, status; then
+    an errata table with the corrected forms."""
+    lines = [r"\begin{longtable}{p{0.09\linewidth}p{0.3\linewidth}p{0.22\linewidth}p{0.22\linewidth}p{0.07\linewidth}}",
+             r"\toprule id & statement & as stated & derived & status \\ \midrule \endhead"]
     for d in derivs:
         lines.append(f"{_tex(d.id)} & {_tex(d.statement)} & {_tex(d.stated)} & {_tex(d.derived)} & {d.status} \\\\")
     lines += [r"\bottomrule", r"\end{longtable}"]
+    errata = [d for d in derivs if d.status == "erratum"]
+    if errata:
+        lines += [r"\begin{longtable}{p{0.1\linewidth}p{0.28\linewidth}p{0.34\linewidth}p{0.2\linewidth}}",
+                  r"\toprule id & as stated & corrected & discrepancy \\ \midrule \endhead"]
+        for d in errata:
+            lines.append(f"{_tex(d.id)} & {_tex(d.stated)} & {_tex(d.corrected)} & {_tex(d.discrepancy)} \\\\")
+        lines += [r"\bottomrule", r"\end{longtable}"]
+    return "\n".join(lines) + "\n"
+
+
+def errata_markdown(derivs: List[Derivation]) -> str:
+    """The errata as a GitHub-markdown table (for the README)."""
+    def cell(x) -> str:
+        return (sp.sstr(x) if isinstance(x, sp.Basic) else str(x)).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| id | talk slide | as stated | corrected | size of the discrepancy |", "|---|---|---|---|---|"]
+    for d in derivs:
+        if d.status == "erratum":
+            lines.append(f"| {d.id} | {cell(d.slide)} | {cell(d.stated)} | {cell(d.corrected)} | {cell(d.discrepancy)} |")
     return "\n".join(lines) + "\n"

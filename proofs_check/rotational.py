@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from proofs_check.derivation import Derivation, compare
+from proofs_check.derivation import Derivation, compare, is_zero
 
 SRC = 'seeds/002 (Kosson et al. 2024), random-walk model'
 eta, lam, G, beta, alpha, s = sp.symbols("eta lambda G beta alpha s", positive=True)
@@ -31,6 +31,26 @@ def _long_run_gain(b):
     return sp.simplify((1 - b) * _geom(b**j))
 
 
+_FORMS = {}
+
+
+def _sgd_norm():
+    """First-order SGD+WD balance 2 eta lambda N = eta^2 sigma^2 / N (N = ||p||^2, ||g|| = sigma/||p||),
+    solved for ||p|| = sqrt(N)."""
+    N, sg = sp.symbols("N sigma", positive=True)
+    sol = sp.solve(sp.Eq(2 * eta * lam * N, eta**2 * sg**2 / N), N)
+    return sp.sqrt(sol[0])
+
+
+def closed_forms():
+    """The derived closed forms (sympy) keyed by name, for comparison with scaleinv.theory:
+    sgd (leading order), sgd_exact, sgd_norm, adamw, adamw_norm_sq (D = E||u||^2 = number of
+    coordinates), sgdm, sgdm_norm_sq_times_grad_sq (N with G^2 = E||g||^2 at that N)."""
+    if not _FORMS:
+        derivations()
+    return dict(_FORMS)
+
+
 def derivations():
     out = []
     # SGD (exact per-step angle at the equilibrium, then leading order)
@@ -39,9 +59,17 @@ def derivations():
     theta = sp.atan(sp.sqrt(ratio_sq) / q)   # x' = q x - eta g, g orthogonal to x
     lead = sp.limit(theta.subs(eta, s / lam) / sp.sqrt(s), s, 0) * sp.sqrt(eta * lam)
     st, m, d = compare(sp.sqrt(2 * eta * lam), sp.simplify(lead), RANGES)
+    _FORMS["sgd"] = sp.simplify(lead)
+    exact = sp.simplify(theta)
+    out_exact_ok = compare(sp.acos(1 - eta * lam), exact, {eta: (1e-3, 1.0), lam: (1e-3, 0.9)})[0] == "pass"
+    second = sp.series(theta.subs(eta, s / lam) / sp.sqrt(2 * s), s, 0, 2).removeO()
     out.append(Derivation("P10.sgd", SRC, "SGD+WD equilibrium angular update per step = sqrt(2 eta lambda)",
                           sp.sqrt(2 * eta * lam), sp.simplify(lead), "random walk, leading order in eta lambda",
-                          st, m, note=f"exact: atan(sqrt(eta lambda (2 - eta lambda))/(1 - eta lambda))", discrepancy=d))
+                          st, m, discrepancy=d,
+                          note=f"exact angle at the fixed point: atan(sqrt(eta lambda (2 - eta lambda))/(1 - eta lambda)) = "
+                               f"arccos(1 - eta lambda) (numerically equal: {out_exact_ok}) = sqrt(2 eta lambda) ({second}), s = eta lambda"))
+    _FORMS["sgd_exact"] = exact
+    _FORMS["sgd_norm"] = _sgd_norm()
     # Adam-style EMA (AdamW, decoupled WD): per-step update eta*m with E||m||^2 = f(beta) D; long-run gain 1
     f_b = _ema_factor(beta)
     gain = _long_run_gain(beta)
@@ -50,6 +78,7 @@ def derivations():
     angle = sp.simplify(eta * sp.sqrt(f_b * D) / sp.sqrt(norm_sq))
     stated = sp.sqrt(2 * eta * lam * (1 - beta) / (1 + beta))
     st, m, d = compare(stated, angle, RANGES)
+    _FORMS["adamw"], _FORMS["adamw_norm_sq"] = angle, norm_sq
     out.append(Derivation("P10.adamw", SRC, "AdamW equilibrium angular update = sqrt(2 eta lambda (1-beta1)/(1+beta1))",
                           stated, angle, "random walk; E||g/sqrt(v)||^2 = D (normalised update), leading order in eta lambda",
                           st, m, note=f"EMA variance factor {f_b}, long-run gain {gain}, equilibrium ||x||^2 = {norm_sq} (independent of the gradient scale)",
@@ -62,12 +91,23 @@ def derivations():
     angle_a = sp.simplify(eta * sp.sqrt(f_a) * G / sp.sqrt(norm_sq_a))
     stated_a = sp.sqrt(2 * eta * lam / (1 + alpha))
     st, m, d = compare(stated_a, angle_a, RANGES)
+    _FORMS["sgdm"], _FORMS["sgdm_norm_sq_times_grad_sq"] = angle_a, norm_sq_a
     out.append(Derivation("P10.sgdm", SRC, "SGDM (momentum alpha, L2 through the momentum) angular update = sqrt(2 eta lambda/(1+alpha))",
                           stated_a, angle_a, "random walk, effective LR eta/(1-alpha), leading order", st, m,
                           note=f"E||m||^2 = {f_a} G^2, equilibrium ||x||^2 = {sp.simplify(norm_sq_a)}", discrepancy=d))
-    # Adam with L2: the decay term lam x enters the normalised update, so the balance depends on ||g|| vs lam||x||
-    out.append(Derivation("P10.adam_l2", SRC, "Adam with L2 has no gradient-independent equilibrium angle",
-                          "gradient-dependent", "update = (g + lam x)/sqrt(v): the decay is divided by sqrt(v) ~ ||g||, so the "
-                          "effective WD rate is lam/sqrt(v) and the balance (hence the angle) depends on the gradient norm per layer",
-                          "random walk", "pass", "argument (no closed form)"))
+    # Adam with L2: lam*x enters the moments, so it is divided by sqrt(v) ~ sigma/(||p|| sqrt(Cd)) per coordinate
+    # (gradient-dominated regime): effective per-step decay eta lam sqrt(Cd) ||p|| / sigma; the gradient part
+    # moves p by eta^2 Cd per step (unit-RMS coordinates, long-run gain 1). Balance, solved for P = ||p||:
+    P, Cd, sg = sp.symbols("P C_d sigma", positive=True)
+    P_star = sp.solve(sp.Eq(2 * (eta * lam * sp.sqrt(Cd) * P / sg) * P**2, eta**2 * Cd), P)[0]
+    angle_l2 = sp.simplify(eta * sp.sqrt(f_b * Cd) / P_star)
+    _FORMS["adam_l2"], _FORMS["adam_l2_norm"] = angle_l2, P_star
+    dep = sp.diff(sp.log(angle_l2), sg) * sg       # d ln(angle) / d ln(sigma)
+    out.append(Derivation("P10.adam_l2", SRC, "Adam with L2 regularization: the equilibrium angle depends on the gradient norm",
+                          "gradient-dependent (rotation imbalanced across layers)", angle_l2,
+                          "random walk, gradient-dominated v (lambda ||p||^2 << sigma), C_d coordinates, Adam eps neglected",
+                          "pass" if sp.simplify(dep + sp.Rational(1, 3)) == 0 else "fail",
+                          "symbolic (norm balance with the L2 decay divided by sqrt(v))",
+                          note=f"d ln(angle)/d ln(sigma) = {sp.simplify(dep)}: layers with larger gradients rotate more slowly; "
+                               f"equilibrium ||p|| = {P_star}"))
     return out
