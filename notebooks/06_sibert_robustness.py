@@ -90,6 +90,8 @@ def read_run(metrics_path: Path, summary_path: Path):
     s = json.loads(summary_path.read_text())
     cols = {k: np.array([r[k] for r in m]) for k in ("step", "loss", "x_norm", "lr", "lr_eff")}
     cols["clipped"] = np.array([r.get("clipped", False) for r in m], bool)
+    # fraction of clipped steps over ALL steps (the result files keep every 50th metrics line)
+    cols["clip_rate"] = s.get("clip_rate_this_session", float(cols["clipped"].mean()))
     return cols, s
 
 
@@ -120,7 +122,7 @@ for key, (c, s) in runs.items():
     ev = s["final_eval"] or {}
     print(f"{key:12s} {s['model']:6s} {s['optimizer']:10s} init x{s['init_scale']:<4g} steps {s['steps_done']:5d} "
           f"final train loss {c['loss'][-1]:.3f} held-out {ev.get('heldout_loss', float('nan')):.3f} "
-          f"||x_enc|| {c['x_norm'][0]:.2f} -> {c['x_norm'][-1]:.2f} clip rate {c['clipped'].mean():.3f}")
+          f"||x_enc|| {c['x_norm'][0]:.2f} -> {c['x_norm'][-1]:.2f} clip rate {c['clip_rate']:.3f}")
 
 # %% [markdown]
 # ## 3. Loss and encoder norm for init scales x0.1 / x1 / x10, with and without WD
@@ -155,7 +157,8 @@ for i, s in enumerate(SCALES):
         ax1.plot(c["step"], c["loss"], ls, color=f"C{i}", lw=1, label=lab)
         ax2.plot(c["step"], c["x_norm"], ls, color=f"C{i}", lw=1, label=lab)
 ax2.plot(c10["step"], pred10, "k:", lw=1.2, label="theory: ||x0|| prod(1 - eta_t lambda)")
-ax1.set_xlabel("step"); ax1.set_ylabel("training MLM loss (nats)"); ax1.set_title("SIBERT: loss vs init scale")
+RUNS_NOTE = " (quick: 50 steps, sample corpus)" if QUICK else " (tiny preset, Wikipedia text)"
+ax1.set_xlabel("step"); ax1.set_ylabel("training MLM loss (nats)"); ax1.set_title("SIBERT: loss vs init scale" + RUNS_NOTE, fontsize=10)
 ax2.set_yscale("log"); ax2.set_xlabel("step"); ax2.set_ylabel("encoder parameter norm ||x||")
 ax2.set_title("SIBERT: encoder norm vs init scale")
 ax1.legend(fontsize=7); ax2.legend(fontsize=7)
@@ -171,11 +174,11 @@ for key, lab in (("sibert_sgd", "SIBERT, SGD + WD + relative clipping"), ("nocli
                  ("bert_adamw", "BERT, AdamW")):
     if key in runs:
         c, s = runs[key]
-        ax.plot(c["step"], c["loss"], lw=1, label=f"{lab}: clip rate {c['clipped'].mean():.1%}" if key == "sibert_sgd" else lab)
+        ax.plot(c["step"], c["loss"], lw=1, label=f"{lab}: clip rate {c['clip_rate']:.1%}" if key == "sibert_sgd" else lab)
 ub = runs["bert_adamw"][1]["unigram_baseline"]["train_unigram_xent"]
 ax.axhline(ub, color="gray", ls=":", label="unigram baseline (held-out cross-entropy)")
 ax.set_xlabel("step"); ax.set_ylabel("training MLM loss (nats)")
-ax.set_title("SIBERT + SGD vs BERT + AdamW" + (" (quick: 50 steps, sample corpus)" if QUICK else " (tiny preset)"))
+ax.set_title("SIBERT + SGD vs BERT + AdamW" + RUNS_NOTE, fontsize=10)
 ax.legend(fontsize=7)
 save(fig, "06_sibert_vs_bert")
 plt.show()
