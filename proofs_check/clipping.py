@@ -15,6 +15,16 @@ from proofs_check.equilibrium import fixed_point
 from proofs_check.symbols import S_I3, C, eta, lam, sigma
 
 
+def clipped_growth_bound():
+    """max ||x(t+1)||^2/||x(t)||^2 over clipped gradients ||g|| <= sqrt(2 C lam/eta) ||x||, g orthogonal to
+    x (coordinates: x along e1, g along e2). Returns (bound, whether the map is increasing in ||g||^2)."""
+    x2, g2 = sp.symbols("x2 g2", positive=True)                      # ||x||^2, ||g_clipped||^2
+    v = sp.Matrix([(1 - eta * lam) * sp.sqrt(x2), -eta * sp.sqrt(g2)])
+    new_sq = sp.expand(v.dot(v))
+    growth = sp.simplify((new_sq / x2).subs(g2, 2 * C * lam / eta * x2))   # monotone in g2: max at the threshold
+    return growth, bool(sp.diff(new_sq, g2).is_positive)
+
+
 def derivations():
     out = []
     ratio = sp.simplify(sigma / fixed_point())     # ||g|| / ||x|| at the equilibrium
@@ -27,12 +37,7 @@ def derivations():
         "symbolic (solved ||g||^2/||x||^2 = 2 C lambda/eta for C at the derived fixed point)",
         note="C >= 1 - eta lambda/2 suffices, so every C > 1 (the talk's condition) never fires; even C = 1 does not. "
              "With the talk's (sqrt(2)-too-large) equilibrium norm the bound would be (2 - eta lambda)/4"))
-    # (b) one-step norm growth with clipping: g orthogonal to x, ||g_clipped|| <= sqrt(2 C lam/eta) ||x||
-    x2, g2 = sp.symbols("x2 g2", positive=True)                      # ||x||^2, ||g_clipped||^2
-    new_sq = sp.expand(sp.Matrix([(1 - eta * lam) * sp.sqrt(x2), -eta * sp.sqrt(g2)]).dot(
-        sp.Matrix([(1 - eta * lam) * sp.sqrt(x2), -eta * sp.sqrt(g2)])))
-    growth = sp.simplify((new_sq / x2).subs(g2, 2 * C * lam / eta * x2))   # monotone in g2: max at the threshold
-    monotone = sp.diff(new_sq, g2).is_positive
+    growth, monotone = clipped_growth_bound()
     out.append(Derivation(
         "P7.growth", S_I3, "Thm (informal): relative global clipping => better norm convergence (bounded norm growth per step)",
         "better norm convergence", f"||x(t+1)||^2/||x(t)||^2 <= {sp.expand(growth)} with clipping; unbounded without",

@@ -14,6 +14,16 @@ from proofs_check.derivation import Derivation, is_zero
 from proofs_check.symbols import S_ELR, eta
 
 
+EFFECTIVE_LR = None   # (expression in eta, r = ||x||; the symbol r) after derivations() ran
+
+
+def effective_lr_expr():
+    """The effective LR read off the derived direction update, as (expr, r)."""
+    if EFFECTIVE_LR is None:
+        derivations()
+    return EFFECTIVE_LR
+
+
 def derivations():
     theta, r = sp.symbols("theta r", positive=True)
     h = sp.Function("h")
@@ -34,6 +44,9 @@ def derivations():
     first_order = [sp.simplify(sp.series(dir_new[i] - sphere[i], eta, 0, 2).removeO()) for i in range(2)]
     second = sp.simplify(sp.series(dir_new[0] - sphere[0], eta, 0, 3).removeO())
     ok_first = all(is_zero(v) for v in first_order)
+    global EFFECTIVE_LR
+    # d x_bar(t+1)/d eta at eta = 0 is -(eta_eff/eta) grad L(x_bar): read off eta_eff
+    EFFECTIVE_LR = (eta * sp.simplify(sp.diff(dir_new[1], eta).subs(eta, 0) / (-grad_bar[1])), r)
     return [Derivation(
         "P4.effective_lr", S_ELR, "GD on scale-invariant L with LR eta == GD on x/||x|| with LR eta/||x||^2 (first order)",
         "effective LR eta/||x||^2",

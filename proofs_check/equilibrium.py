@@ -98,6 +98,15 @@ def band_rows():
     return out
 
 
+def band_bounds():
+    """Bounds on u = ||x||^2 solved from sigma_lo^2/2 <= (2 lambda/eta) u^2 <= 4 sigma_hi^2:
+    returns (u_lo, u_hi, sigma_lo, sigma_hi)."""
+    slo, shi = sp.symbols("sigma_lo sigma_hi", positive=True)
+    u_lo = [r for r in sp.solve(sp.Eq(2 * lam / eta * u**2, slo**2 / 2), u) if r.is_positive][0]
+    u_hi = [r for r in sp.solve(sp.Eq(2 * lam / eta * u**2, 4 * shi**2), u) if r.is_positive][0]
+    return u_lo, u_hi, slo, shi
+
+
 def _steps_into_band(x0sq, e, l, sg):
     lo, hi = np.sqrt(e * sg**2 / (4 * l)), np.sqrt(2 * e * sg**2 / l)    # band on ||x||^2
     uu, n = x0sq, 0

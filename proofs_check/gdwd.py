@@ -56,6 +56,9 @@ def descent_lemma_numeric(n_problems=20, n_points=200, seed=0):
     return worst, checked
 
 
+T0_SLOPE = {}   # dT0/d ln||x0||^2: "exact" (WD decay (1 - eta lambda)^(2t)) and "leading" order, in eta, lambda
+
+
 def derivations():
     out = []
     worst, n = descent_lemma_numeric()
@@ -83,6 +86,7 @@ def derivations():
     lead = sp.limit(t_sol * e * lam, lam, 0)            # leading behaviour as eta lambda -> 0
     stated_lead = sp.log(x0 / e) / 2                    # (1/(2 eta lam)) ln(||x0||^2/eta), times eta lam
     exact_slope = sp.simplify(sp.diff(t_sol, x0) * x0)              # dT0 / d ln||x0||^2
+    T0_SLOPE.update(exact=exact_slope, leading=sp.limit(exact_slope * e * lam, lam, 0) / (e * lam))
     slope_series = sp.series(exact_slope.subs(lam, s / e), s, 0, 1).removeO()
     status, method, disc = compare(stated_lead, sp.expand_log(lead, force=True).subs(K, 1), {x0: (1e2, 1e8), e: (1e-3, 1.0)})
     out.append(Derivation(

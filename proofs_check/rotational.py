@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from proofs_check.derivation import Derivation, compare, is_zero
+from proofs_check.derivation import Derivation, compare
 
 SRC = 'seeds/002 (Kosson et al. 2024), random-walk model'
 eta, lam, G, beta, alpha, s = sp.symbols("eta lambda G beta alpha s", positive=True)
@@ -92,6 +92,9 @@ def derivations():
     stated_a = sp.sqrt(2 * eta * lam / (1 + alpha))
     st, m, d = compare(stated_a, angle_a, RANGES)
     _FORMS["sgdm"], _FORMS["sgdm_norm_sq_times_grad_sq"] = angle_a, norm_sq_a
+    sg_ = sp.Symbol("sigma", positive=True)                     # G^2 = sigma^2 / N at norm^2 N
+    K = sp.simplify(norm_sq_a / G**2)                           # N = K G^2 = K sigma^2 / N  =>  N^2 = K sigma^2
+    _FORMS["sgdm_norm"] = (K * sg_**2) ** sp.Rational(1, 4)
     out.append(Derivation("P10.sgdm", SRC, "SGDM (momentum alpha, L2 through the momentum) angular update = sqrt(2 eta lambda/(1+alpha))",
                           stated_a, angle_a, "random walk, effective LR eta/(1-alpha), leading order", st, m,
                           note=f"E||m||^2 = {f_a} G^2, equilibrium ||x||^2 = {sp.simplify(norm_sq_a)}", discrepancy=d))
