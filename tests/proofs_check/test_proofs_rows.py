@@ -19,7 +19,7 @@ def test_every_item_has_rows_and_none_fails(derivs):
     prefixes = {i.split(".")[0] for i in derivs}
     assert prefixes >= {f"P{i}" for i in range(1, 11)}
     for must in ("P1.euler", "P1.norm_growth", "P1.hessian0", "P1.smoothness", "P2.threshold", "P2.keeps_diverging",
-                 "P3.gradients", "P3.invariance", "P3.normalized", "P4.effective_lr", "P5.exp_lr", "P6.norm", "P6.ratio",
+                 "P3.gradients", "P3.invariance", "P3.normalized", "P3.gd_steps", "P4.effective_lr", "P5.exp_lr", "P6.norm", "P6.ratio",
                  "P7.clip", "P8.descent", "P8.T0", "P9.band", "P10.sgd", "P10.sgdm", "P10.adamw"):
         assert must in derivs, must
     bad = [(d.id, d.method) for d in derivs.values() if d.status == "fail"]
