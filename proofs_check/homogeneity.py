@@ -39,17 +39,28 @@ def _scaled(expr, xs):
 
 def derivations():
     out = []
-    # (a) general argument: d/dx_i f(c x) = c (d_i f)(c x) (chain rule) and f(cx) = c^k f(x)
-    y1, y2, x1, x2 = sp.symbols("y1 y2 x1 x2", positive=True)
+    # (a) general argument for an ARBITRARY f of 2 variables: differentiate both sides of f(c x) = c^k f(x)
+    # l times (sympy's chain rule), solve for the derivative of f evaluated at c x, divide by it at x
+    kk = sp.Symbol("k", real=True)
+    x1, x2 = sp.symbols("x1 x2", positive=True)
     f = sp.Function("f")
-    lhs = sp.diff(f(c * x1, c * x2), x1)
-    chain = c * sp.Subs(sp.diff(f(y1, y2), y1), (y1, y2), (c * x1, c * x2))
-    ok_chain = is_zero(lhs.doit() - chain.doit())
+    lhs, rhs = f(c * x1, c * x2), c**kk * f(x1, x2)
+    found, ok_gen = {}, True
+    for order in ((x1,), (x1, x2), (x1, x1), (x1, x1, x2)):
+        dl, dr = sp.diff(lhs, *order), sp.diff(rhs, *order)
+        at_cx = list(dl.atoms(sp.Subs))                  # (d^l f)(c x): the unknown
+        U = sp.Symbol("U")
+        sol = sp.solve(sp.Eq(dl.subs(at_cx[0], U), dr), U) if len(at_cx) == 1 else []
+        factor = sp.simplify(sol[0] / sp.diff(f(x1, x2), *order)) if sol else None
+        found[len(order)] = factor
+        ok_gen &= factor is not None and is_zero(factor - c ** (kk - len(order)))
     out.append(Derivation(
-        "P1.lemma.general", SLIDE_H, "f k-homogeneous => grad f is (k-1)-homogeneous (general argument)",
+        "P1.lemma.general", SLIDE_H, "f k-homogeneous => grad^l f is (k-l)-homogeneous (general argument)",
         "grad^l f is (k-l)-homogeneous",
-        "d/dx_i [f(c x)] = c (d_i f)(c x) and d/dx_i [c^k f(x)] = c^k d_i f(x) => (d_i f)(c x) = c^(k-1) d_i f(x); induct on l",
-        "c > 0, f differentiable", "pass" if ok_chain else "fail", "symbolic (chain rule checked by sympy on f(c x1, c x2))"))
+        "differentiating f(c x) = c^k f(x) l times and solving for (d^l f)(c x) gives (d^l f)(c x) / d^l f(x) = "
+        + ", ".join(f"{v} (l={l_})" for l_, v in sorted(found.items())),
+        "c > 0, f l times differentiable (f an undefined sympy function of 2 variables)", "pass" if ok_gen else "fail",
+        "symbolic, l = 1, 2 (mixed and pure), 3; the converse (l = 1 => f) follows by integrating Euler's identity"))
     # (b) examples: grad^l f(c x) = c^(k-l) grad^l f(x), l = 1, 2; Euler; Hessian of 0-homog is (-2)-homog
     lemma_ok, euler_ok, hess0_ok, names = True, True, True, []
     for name, xs, fx, k in _examples():
@@ -98,8 +109,39 @@ def derivations():
                           "f k-homogeneous with nonzero Hessian", "pass" if ok else "fail", "symbolic limits",
                           note="for the LOSS l(f(x)) the Hessian also contains l''(f) grad f grad f^T, which grows like c^(2k-2): "
                                "already unbounded for k = 2 whenever l'' does not vanish (Ex 2: smoothness ~ alpha^2)"))
-    out += descent_lemma() + si_attention()
+    out += converse() + descent_lemma() + si_attention()
     return out
+
+
+def converse():
+    """The talk's Lemma says "f k-homo <=> grad^l f (k-l)-homo". The direction <= is false as stated:
+    counterexamples f = ||x||^2 + 1 (grad 1-homogeneous, f not 2-homogeneous) and f = ln ||x|| (grad
+    (-1)-homogeneous, f not 0-homogeneous -- relevant for scale invariance). Corrected (l = 1): grad f
+    (k-1)-homogeneous AND Euler <x, grad f> = k f  =>  f k-homogeneous, derived by integrating
+    d/dc f(c x) = <x, grad f(c x)> = c^(k-1) k f(x) from 1 to c."""
+    x1, x2 = sp.symbols("x1 x2", positive=True)
+    xs = (x1, x2)
+    cex = {2: x1**2 + x2**2 + 1, 0: sp.log(sp.sqrt(x1**2 + x2**2))}
+    broken = {}
+    for k, fx in cex.items():
+        grad_homog = all(is_zero(_scaled(sp.diff(fx, v), xs) - c ** (k - 1) * sp.diff(fx, v)) for v in xs)
+        f_homog = is_zero(_scaled(fx, xs) - c**k * fx)
+        broken[k] = grad_homog and not f_homog
+    kk, s, F = sp.symbols("k s F", positive=True)            # F = f(x)
+    integrated = sp.simplify(F + sp.integrate(s ** (kk - 1) * kk * F, (s, 1, c)))   # f(c x) = f(x) + int_1^c ...
+    ok_fix = is_zero(integrated - c**kk * F)
+    ok = all(broken.values()) and ok_fix
+    return [Derivation(
+        "P1.lemma.converse", SLIDE_H, "Lemma, direction <=: grad^l f (k-l)-homogeneous => f k-homogeneous",
+        "f k-homo <= grad^l f (k-l)-homo",
+        f"false: f = ||x||^2 + 1 (k = 2) and f = ln||x|| (k = 0) have (k-1)-homogeneous gradients but are not "
+        f"k-homogeneous (checked: {broken}); with Euler's identity added, f(c x) = f(x) + int_1^c s^(k-1) k f(x) ds = {integrated}",
+        "c > 0, k > 0 in the integral (k = 0: d/dc f(c x) = 0 directly)", "erratum" if ok else "fail",
+        "symbolic (counterexamples + integration)",
+        corrected="f k-homogeneous => grad^l f (k-l)-homogeneous; conversely grad f (k-1)-homogeneous AND <x, grad f> = k f "
+                  "=> f k-homogeneous (without Euler's identity f is determined only up to a constant, or a ln||x|| term "
+                  "for k = 0; for l > 1 up to a polynomial of degree < l)",
+        discrepancy="the converse fails by an additive constant (k != 0) or a multiple of ln||x|| (k = 0)")]
 
 
 def descent_lemma():

@@ -28,7 +28,7 @@ def test_every_item_has_rows_and_none_fails(derivs):
 
 def test_known_errata_are_found_with_corrections(derivs):
     errata = {i for i, d in derivs.items() if d.status == "erratum"}
-    assert errata == {"P2.keeps_diverging", "P5.exp_lr", "P6.norm"}
+    assert errata == {"P1.lemma.converse", "P2.keeps_diverging", "P5.exp_lr", "P6.norm"}
     assert "sqrt(2)" in derivs["P6.norm"].discrepancy
     assert "= q" in derivs["P5.exp_lr"].discrepancy and "-2t-1" in derivs["P5.exp_lr"].corrected
     assert all(derivs[i].corrected for i in errata)
