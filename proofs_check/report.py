@@ -40,7 +40,8 @@ def _tex(x) -> str:
         return f"${sp.latex(x)}$"
     s = str(x).replace("\\", "/")
     for a, b in (("{", r"\{"), ("}", r"\}"), ("_", r"\_"), ("^", r"\^{}"), ("%", r"\%"), ("&", r"\&"),
-                 ("#", r"\#"), ("$", r"\$"), ("~", r"\~{}")):
+                 ("#", r"\#"), ("$", r"\$"), ("~", r"\~{}"), ("<", r"\textless{}"), (">", r"\textgreater{}"),
+                 ("|", r"\textbar{}")):
         s = s.replace(a, b)
     return s
 

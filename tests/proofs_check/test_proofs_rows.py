@@ -49,6 +49,10 @@ def test_latex_escapes_and_has_every_row(derivs):
     assert r"\begin{longtable}" in tex and tex.count(r"\end{longtable}") == 2
     for i in derivs:
         assert i.replace("_", r"\_") in tex
+    import re
+    text = re.sub(r"\$[^$]*\$", "", tex).replace(" & ", " ")   # drop math mode and column separators
+    assert not re.search(r"(?<!\\)[_%&#]", text), "unescaped LaTeX special character in text mode"
+    assert not re.search(r"[<>|]", text), "raw < > | render wrongly in LaTeX text mode"
 
 
 def test_cli_json_latex_and_exit_code(tmp_path, monkeypatch, capsys):
