@@ -203,15 +203,18 @@ log_bound = np.concatenate([[0.0], np.cumsum(np.log((1 - eta01 * lam) ** 2 + 2 *
 growth = 2 * np.diff(np.log(c01["x_norm"])) - np.diff(log_bound[c01["step"]])
 print(f"x0.1 + WD + clipping: max log(norm^2 growth / clip bound) between logged steps = {growth.max():.2e}")
 assert growth.max() <= 1e-5, growth.max()
-# WD equalises the norms (hence the effective LR eta/||x||^2) across init scales once t >> ln(100)/(2 eta lambda);
-# without WD the spread of ||x0|| is kept. Only the full runs (800 steps) are long enough for this.
+# Reported, not asserted: WD pulls the norms (hence the effective LR eta/||x||^2) of all init scales towards
+# one equilibrium, but covering a factor 10 in norm takes ~ln(100)/(2 eta lambda) steps, about the length of
+# the tiny-preset robustness runs (800 steps, LR /10 after 480), so the paper's Fig. 1 claim is not testable here.
 spread = {tag: max(runs[f"{tag}_init{s:g}"][0]["x_norm"][-1] for s in SCALES)
           / min(runs[f"{tag}_init{s:g}"][0]["x_norm"][-1] for s in SCALES) for tag in ("wd", "nowd")}
 t0_steps = np.log(100) / (2 * cfg01["lr"] * lam)
 print(f"final encoder-norm spread max/min over init scales: WD {spread['wd']:.2f}, no WD {spread['nowd']:.2f} "
       f"({int(c01['step'].max()) + 1} steps; equalisation needs ~ln(100)/(2 eta lambda) = {t0_steps:.0f})")
-if not QUICK:
-    assert spread["wd"] < spread["nowd"] / 2, spread
+for tag in ("wd", "nowd"):
+    print(f"final held-out MLM loss, {tag:4s}, init x0.1 / x1 / x10: "
+          + " / ".join(f"{(runs[f'{tag}_init{s:g}'][1]['final_eval'] or {}).get('heldout_loss', float('nan')):.3f}"
+                       for s in SCALES) + f"  (unigram baseline {ub:.3f})")
 if not QUICK:  # real-text tiny-preset runs: both recipes learn beyond the context-free baseline
     for key in ("sibert_sgd", "bert_adamw"):
         assert runs[key][1]["final_eval"]["heldout_loss"] < ub, (key, runs[key][1]["final_eval"])
