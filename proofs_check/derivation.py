@@ -6,6 +6,8 @@
    (positive, integer, ...) -> ``pass``;
 2. constant ratio: ``simplify(stated / derived)`` is a number != 1 -> ``erratum``, the ratio is
    the size of the discrepancy;
+2b. equal squares: ``simplify(stated^2 - derived^2) == 0`` and the same sign at the random points of
+   step 3 -> ``pass`` (square roots whose sign sympy cannot decide);
 3. numeric fallback (labelled as such): both sides are lambdified and evaluated at random points
    drawn from ``ranges`` ({symbol: (lo, hi)}, which encode the assumptions, e.g. eta*lambda < 1
    via eta in (1e-3, 1), lambda in (1e-4, 0.9)); max relative difference < ``rtol`` -> ``pass``,
@@ -119,14 +121,21 @@ def compare(stated, derived, ranges: Optional[Dict] = None, assumptions: str = "
         return ("erratum", "symbolic: stated / derived is a constant" + suffix,
                 f"stated / derived = {sp.nsimplify(ratio)} (= {float(sp.re(ratio)):.6g})")
     rel = numeric_max_rel_diff(stated, derived, ranges, n_points, seed)
+    if np.isfinite(rel) and rel < rtol and sp.simplify(sp.expand(stated**2 - derived**2)) == 0:
+        return ("pass", "symbolic: simplify(stated^2 - derived^2) = 0, same sign at "
+                        f"{n_points} random points (max rel. diff {rel:.1e})" + suffix, "")
     if not np.isfinite(rel):
         return ("fail", f"NUMERIC check at {n_points} random points could not be evaluated (NaN/complex): "
                         "the sampled ranges leave the formulas' domain" + suffix, "")
     if rel < rtol:
         return ("pass", f"NUMERIC at {n_points} random points, max rel. diff {rel:.1e} < {rtol:g} "
                         "(symbolic simplify inconclusive)" + suffix, "")
+    if sp.count_ops(ratio) <= 8:
+        return ("erratum", "symbolic: stated / derived simplifies to a short non-constant expression (!= 1, "
+                           f"confirmed at {n_points} random points)" + suffix,
+                f"stated / derived = {ratio}; max rel. diff over the sampled ranges {rel:.3g}")
     return ("erratum", f"NUMERIC at {n_points} random points" + suffix,
-            f"stated / derived = {sp.simplify(ratio)}; max rel. diff {rel:.3g}")
+            f"stated / derived = {ratio}; max rel. diff {rel:.3g}")
 
 
 def leq_on(expr_lo, expr_hi, var: sp.Symbol, interval: sp.Interval) -> bool:
