@@ -85,13 +85,16 @@ for name in ("sibert", "bert"):
 # ## 2. The runs
 
 # %%
-def read_run(metrics_path: Path, summary_path: Path):
+def read_run(metrics_path: Path, summary_path: Path, eval_path: Path):
     m = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     s = json.loads(summary_path.read_text())
+    ev = [json.loads(line) for line in eval_path.read_text().splitlines() if line.strip()]
     cols = {k: np.array([r[k] for r in m]) for k in ("step", "loss", "x_norm", "lr", "lr_eff")}
     cols["clipped"] = np.array([r.get("clipped", False) for r in m], bool)
     # fraction of clipped steps over ALL steps (the result files keep every 50th metrics line)
     cols["clip_rate"] = s.get("clip_rate_this_session", float(cols["clipped"].mean()))
+    cols["eval_step"] = np.array([0] + [r["step"] for r in ev])
+    cols["heldout"] = np.array([np.nan] + [r["heldout_loss"] for r in ev])
     return cols, s
 
 
@@ -104,7 +107,7 @@ if QUICK:
     for name, (model_name, opt, over) in plan.items():
         cfg = apply_overrides(preset("tiny", model_name, opt), dict(QUICK_DIMS, cache_dir=str(tmp / "cache"), **over))
         train(cfg, tmp / name, data=data, log=lambda s: None)
-        runs[name] = read_run(tmp / name / "metrics.jsonl", tmp / name / "summary.json")
+        runs[name] = read_run(tmp / name / "metrics.jsonl", tmp / name / "summary.json", tmp / name / "eval.jsonl")
     runs["sibert_sgd"] = runs["wd_init1"]
 else:
     res = REPO / "docs" / "results" / "sibert"
@@ -116,7 +119,7 @@ else:
         raise FileNotFoundError(f"missing SIBERT results {missing} in {res}: run `python -m sibert.experiment` "
                                 "(or set NOTEBOOK_QUICK=1 to train small models here)")
     for key, f in names.items():
-        runs[key] = read_run(res / f"{f}.metrics.jsonl", res / f"{f}.summary.json")
+        runs[key] = read_run(res / f"{f}.metrics.jsonl", res / f"{f}.summary.json", res / f"{f}.eval.jsonl")
 
 for key, (c, s) in runs.items():
     ev = s["final_eval"] or {}
@@ -154,14 +157,15 @@ for i, s in enumerate(SCALES):
     for tag, ls in (("wd", "-"), ("nowd", "--")):
         c, _ = runs[f"{tag}_init{s:g}"]
         lab = f"x{s:g} init, " + ("SGD+WD+clip" if tag == "wd" else "SGD, no WD")
-        ax1.plot(c["step"], c["loss"], ls, color=f"C{i}", lw=1, label=lab)
+        ax1.plot(c["eval_step"], c["heldout"], ls, marker=".", color=f"C{i}", lw=1, label=lab)
         ax2.plot(c["step"], c["x_norm"], ls, color=f"C{i}", lw=1, label=lab)
 ax2.plot(c10["step"], pred10, "k:", lw=1.2, label="theory: ||x0|| prod(1 - eta_t lambda)")
 RUNS_NOTE = " (quick: 50 steps, sample corpus)" if QUICK else " (tiny preset, Wikipedia text)"
-ax1.set_xlabel("step"); ax1.set_ylabel("training MLM loss (nats)"); ax1.set_title("SIBERT: loss vs init scale" + RUNS_NOTE, fontsize=10)
+ax1.axhline(runs["wd_init1"][1]["unigram_baseline"]["train_unigram_xent"], color="gray", ls=":", label="unigram baseline")
+ax1.set_xlabel("step"); ax1.set_ylabel("held-out MLM loss (nats)"); ax1.set_title("SIBERT: loss vs init scale" + RUNS_NOTE, fontsize=10)
 ax2.set_yscale("log"); ax2.set_xlabel("step"); ax2.set_ylabel("encoder parameter norm ||x||")
 ax2.set_title("SIBERT: encoder norm vs init scale")
-ax1.legend(fontsize=7); ax2.legend(fontsize=7)
+ax1.legend(fontsize=7); ax2.legend(fontsize=7, loc="center right")
 save(fig, "06_sibert_init_scales")
 plt.show()
 
@@ -174,10 +178,12 @@ for key, lab in (("sibert_sgd", "SIBERT, SGD + WD + relative clipping"), ("nocli
                  ("bert_adamw", "BERT, AdamW")):
     if key in runs:
         c, s = runs[key]
-        ax.plot(c["step"], c["loss"], lw=1, label=f"{lab}: clip rate {c['clip_rate']:.1%}" if key == "sibert_sgd" else lab)
+        ax.plot(c["step"], c["loss"], lw=0.6, alpha=0.5)
+        ax.plot(c["eval_step"], c["heldout"], "o-", ms=3, color=ax.lines[-1].get_color(), lw=1.2,
+                label=(f"{lab}: clip rate {c['clip_rate']:.1%}" if key == "sibert_sgd" else lab) + " (held-out)")
 ub = runs["bert_adamw"][1]["unigram_baseline"]["train_unigram_xent"]
 ax.axhline(ub, color="gray", ls=":", label="unigram baseline (held-out cross-entropy)")
-ax.set_xlabel("step"); ax.set_ylabel("training MLM loss (nats)")
+ax.set_xlabel("step"); ax.set_ylabel("MLM loss (nats): train (thin), held-out (dots)")
 ax.set_title("SIBERT + SGD vs BERT + AdamW" + RUNS_NOTE, fontsize=10)
 ax.legend(fontsize=7)
 save(fig, "06_sibert_vs_bert")
