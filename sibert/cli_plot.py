@@ -2,7 +2,10 @@
 
 Four panels over steps: training loss (thin) and held-out MLM loss (markers), encoder parameter
 norm ||x||, clip rate (fraction of clipped steps in a sliding window) and the encoder angular
-update per step. Reads ``metrics.jsonl`` / ``eval.jsonl`` written by :mod:`sibert.train`.
+update per step, with the rotational-equilibrium prediction beside it (dashed; Kosson et al.
+2024 via :func:`scaleinv.theory.equilibrium_angle`: sqrt(2 eta_t lambda) for SGD+WD,
+sqrt(2 eta_t lambda (1-beta1)/(1+beta1)) for AdamW, with the run's per-step LR eta_t).
+Reads ``metrics.jsonl`` / ``eval.jsonl`` / ``config.json`` written by :mod:`sibert.train`.
 Several run directories are overlaid (e.g. the init-scale robustness runs).
 """
 from __future__ import annotations
@@ -39,6 +42,18 @@ def _smooth(xs, w):
     return out
 
 
+def predicted_angle(config: dict, lrs):
+    """Equilibrium angular update per step for the run's encoder optimizer (None if no WD)."""
+    from scaleinv import theory
+
+    opt, wd = config.get("optimizer"), float(config.get("weight_decay", 0.0))
+    if wd <= 0 or opt not in ("sgd-wd", "sgd-wd-rgc", "adamw"):
+        return None
+    if opt == "adamw":
+        return [float(theory.equilibrium_angle("adamw", lr, wd, beta1=float(config["adam_b1"]))) for lr in lrs]
+    return [float(theory.equilibrium_angle("sgd", lr, wd)) for lr in lrs]
+
+
 def run(args) -> int:
     runs = [Path(r) for r in args.runs]
     missing = [str(r) for r in runs if not (r / "metrics.jsonl").is_file()]
@@ -68,6 +83,11 @@ def run(args) -> int:
                           color=line.get_color(), label=label)
         ax[1, 1].plot(steps, _smooth([r["angular_update"] for r in m], 10), lw=0.8,
                       color=line.get_color(), label=label)
+        cfg_path = run_dir / "config.json"
+        pred = predicted_angle(json.loads(cfg_path.read_text()), [r["lr"] for r in m]) \
+            if cfg_path.is_file() and m and "lr" in m[0] else None
+        if pred:
+            ax[1, 1].plot(steps, pred, "--", lw=1, color=line.get_color(), label=f"{label} equilibrium (theory)")
     ax[0, 0].set(title="MLM loss (nats)", xlabel="step")
     ax[0, 1].set(title="encoder parameter norm ||x||", xlabel="step", yscale="log")
     ax[1, 0].set(title=f"clip rate (window {args.window} steps)", xlabel="step")

@@ -1,4 +1,5 @@
 """`scaleinv plot` draws a PNG from run directories and rejects a directory without metrics."""
+import numpy as np
 import json
 
 from scaleinv.cli import main
@@ -25,3 +26,13 @@ def test_plot_png(tmp_path, capsys):
 def test_plot_missing_metrics(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     assert "metrics.jsonl" in capsys.readouterr().err
+
+
+def test_predicted_angle_matches_theory():
+    from scaleinv import theory
+    from sibert.cli_plot import predicted_angle
+    sgd = predicted_angle({"optimizer": "sgd-wd-rgc", "weight_decay": 0.01}, [0.1, 0.01])
+    np.testing.assert_allclose(sgd, [np.sqrt(2 * 0.1 * 0.01), np.sqrt(2 * 0.01 * 0.01)], rtol=1e-12)
+    adam = predicted_angle({"optimizer": "adamw", "weight_decay": 0.01, "adam_b1": 0.9}, [1e-3])
+    np.testing.assert_allclose(adam, [np.sqrt(2 * 1e-3 * 0.01 * 0.1 / 1.9)], rtol=1e-12)
+    assert predicted_angle({"optimizer": "sgd", "weight_decay": 0.0}, [0.1]) is None
