@@ -74,7 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaleinv.diagnostics import group_masks_by_prefix
-from scaleinv.homogeneity import DEFAULT_SCALES, HomogeneityResult, estimate_degree, scale_params
+from scaleinv.homogeneity import DEFAULT_SCALES, HomogeneityResult, estimate_degree, fit_log_log, scale_params
 
 __all__ = [
     "Fit", "Signature", "AuditRow", "AuditReport", "degree_from_samples", "default_rtol",
@@ -146,7 +146,7 @@ class Fit:
 
 
 def degree_from_samples(scales: Sequence[float], y1, ys: Sequence[Any], rtol: float) -> Fit:
-    """The fit of :func:`scaleinv.homogeneity.estimate_degree` on precomputed samples.
+    """The fit of :func:`scaleinv.homogeneity.estimate_degree` (:func:`~scaleinv.homogeneity.fit_log_log`) on precomputed samples.
 
     y1 = f(x), ys[i] = f(c_i x) (arrays or pytrees). Same formulas (slope of log||y_c|| vs
     log c, residual max_c ||y_c - c^K y_1|| / ||c^K y_1||, K = round(slope)); needed because the
@@ -160,14 +160,7 @@ def degree_from_samples(scales: Sequence[float], y1, ys: Sequence[Any], rtol: fl
         return Fit("nonfinite", None, float("nan"), float("inf"), float("inf"), rtol)
     if n1 == 0.0:
         return Fit("zero", None, float("nan"), 0.0, 0.0, rtol)
-    logc = np.log(scales)
-    logn = np.log(np.maximum([np.linalg.norm(y) for y in ys], np.finfo(np.float64).tiny))
-    A = np.stack([logc, np.ones_like(logc)], axis=1)
-    coef, *_ = np.linalg.lstsq(A, logn, rcond=None)
-    k = float(coef[0])
-    fit_res = float(np.sqrt(np.mean((A @ coef - logn) ** 2)))
-    K = int(np.round(k))
-    rel = max(float(np.linalg.norm(y - c**K * y1) / (c**K * n1)) for c, y in zip(scales, ys))
+    k, K, rel, fit_res = fit_log_log(scales, y1, ys)
     ok = rel <= rtol
     return Fit("homogeneous" if ok else "not homogeneous", K if ok else None, k, rel, fit_res, rtol)
 

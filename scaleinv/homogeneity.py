@@ -26,6 +26,7 @@ __all__ = [
     "euler_residual",
     "gradient_homogeneity_residual",
     "DEFAULT_SCALES",
+    "fit_log_log",
 ]
 
 DEFAULT_SCALES = tuple(np.logspace(-2, 2, 9))
@@ -92,7 +93,24 @@ def estimate_degree(fn: Callable[[Any], Any], params, mask=None,
         raise ValueError("fn(params) is zero or not finite: the degree is not identifiable there; "
                          "evaluate at another point")
     ys = [_flat(fn(scale_params(params, c, mask))) for c in scales]
-    logc = np.log(np.asarray(scales))
+    bad = [c for c, y in zip(scales, ys) if not np.all(np.isfinite(y))]
+    if bad:
+        raise ValueError(f"fn(c x) is not finite at scales c = {bad}: choose scales inside the range "
+                         "where fn is finite")
+    k, K, rel, fit_res = fit_log_log(scales, y1, ys)
+    return HomogeneityResult(degree=k, rounded=K, residual=rel, fit_residual=fit_res,
+                             homogeneous=bool(rel <= rtol), scales=scales)
+
+
+def fit_log_log(scales: Sequence[float], y1: np.ndarray, ys: Sequence[np.ndarray]):
+    """The degree fit shared by :func:`estimate_degree` and :mod:`scaleinv.audit`.
+
+    y1 = f(x), ys[i] = f(c_i x) as flat float64 arrays (finite, y1 != 0). Returns
+    (k, K, rel, fit_res): k the least-squares slope of log||y_c|| vs log c, K = round(k),
+    rel = max_c ||y_c - c^K y1|| / ||c^K y1||, fit_res the rms residual of the log-log fit.
+    """
+    n1 = float(np.linalg.norm(y1))
+    logc = np.log(np.asarray(scales, np.float64))
     logn = np.log(np.maximum([np.linalg.norm(y) for y in ys], np.finfo(np.float64).tiny))
     A = np.stack([logc, np.ones_like(logc)], axis=1)
     coef, *_ = np.linalg.lstsq(A, logn, rcond=None)
@@ -100,8 +118,7 @@ def estimate_degree(fn: Callable[[Any], Any], params, mask=None,
     fit_res = float(np.sqrt(np.mean((A @ coef - logn) ** 2)))
     K = int(np.round(k))
     rel = max(float(np.linalg.norm(y - c**K * y1) / (c**K * n1)) for c, y in zip(scales, ys))
-    return HomogeneityResult(degree=k, rounded=K, residual=rel, fit_residual=fit_res,
-                             homogeneous=bool(rel <= rtol), scales=scales)
+    return k, K, rel, fit_res
 
 
 def _group_inner(a, b, mask):

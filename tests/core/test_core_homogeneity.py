@@ -79,3 +79,5 @@ def test_bad_input():
         estimate_degree(lambda p: p, jnp.ones(2), scales=[1.0, -2.0])
     with pytest.raises(ValueError, match="zero"):
         estimate_degree(lambda p: 0.0 * p, jnp.ones(2))
+    with pytest.raises(ValueError, match="not finite at scales"):
+        estimate_degree(lambda p: jnp.exp(1e3 * p), jnp.full(2, 0.01, jnp.float32), scales=[1.0, 100.0])
