@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from scaleinv.report import jsonable
+
 STATUSES = ("met", "missed", "report", "peer not installed")
 
 __all__ = ["BenchRow", "STATUSES", "print_rows", "to_markdown", "write_json"]
@@ -39,7 +41,7 @@ class BenchRow:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
     def as_dict(self):
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 def judged(ratio: float, lower: Optional[float] = None, upper: Optional[float] = None) -> str:
@@ -50,18 +52,6 @@ def judged(ratio: float, lower: Optional[float] = None, upper: Optional[float] =
     if upper is not None:
         ok = ok and ratio < upper
     return "met" if ok else "missed"
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist"):
-        return _jsonable(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
 
 
 def fmt(x, digits: int = 4) -> str:
@@ -111,5 +101,5 @@ def to_markdown(rows: Iterable[BenchRow], machine: str = "") -> str:
 def write_json(rows: List[BenchRow], path, meta: Dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": _jsonable(meta), "rows": [r.as_dict() for r in rows]}, indent=2))
+    path.write_text(json.dumps({"meta": jsonable(meta), "rows": [r.as_dict() for r in rows]}, indent=2))
     return path

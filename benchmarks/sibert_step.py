@@ -50,29 +50,11 @@ def make_tx(cfg, encoder_optimizer: Optional[str] = None):
         tx, enc_lr, _ = make_optimizer(dataclasses.replace(cfg, optimizer=encoder_optimizer))
         return tx, enc_lr
     # the trainer's multi_transform with the encoder = clip_by_global_norm + SGD+WD
-    import jax
-
-    from sibert.model import ENCODER, HEAD
+    from sibert.train import encoder_head_transform, make_head_optimizer
 
     enc_lr = sgd_schedule(cfg.lr, cfg.steps, cfg.lr_drop_fractions)
     enc = optax.chain(optax.clip_by_global_norm(1.0), sgd_wd(enc_lr, cfg.weight_decay))
-    head_tx = _head_tx(cfg)
-    labels = lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
-    return optax.multi_transform({ENCODER: enc, HEAD: head_tx}, labels), enc_lr
-
-
-def _head_tx(cfg):
-    """The trainer's head optimizer (LAMB or AdamW, warmup + linear decay, WD on matrices)."""
-    import jax
-    import optax
-
-    from sibert.train import warmup_linear_schedule
-
-    head_lr = warmup_linear_schedule(cfg.head_lr, cfg.steps, cfg.warmup_frac)
-    mask = lambda tree: jax.tree.map(lambda x: x.ndim >= 2, tree)
-    if cfg.head_optimizer == "lamb":
-        return optax.lamb(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay, mask=mask)
-    return optax.adamw(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay, mask=mask)
+    return encoder_head_transform(enc, make_head_optimizer(cfg)[0]), enc_lr
 
 
 def make_step(cfg, encoder_optimizer: Optional[str] = None, seed: int = 0, devices=None
@@ -80,11 +62,10 @@ def make_step(cfg, encoder_optimizer: Optional[str] = None, seed: int = 0, devic
     """A zero-argument callable running ONE training step (state carried inside), and info
     {tokens_per_step, n_devices, n_params}. Data parallel over ``devices`` (default: all)."""
     import jax
-    import jax.numpy as jnp
     from jax.sharding import NamedSharding, PartitionSpec as P
 
-    from sibert.model import MLMModel, ModelConfig, init_params
-    from sibert.train import build_steps, make_mesh, param_sharding, shard_batch
+    from sibert.model import MLMModel, ModelConfig
+    from sibert.train import build_steps, init_state, make_mesh, shard_batch
 
     mesh = make_mesh(devices)
     ndev = mesh.shape["data"]
@@ -93,13 +74,7 @@ def make_step(cfg, encoder_optimizer: Optional[str] = None, seed: int = 0, devic
     mcfg = ModelConfig.from_train(cfg)
     model = MLMModel(mcfg)
     tx, enc_lr = make_tx(cfg, encoder_optimizer)
-    init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
-    params = init_params(mcfg, init_key, cfg.seq_len, cfg.init_scale)
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32), "rng": rng}
-    state_sh = {"params": param_sharding(mesh, state["params"], cfg.fsdp),
-                "opt_state": param_sharding(mesh, state["opt_state"], cfg.fsdp),
-                "step": NamedSharding(mesh, P()), "rng": NamedSharding(mesh, P())}
-    state = jax.device_put(state, state_sh)
+    state, state_sh = init_state(cfg, mcfg, tx, mesh, jax.random.PRNGKey(seed))
     train_step, _ = build_steps(cfg, model, tx, enc_lr)
     batch_sh = {k: NamedSharding(mesh, P("data")) for k in ("tokens", "mlm_positions", "mlm_labels", "mlm_weights")}
     step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
@@ -111,7 +86,7 @@ def make_step(cfg, encoder_optimizer: Optional[str] = None, seed: int = 0, devic
         box["state"], metrics = step_fn(box["state"], batch)
         return box["state"], metrics["loss"]
 
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
     info = {"tokens_per_step": cfg.batch_size * cfg.seq_len, "n_devices": ndev, "n_params": n_params,
             "encoder_optimizer": encoder_optimizer or cfg.optimizer, "head_optimizer": cfg.head_optimizer,
             "step_fn": step_fn, "box": box, "batch": batch, "tx": tx}

@@ -61,7 +61,6 @@ import dataclasses
 import importlib
 import importlib.util
 import json
-import math
 import re
 import unittest.mock
 from dataclasses import dataclass, field
@@ -75,6 +74,7 @@ import numpy as np
 
 from scaleinv.diagnostics import group_masks_by_prefix
 from scaleinv.homogeneity import DEFAULT_SCALES, HomogeneityResult, estimate_degree, fit_log_log, scale_params
+from scaleinv.report import jsonable
 
 __all__ = [
     "Fit", "Signature", "AuditRow", "AuditReport", "degree_from_samples", "default_rtol",
@@ -137,7 +137,7 @@ class Fit:
         return {"homogeneous": str(self.degree), "zero": "zero", "nonfinite": "nan"}.get(self.status, "✗")
 
     def as_dict(self):
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_result(cls, r: HomogeneityResult, rtol: float) -> "Fit":
@@ -633,7 +633,7 @@ class AuditReport:
         return ok
 
     def as_dict(self):
-        return _jsonable({
+        return jsonable({
             "target_group": self.target_group, "target_degree": self.target_degree,
             "target_met": self.target_met, "first_break": self.first_break,
             "first_break_explanation": self.first_break_explanation, "expect": self.expect,
@@ -1121,13 +1121,3 @@ def audit_factory(spec: str, factory_kwargs: Optional[Mapping[str, Any]] = None,
     return audit(apply_fn, params, batch, **{**options, **audit_kwargs})
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, np.integer)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x

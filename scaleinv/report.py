@@ -33,16 +33,18 @@ class Row:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
     def as_dict(self):
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
-def _jsonable(x):
+def jsonable(x):
+    """``x`` with dict keys as str, tuples as lists, NumPy/JAX arrays and scalars as Python
+    values and non-finite floats as strings, ready for ``json.dumps``."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if hasattr(x, "tolist"):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     return x
@@ -75,7 +77,7 @@ def print_table(rows: Iterable[Row], title: str = "") -> None:
 def write_json(rows: List[Row], path, meta: Dict[str, Any] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"meta": _jsonable(meta or {}), "rows": [r.as_dict() for r in rows]}
+    payload = {"meta": jsonable(meta or {}), "rows": [r.as_dict() for r in rows]}
     path.write_text(json.dumps(payload, indent=2))
     return path
 

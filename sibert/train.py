@@ -69,6 +69,24 @@ def _matrix_mask(tree):
     return jax.tree.map(lambda x: x.ndim >= 2, tree)
 
 
+def make_head_optimizer(cfg: TrainConfig):
+    """(head tx, head LR schedule): LAMB or AdamW, warmup + linear decay, WD on matrices only."""
+    head_lr = warmup_linear_schedule(cfg.head_lr, cfg.steps, cfg.warmup_frac)
+    if cfg.head_optimizer == "lamb":
+        head = optax.lamb(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay,
+                          mask=_matrix_mask)
+    else:
+        head = optax.adamw(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay,
+                           mask=_matrix_mask)
+    return head, head_lr
+
+
+def encoder_head_transform(encoder_tx, head_tx):
+    """``optax.multi_transform`` sending params["encoder"] to ``encoder_tx``, params["head"] to ``head_tx``."""
+    labels = lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
+    return optax.multi_transform({ENCODER: encoder_tx, HEAD: head_tx}, labels)
+
+
 def make_optimizer(cfg: TrainConfig):
     """(tx, encoder LR schedule, head LR schedule) for ``cfg``."""
     if cfg.optimizer == "adamw":
@@ -82,16 +100,8 @@ def make_optimizer(cfg: TrainConfig):
             enc = sgd_wd(enc_lr, cfg.weight_decay)
         else:  # "sgd"
             enc = sgd_wd(enc_lr, 0.0)
-    head_lr = warmup_linear_schedule(cfg.head_lr, cfg.steps, cfg.warmup_frac)
-    if cfg.head_optimizer == "lamb":
-        head = optax.lamb(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay,
-                          mask=_matrix_mask)
-    else:
-        head = optax.adamw(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay,
-                           mask=_matrix_mask)
-    labels = lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
-    tx = optax.multi_transform({ENCODER: enc, HEAD: head}, labels)
-    return tx, enc_lr, head_lr
+    head, head_lr = make_head_optimizer(cfg)
+    return encoder_head_transform(enc, head), enc_lr, head_lr
 
 
 # ----------------------------------------------------------------------------- mesh
@@ -212,6 +222,17 @@ def _to_py(d):
     return {k: (bool(v) if np.asarray(v).dtype == bool else float(v)) for k, v in d.items()}
 
 
+def init_state(cfg: TrainConfig, mcfg, tx, mesh: Mesh, key):
+    """Initial train state {params, opt_state, step, rng} placed on ``mesh``, and its shardings."""
+    init_key, rng = jax.random.split(key)
+    params = init_params(mcfg, init_key, cfg.seq_len, cfg.init_scale)
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32), "rng": rng}
+    state_sh = {"params": param_sharding(mesh, state["params"], cfg.fsdp),
+                "opt_state": param_sharding(mesh, state["opt_state"], cfg.fsdp),
+                "step": NamedSharding(mesh, P()), "rng": NamedSharding(mesh, P())}
+    return jax.device_put(state, state_sh), state_sh
+
+
 def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], None] = None,
           data: Optional[MLMData] = None) -> Dict[str, Any]:
     """Train ``cfg`` into ``run_dir``; returns the summary dict (also ``summary.json``)."""
@@ -234,14 +255,7 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     mcfg = ModelConfig.from_train(cfg)
     model = MLMModel(mcfg)
     tx, enc_lr, _ = make_optimizer(cfg)
-    key = jax.random.PRNGKey(cfg.seed)
-    init_key, rng = jax.random.split(key)
-    params = init_params(mcfg, init_key, cfg.seq_len, cfg.init_scale)
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32), "rng": rng}
-    state_sh = {"params": param_sharding(mesh, state["params"], cfg.fsdp),
-                "opt_state": param_sharding(mesh, state["opt_state"], cfg.fsdp),
-                "step": NamedSharding(mesh, P()), "rng": NamedSharding(mesh, P())}
-    state = jax.device_put(state, state_sh)
+    state, state_sh = init_state(cfg, mcfg, tx, mesh, jax.random.PRNGKey(cfg.seed))
 
     mngr = checkpoint_manager(run_dir, cfg)
     start = 0
