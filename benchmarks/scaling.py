@@ -118,10 +118,9 @@ def _worker(ns, quick: bool, repeats: int) -> Dict[str, Dict[str, float]]:
 def run_worker(ns, quick: bool, repeats: int) -> Dict[str, Dict[str, float]]:
     """One subprocess with ``--xla_force_host_platform_device_count=max(ns)``."""
     ns = list(ns)
-    flags = os.environ.get("XLA_FLAGS", "")
-    flags = " ".join(f for f in flags.split() if not f.startswith("--xla_force_host_platform_device_count"))
-    env = dict(os.environ, XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={max(ns)}".strip(),
-               JAX_PLATFORMS="cpu")
+    from sibert.devices import fake_cpu_devices_env
+
+    env = fake_cpu_devices_env(max(ns))
     code = ("import json; from benchmarks.scaling import _worker; "
             f"print('RESULT ' + json.dumps(_worker({ns!r}, {quick!r}, {repeats})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900,

@@ -14,6 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from _sibert_helpers import tiny_overrides  # noqa: E402
 
+from sibert.devices import fake_cpu_devices_env  # noqa: E402
+
 SCRIPT = """
 import json, sys
 import jax
@@ -31,18 +33,17 @@ print(json.dumps(res))
 
 
 def _run(tmp_path, name, ndev, model, variants):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    if ndev > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={ndev}"
+    # fake devices with XLA's CPU collective timeouts raised (the default 40 s rendezvous
+    # timeout aborted this test on a loaded 2-core machine)
+    env = fake_cpu_devices_env(ndev)
     overs = [tiny_overrides(tmp_path / "cache", steps=8, eval_every=8, ckpt_every=8, **kw) for kw in variants]
     r = subprocess.run([sys.executable, "-c", SCRIPT, model, str(tmp_path / name), json.dumps(overs)],
-                       env=env, capture_output=True, text=True, timeout=240)
+                       env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("model", ["sibert", "bert"])
 def test_eight_devices_match_one_device(tmp_path, model):
     (one,) = _run(tmp_path, "one", 1, model, [{}])
@@ -53,3 +54,13 @@ def test_eight_devices_match_one_device(tmp_path, model):
     np.testing.assert_allclose(fsdp["losses"], one["losses"], rtol=2e-5)
     np.testing.assert_allclose([dp["heldout"], fsdp["heldout"]], one["heldout"], rtol=2e-5)
     assert len(one["losses"]) == 8 and len(set(np.round(one["losses"], 4))) > 1
+
+
+def test_fake_device_env_raises_collective_timeouts_and_keeps_other_flags():
+    env = fake_cpu_devices_env(4, base={"XLA_FLAGS": "--xla_force_host_platform_device_count=2 --foo=1"})
+    flags = env["XLA_FLAGS"].split()
+    assert "--foo=1" in flags and "--xla_force_host_platform_device_count=4" in flags
+    assert "--xla_force_host_platform_device_count=2" not in flags
+    timeouts = [f for f in flags if "collective" in f]
+    assert len(timeouts) == 3 and all(int(f.split("=")[1]) >= 600 for f in timeouts)
+    assert env["JAX_PLATFORMS"] == "cpu"
