@@ -37,6 +37,7 @@ from typing import Any, Dict, Optional
 MODELS = ("sibert", "bert")
 OPTIMIZERS = ("sgd-wd-rgc", "sgd-wd", "sgd", "adamw")
 HEAD_OPTIMIZERS = ("lamb", "adamw")
+HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
 PRESETS = ("tiny", "small", "base")
 
 
@@ -62,6 +63,7 @@ class TrainConfig:
     dropout: float = 0.0
     attn_eps: float = 1e-30               # SI attention denominator max(sum_j relu(q_ij), eps)
     ln_eps: float = 1e-30                 # LayerNorm eps for SIBERT (tiny: keeps 0-homogeneity)
+    hidden_act: str = "gelu"              # BERT's activation: gelu (exact erf, as BERT) | gelu_new (tanh)
     # data
     source: str = "wiki-offline"          # wiki-offline | a directory of *.txt files
     heldout_fraction: float = 0.05        # fraction of ARTICLES held out (hash of the title)
@@ -252,6 +254,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(0 <= cfg.warmup_frac < 1, f"warmup_frac: must be in [0, 1), got {cfg.warmup_frac!r}")
     need(0 < cfg.adam_b1 < 1 and 0 < cfg.adam_b2 < 1, "adam_b1/adam_b2: must be in (0, 1)")
     need(cfg.attn_eps > 0 and cfg.ln_eps > 0, "attn_eps/ln_eps: must be > 0")
+    need(cfg.hidden_act in HIDDEN_ACTS,
+         f"hidden_act: unknown value {cfg.hidden_act!r}; allowed: {', '.join(HIDDEN_ACTS)}")
     try:
         drops = cfg.lr_drop_fractions
     except ValueError:

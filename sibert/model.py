@@ -8,7 +8,8 @@
 attention probs         softmax(q k^T / sqrt(d_k))              p_ij = relu(s_ij) / max(sum_j relu(s_ij), eps)
                                                                  with s = q k^T (no 1/sqrt(d_k): it cancels)
 block order             PostNorm: h = LN(h + f(h))              PreNorm: h = h + f(LN(h))
-activation              GeLU                                    ReLU
+activation              GeLU (``hidden_act``: exact erf "gelu"   ReLU
+                        as BERT / HF, or tanh "gelu_new")
 LayerNorm               affine (scale, bias)                    no affine inside the encoder
 biases                  everywhere                              only where added to a 1-homogeneous tensor
 embedding output        LN_affine(E[tok] + P[pos])              (E[tok] + P[pos]) W_in        (no bias)
@@ -61,7 +62,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ModelConfig", "si_attention_probs", "SelfAttention", "EncoderLayer", "Encoder",
+__all__ = ["ModelConfig", "HIDDEN_ACTS", "activation", "si_attention_probs", "SelfAttention", "EncoderLayer", "Encoder",
            "MLMHead", "MLMModel", "mlm_loss", "init_params", "ENCODER", "HEAD"]
 
 ENCODER, HEAD = "encoder", "head"
@@ -80,13 +81,28 @@ class ModelConfig:
     dropout: float = 0.0
     attn_eps: float = 1e-30
     ln_eps: float = 1e-30           # SIBERT LayerNorms; BERT uses 1e-12 (its standard value)
+    hidden_act: str = "gelu"        # BERT only: "gelu" (exact erf, BERT / HF) | "gelu_new" (tanh)
 
     @classmethod
     def from_train(cls, cfg) -> "ModelConfig":
         return cls(vocab_size=cfg.vocab_size, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
                    ffn=cfg.ffn, max_positions=cfg.max_positions,
                    scale_invariant=(cfg.model == "sibert"), init_std=cfg.init_std,
-                   dropout=cfg.dropout, attn_eps=cfg.attn_eps, ln_eps=cfg.ln_eps)
+                   dropout=cfg.dropout, attn_eps=cfg.attn_eps, ln_eps=cfg.ln_eps,
+                   hidden_act=cfg.hidden_act)
+
+
+HIDDEN_ACTS = {
+    # Hugging Face's names (``BertConfig.hidden_act``): BERT uses the exact erf GELU
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+}
+
+
+def activation(cfg: ModelConfig):
+    """ReLU for SIBERT (1-homogeneous); ``cfg.hidden_act`` for BERT."""
+    return jax.nn.relu if cfg.scale_invariant else HIDDEN_ACTS[cfg.hidden_act]
 
 
 def si_attention_probs(scores: jax.Array, eps: float) -> jax.Array:
@@ -134,7 +150,7 @@ class FeedForward(nn.Module):
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         cfg = self.cfg
         init = nn.initializers.truncated_normal(cfg.init_std)
-        act = jax.nn.relu if cfg.scale_invariant else jax.nn.gelu
+        act = activation(cfg)
         y = act(nn.Dense(cfg.ffn, use_bias=True, kernel_init=init, name="fc1")(x))
         y = nn.Dense(cfg.hidden, use_bias=not cfg.scale_invariant, kernel_init=init, name="fc2")(y)
         return nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
@@ -191,7 +207,7 @@ class MLMHead(nn.Module):
     def __call__(self, h: jax.Array, E: jax.Array) -> jax.Array:
         cfg = self.cfg
         init = nn.initializers.truncated_normal(cfg.init_std)
-        act = jax.nn.relu if cfg.scale_invariant else jax.nn.gelu
+        act = activation(cfg)
         y = act(nn.Dense(cfg.hidden, kernel_init=init, name="transform")(h))
         y = _layer_norm(cfg, True, "transform_ln")(y)
         bias = self.param("output_bias", nn.initializers.zeros, (cfg.vocab_size,))

@@ -73,3 +73,21 @@ def test_sibert_model_has_no_forbidden_bias_or_affine():
     assert "bias" in layer["attention"]["query"] and "bias" in layer["ffn"]["fc1"]
     assert "ln_attn" not in layer or not layer.get("ln_attn")  # non-affine LN has no params
     assert "logit_scale" in params["head"]
+
+
+def test_bert_hidden_act_is_exact_erf_gelu_by_default():
+    import math
+
+    import jax.numpy as jnp
+
+    from sibert.model import ModelConfig, activation
+
+    x = jnp.linspace(-4.0, 4.0, 81)
+    exact = jnp.asarray([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.tolist()])
+    bert = ModelConfig(scale_invariant=False)
+    assert bert.hidden_act == "gelu"
+    assert float(jnp.max(jnp.abs(activation(bert)(x) - exact))) < 1e-6
+    tanh = activation(ModelConfig(scale_invariant=False, hidden_act="gelu_new"))(x)
+    assert float(jnp.max(jnp.abs(tanh - exact))) > 1e-4      # the two GELUs really differ
+    si = activation(ModelConfig(scale_invariant=True, hidden_act="gelu"))
+    assert float(jnp.max(jnp.abs(si(x) - jnp.maximum(x, 0)))) == 0.0  # SIBERT: ReLU regardless
