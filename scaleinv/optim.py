@@ -56,12 +56,20 @@ def _resolve_mask(mask: MaskOrFn, tree):
     return mask(tree) if callable(mask) else mask
 
 
+def _safe_sqrt(sq):
+    """sqrt with a finite derivative at 0 (jnp.sqrt's is inf there, which makes a NaN through
+    the chain rule when the whole group is zero)."""
+    zero = sq == 0            # (NaN and inf fall through to jnp.sqrt and stay NaN / inf)
+    return jnp.where(zero, jnp.zeros_like(sq), jnp.sqrt(jnp.where(zero, 1.0, sq)))
+
+
 def masked_tree_norm(tree, mask=None) -> jax.Array:
-    """Global l2 norm sqrt(sum_leaves ||leaf||^2) over the leaves where ``mask`` is True."""
+    """Global l2 norm sqrt(sum_leaves ||leaf||^2) over the leaves where ``mask`` is True
+    (0 for an empty or all-zero selection, with derivative 0 there instead of NaN)."""
     mask = _resolve_mask(mask, tree)
     sq = jax.tree.map(lambda x, m: jnp.sum(jnp.square(x)) if m else jnp.zeros((), jnp.result_type(x)),
                       tree, mask)
-    return jnp.sqrt(sum(jax.tree.leaves(sq), jnp.zeros(())))
+    return _safe_sqrt(sum(jax.tree.leaves(sq), jnp.zeros(())))
 
 
 def sgd_wd(learning_rate: ScalarOrSchedule, weight_decay: float, mask: MaskOrFn = None
@@ -104,6 +112,16 @@ def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: float, C
     the optimizer uses). Leaves outside S pass unchanged. Requires ``params`` in ``update``.
     With ||grad L(x_bar)|| = sigma constant the SGD+WD equilibrium has
     ||g|| = sqrt(lambda (2 - eta lambda)/eta) ||x||, so with C > 1 it never fires there.
+
+    Edge cases (defined results, tested in ``tests/core/test_core_optim_edges.py``):
+
+    * ``||x_S|| = 0`` -- the threshold is 0 (also when eta_t = 0, where the formula reads
+      inf * 0): a zero gradient passes unchanged (``clipped`` False, update 0), a nonzero finite
+      gradient is clipped to 0 (``clipped`` True). Derivatives through the update stay finite.
+    * ``eta_t = 0`` with ``||x_S|| > 0`` -- the threshold is inf: nothing is clipped.
+    * any inf or NaN in ``g_S`` or ``x_S`` -- every entry of S's update is NaN and ``clipped`` is
+      False: a broken step is never silently zeroed or passed through unclipped (wrap the
+      optimizer in ``optax.apply_if_finite`` to skip such steps). Leaves outside S pass unchanged.
     """
     _check_positive("learning_rate", learning_rate)
     _check_positive("weight_decay", weight_decay)
@@ -130,9 +148,14 @@ def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: float, C
         eta = _at(learning_rate, state.count)
         g_norm = masked_tree_norm(updates, m)
         x_norm = masked_tree_norm(params, m)
-        threshold = jnp.sqrt(2.0 * C * weight_decay / eta) * x_norm + eps
-        clipped = g_norm > threshold
+        # sqrt(2 C lambda / eta_t) ||x_S||, defined as 0 when ||x_S|| = 0 (even if eta_t = 0)
+        x_pos = x_norm > 0
+        scale = jnp.sqrt(2.0 * C * weight_decay / jnp.where(x_pos, eta, 1.0))
+        threshold = jnp.where(x_pos, scale * x_norm, jnp.zeros_like(x_norm)) + eps
+        finite = jnp.isfinite(g_norm) & jnp.isfinite(x_norm)
+        clipped = finite & (g_norm > threshold)
         factor = jnp.where(clipped, threshold / jnp.where(clipped, g_norm, 1.0), 1.0)
+        factor = jnp.where(finite, factor, jnp.nan)   # inf / NaN in the group: poison all of S
         new_updates = jax.tree.map(lambda g, sel: (g * factor.astype(g.dtype)) if sel else g, updates, m)
         new_state = RelativeClipState(
             count=optax.safe_increment(state.count),

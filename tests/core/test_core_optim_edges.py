@@ -1,0 +1,191 @@
+"""scaleinv.optim behaviour no other test touches (issue 18):
+
+* weight-decay masks: leaves outside the mask are not decayed (their update is exactly -eta g,
+  bit for bit; with a zero gradient they do not move at all);
+* relative global clipping under a learning-rate SCHEDULE: the threshold of step t uses eta_t
+  (the schedule at that step), alone and chained in ``sgd_wd_rgc``;
+* zero parameters / zero gradients / inf / NaN in the clipped group: the defined results of
+  :func:`scaleinv.optim.relative_global_clip`'s docstring (no NaN for an all-zero group, finite
+  derivatives; any non-finite entry poisons the whole group with NaN, never silently passes).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaleinv import theory
+from scaleinv.optim import clip_stats, masked_tree_norm, relative_global_clip, sgd_wd, sgd_wd_rgc
+
+KEYS = ("w", "b", "head")
+
+
+def _tree(seed, scale=1.0):
+    ks = jax.random.split(jax.random.PRNGKey(seed), 3)
+    shapes = {"w": (3, 4), "b": (5,), "head": (2,)}
+    return {k: scale * jax.random.normal(kk, shapes[k]) for k, kk in zip(KEYS, ks)}
+
+
+masks = st.fixed_dictionaries({k: st.booleans() for k in KEYS})
+
+
+# ------------------------------------------------------------------ weight-decay masks
+@settings(deadline=None, max_examples=25)
+@given(mask=masks, eta=st.floats(1e-3, 1.0), lam=st.floats(1e-3, 0.5), seed=st.integers(0, 2**16))
+def test_sgd_wd_mask_leaves_outside_are_not_decayed_bit_for_bit(mask, eta, lam, seed):
+    x, g = _tree(seed), _tree(seed + 1)
+    u, _ = sgd_wd(eta, lam, mask=mask).update(g, sgd_wd(eta, lam, mask=mask).init(x), x)
+    plain, _ = optax.sgd(eta).update(g, optax.sgd(eta).init(x), x)
+    decayed, _ = sgd_wd(eta, lam).update(g, sgd_wd(eta, lam).init(x), x)
+    for k in KEYS:
+        if mask[k]:
+            np.testing.assert_array_equal(u[k], decayed[k])
+        else:
+            np.testing.assert_array_equal(u[k], plain[k])          # -eta g, bit for bit
+    # zero gradient: masked-out leaves do not move at all, masked-in ones shrink by (1 - eta lam)
+    zero = jax.tree.map(jnp.zeros_like, g)
+    u0, _ = sgd_wd(eta, lam, mask=mask).update(zero, sgd_wd(eta, lam, mask=mask).init(x), x)
+    new = optax.apply_updates(x, u0)
+    for k in KEYS:
+        if mask[k]:
+            np.testing.assert_allclose(new[k], (1 - eta * lam) * x[k], rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(new[k], x[k])
+
+
+@settings(deadline=None, max_examples=20)
+@given(mask=masks, seed=st.integers(0, 2**16), gscale=st.floats(1e-2, 1e4))
+def test_sgd_wd_rgc_mask_leaves_outside_are_neither_clipped_nor_decayed(mask, seed, gscale):
+    eta, lam = 0.1, 0.01
+    x, g = _tree(seed), _tree(seed + 1, gscale)
+    opt = sgd_wd_rgc(eta, lam, C=2.0, mask=mask)
+    u, s = opt.update(g, opt.init(x), x)
+    plain, _ = optax.sgd(eta).update(g, optax.sgd(eta).init(x), x)
+    for k in KEYS:
+        if not mask[k]:
+            np.testing.assert_array_equal(u[k], plain[k])
+    # the callable form of the mask gives the same result
+    opt2 = sgd_wd_rgc(eta, lam, C=2.0, mask=lambda p: mask)
+    u2, _ = opt2.update(g, opt2.init(x), x)
+    for k in KEYS:
+        np.testing.assert_array_equal(u[k], u2[k])
+
+
+# ------------------------------------------------------------------ clipping under a schedule
+def _schedules():
+    return {
+        "warmup-cosine": optax.warmup_cosine_decay_schedule(0.01, 0.5, 3, 12, 0.05),
+        "linear-up": optax.linear_schedule(0.05, 0.5, 10),
+        "exponential": optax.exponential_decay(0.4, 1, 0.7),
+    }
+
+
+def test_clip_threshold_uses_the_lr_of_the_step_itself():
+    lam, C = 0.02, 2.0
+    for name, sched in _schedules().items():
+        x = _tree(0)
+        opt = relative_global_clip(sched, lam, C=C)
+        s = opt.init(x)
+        for t in range(10):
+            g = _tree(100 + t, scale=50.0)                        # always large: clipping fires
+            out, s = opt.update(g, s, x)
+            want = float(theory.clip_threshold(float(sched(t)), lam, float(masked_tree_norm(x)), C))
+            wrong = [float(theory.clip_threshold(float(sched(t + d)), lam, float(masked_tree_norm(x)), C))
+                     for d in (-1, 1) if t + d >= 0]
+            assert bool(s.clipped), (name, t)
+            np.testing.assert_allclose(float(s.threshold), want, rtol=1e-5, err_msg=f"{name} step {t}")
+            np.testing.assert_allclose(float(masked_tree_norm(out)), want, rtol=1e-5, err_msg=f"{name} step {t}")
+            for w in wrong:   # the neighbours' LRs give a different threshold: the test can tell them apart
+                assert abs(w / want - 1) > 1e-3, (name, t)
+
+
+def test_sgd_wd_rgc_with_schedule_is_the_stated_update_every_step():
+    """x(t+1) = (1 - eta_t lam) x(t) - eta_t clip_t(g), with clip_t at sqrt(2 C lam / eta_t) ||x(t)||."""
+    lam, C = 0.02, 2.0
+    sched = optax.warmup_cosine_decay_schedule(0.01, 0.5, 3, 12, 0.05)
+    x = _tree(1)
+    opt = sgd_wd_rgc(sched, lam, C=C)
+    s = opt.init(x)
+    with jax.enable_x64(False):
+        for t in range(12):
+            g = _tree(200 + t, scale=30.0 if t % 2 else 1e-3)      # alternate: clipped / not clipped
+            u, s = opt.update(g, s, x)
+            eta = float(sched(t))
+            gn, xn = float(masked_tree_norm(g)), float(masked_tree_norm(x))
+            thr = np.sqrt(2 * C * lam / eta) * xn
+            f = min(1.0, thr / gn)
+            assert bool(clip_stats(s).clipped) == (gn > thr), t
+            new = optax.apply_updates(x, u)
+            for k in KEYS:
+                np.testing.assert_allclose(new[k], (1 - eta * lam) * x[k] - eta * f * g[k], rtol=2e-5, atol=1e-6,
+                                           err_msg=f"step {t}")
+            x = new
+
+
+# ------------------------------------------------------------------ zero / inf / NaN
+def test_all_zero_group_gives_zero_update_and_finite_derivatives():
+    x = jax.tree.map(jnp.zeros_like, _tree(0))
+    g = jax.tree.map(jnp.zeros_like, x)
+    for lr in (0.1, optax.linear_schedule(0.0, 0.1, 10)):          # eta_0 = 0: inf * 0 in the formula
+        opt = sgd_wd_rgc(lr, 0.01)
+        u, s = opt.update(g, opt.init(x), x)
+        cs = clip_stats(s)
+        for k in KEYS:
+            assert np.all(np.asarray(u[k]) == 0), k
+        assert not bool(cs.clipped) and float(cs.threshold) == 0.0 and float(cs.grad_norm) == 0.0
+        # reverse-mode derivative of the update w.r.t. the parameters at 0 (was NaN: d sqrt at 0)
+        d = jax.grad(lambda p: sum(jnp.sum(v) for v in jax.tree.leaves(opt.update(g, opt.init(p), p)[0])))(x)
+        assert all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(d))
+    assert np.isfinite(np.asarray(jax.grad(masked_tree_norm)(x)["w"])).all()
+
+
+@settings(deadline=None, max_examples=20)
+@given(seed=st.integers(0, 2**16), gscale=st.floats(1e-6, 1e6))
+def test_zero_params_nonzero_grad_clips_to_zero(seed, gscale):
+    x = jax.tree.map(jnp.zeros_like, _tree(0))
+    g = _tree(seed, gscale)
+    opt = relative_global_clip(0.1, 0.01)
+    out, s = opt.update(g, opt.init(x), x)
+    assert bool(s.clipped) and float(s.threshold) == 0.0
+    for k in KEYS:
+        assert np.all(np.asarray(out[k]) == 0)
+
+
+@settings(deadline=None, max_examples=30)
+@given(seed=st.integers(0, 2**16), bad=st.sampled_from([np.inf, -np.inf, np.nan]),
+       where=st.sampled_from(["grad", "param"]), leaf=st.sampled_from(["w", "b"]),
+       mask=st.fixed_dictionaries({"w": st.just(True), "b": st.just(True), "head": st.booleans()}))
+def test_non_finite_entry_poisons_the_whole_group_with_nan(seed, bad, where, leaf, mask):
+    x, g = _tree(seed), _tree(seed + 1)
+    tgt = g if where == "grad" else x
+    tgt[leaf] = tgt[leaf].at[0].set(bad)
+    opt = relative_global_clip(0.1, 0.01, mask=mask)
+    out, s = opt.update(g, opt.init(x), x)
+    for k in KEYS:
+        if mask[k]:
+            assert np.all(np.isnan(np.asarray(out[k]))), (k, where, bad)
+        else:
+            np.testing.assert_array_equal(out[k], g[k])          # outside the group: untouched
+    assert not bool(s.clipped) and int(s.num_clipped) == 0
+
+
+@settings(deadline=None, max_examples=25)
+@given(seed=st.integers(0, 2**16), xscale=st.floats(1e-30, 1e15), gscale=st.floats(1e-30, 1e15),
+       eta=st.floats(1e-4, 1.0), lam=st.floats(1e-5, 0.5), C=st.floats(1.001, 16.0))
+def test_finite_inputs_give_finite_updates_at_most_the_threshold(seed, xscale, gscale, eta, lam, C):
+    with jax.enable_x64(True):
+        x, g = _tree(seed, xscale), _tree(seed + 1, gscale)
+        x, g = jax.tree.map(lambda v: v.astype(jnp.float64), x), jax.tree.map(lambda v: v.astype(jnp.float64), g)
+        opt = relative_global_clip(eta, lam, C=C)
+        out, s = opt.update(g, opt.init(x), x)
+        on = float(masked_tree_norm(out))
+        thr = float(theory.clip_threshold(eta, lam, float(masked_tree_norm(x)), C))
+        assert all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(out))
+        gn = float(masked_tree_norm(g))
+        if bool(s.clipped):
+            assert gn > thr
+            np.testing.assert_allclose(on, thr, rtol=1e-10)
+        else:
+            assert gn <= thr * (1 + 1e-12)
+            np.testing.assert_allclose(on, gn, rtol=1e-12)
