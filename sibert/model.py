@@ -214,10 +214,10 @@ class MLMHead(nn.Module):
         if cfg.scale_invariant:
             scale = self.param("logit_scale", nn.initializers.constant(
                 cfg.init_std * math.sqrt(cfg.vocab_size * cfg.hidden)), ())
-            W = E * (scale / jnp.sqrt(jnp.sum(jnp.square(E))))   # s E / ||E||_F
-        else:
-            W = E
-        return y @ W.T + bias
+            # y (s E / ||E||_F)^T = (y s / ||E||_F) E^T: the scalar goes on the (M, D) side,
+            # not on the (V, D) table (no scaled copy of E; same value up to rounding)
+            y = y * (scale / jnp.sqrt(jnp.sum(jnp.square(E))))
+        return y @ E.T + bias
 
 
 class MLMModel(nn.Module):
@@ -244,13 +244,26 @@ def mlm_loss(model: MLMModel, params, batch, rng=None):
                          deterministic=deterministic, rngs=rngs)
     logits = logits.astype(jnp.float32)
     w = batch["mlm_weights"].astype(jnp.float32)
-    labels = batch["mlm_labels"]
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+    nll, correct = _cross_entropy(logits, batch["mlm_labels"])
     n = jnp.maximum(jnp.sum(w), 1.0)
     loss = jnp.sum(nll * w) / n
-    acc = jnp.sum((jnp.argmax(logits, -1) == labels) * w) / n
+    acc = jnp.sum(correct * w) / n
     return loss, {"accuracy": acc, "num_predictions": jnp.sum(w)}
+
+
+def _cross_entropy(logits: jax.Array, labels: jax.Array):
+    """(nll, correct) with nll = logsumexp(z) - z_label, z = logits - max(logits) (max held
+    constant: it cancels), correct = 1 where the label has the largest logit (a tie counts as
+    correct; ties have probability 0 for float logits).
+
+    Same value as ``-log_softmax(logits)[label]``, written so that reverse mode is elementwise:
+    the label is picked by a one-hot compare (fused) instead of ``take_along_axis``, whose
+    transpose is a scatter into a zero (B, M, V) tensor."""
+    z = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    onehot = labels[..., None] == jnp.arange(logits.shape[-1], dtype=labels.dtype)
+    z_label = jnp.sum(jnp.where(onehot, z, 0.0), axis=-1)
+    nll = jnp.log(jnp.sum(jnp.exp(z), axis=-1)) - z_label
+    return nll, (z_label >= 0.0).astype(jnp.float32)
 
 
 def init_params(cfg: ModelConfig, key: jax.Array, seq_len: int, init_scale: float = 1.0):
