@@ -7,7 +7,7 @@ import argparse
 import jupytext
 import pytest
 
-from scaleinv import figures_cli
+from scaleinv.cli import figures as figures_cli
 from toyproblems.experiments import notebook_env
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scaleinv.figures_cli import EXPECTED_NOTEBOOKS, execute_notebook, find_notebooks
+from scaleinv.cli.figures import EXPECTED_NOTEBOOKS, execute_notebook, find_notebooks
 
 NOTEBOOKS = find_notebooks()
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from scaleinv.cli import main
-from sibert.cli_train import build_config, add_arguments
+from scaleinv.cli.train import build_config, add_arguments
 from sibert.config import ConfigError, preset, validate
 
 SAMPLE = str(Path(__file__).parent / "data" / "sample")

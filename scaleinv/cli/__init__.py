@@ -11,13 +11,13 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "verify": ("toyproblems.cli", "run every toy-model claim of the talk and print pass/fail"),
-    "proofs": ("proofs_check.cli", "sympy derivations of every formula in the talk, with errata"),
-    "train": ("sibert.cli_train", "train SIBERT or the BERT baseline (MLM) on real text"),
-    "plot": ("sibert.cli_plot", "plot a training run directory (loss, norm, clip rate)"),
-    "bench": ("benchmarks.cli", "speed/memory benchmarks as ratios against peers"),
-    "audit": ("scaleinv.audit_cli", "homogeneity audit of a JAX/flax model"),
-    "figures": ("scaleinv.figures_cli", "execute the notebooks and regenerate notebooks/figures/*.png"),
+    "verify": ("scaleinv.cli.verify", "run every toy-model claim of the talk and print pass/fail"),
+    "proofs": ("scaleinv.cli.proofs", "sympy derivations of every formula in the talk, with errata"),
+    "train": ("scaleinv.cli.train", "train SIBERT or the BERT baseline (MLM) on real text"),
+    "plot": ("scaleinv.cli.plot", "plot a training run directory (loss, norm, clip rate)"),
+    "bench": ("scaleinv.cli.bench", "speed/memory benchmarks as ratios against peers"),
+    "audit": ("scaleinv.cli.audit", "homogeneity audit of a JAX/flax model"),
+    "figures": ("scaleinv.cli.figures", "execute the notebooks and regenerate notebooks/figures/*.png"),
 }
 
 

@@ -17,7 +17,7 @@ import argparse
 import os
 from pathlib import Path
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 EXPECTED_NOTEBOOKS = (
     "01_homogeneity_intuition",
     "02_unbalanced_factorization",
