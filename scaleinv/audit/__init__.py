@@ -57,7 +57,8 @@ not homogeneous at large trial degrees x (e.g. BERT's eps = 1e-12 with x = 3), w
 
 Modules: ``fitting`` (degree fits), ``signatures`` (local Table-2 signature of a block),
 ``capture`` (recording module calls and sown values), ``report`` (rows, JSON, table, markdown),
-``explain`` (why a block breaks), ``driver`` (:func:`audit`), ``factory`` (``module:function`` models).
+``explain`` (why a block breaks), ``driver`` (:func:`audit`), ``factory`` (``module:function`` models),
+``examples`` (the Table-2 blocks as flax modules and a toy SIBERT-like stack).
 """
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ arguments.
 
 Examples::
 
-    scaleinv audit scaleinv.audit_examples:sibert --json runs/audit_sibert.json
-    scaleinv audit scaleinv.audit_examples:bert --max-depth 3
-    scaleinv audit scaleinv.audit_examples:toy_stack --kw softmax_at=1
+    scaleinv audit sibert.audit_factories:sibert --json runs/audit_sibert.json
+    scaleinv audit sibert.audit_factories:bert --max-depth 3
+    scaleinv audit scaleinv.audit.examples:toy_stack --kw softmax_at=1
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ FAST = ["--scales", "0.01,0.1,1,10,100", "--input-degrees", "0,1,2"]
 
 def test_clean_toy_stack_json_and_markdown(tmp_path, capsys):
     js, md = tmp_path / "a.json", tmp_path / "a.md"
-    rc = main(["audit", "scaleinv.audit_examples:toy_stack", "--kw", "layers=1", *FAST,
+    rc = main(["audit", "scaleinv.audit.examples:toy_stack", "--kw", "layers=1", *FAST,
                "--json", str(js), "--markdown", str(md)])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -28,7 +28,7 @@ def test_clean_toy_stack_json_and_markdown(tmp_path, capsys):
 
 def test_broken_stack_exit_1_and_first_break(tmp_path, capsys):
     js = tmp_path / "b.json"
-    rc = main(["audit", "scaleinv.audit_examples:toy_stack", "--kw", "layers=2", "--kw", "softmax_at=1",
+    rc = main(["audit", "scaleinv.audit.examples:toy_stack", "--kw", "layers=2", "--kw", "softmax_at=1",
                *FAST, "--no-signatures", "--json", str(js)])
     out = capsys.readouterr().out
     assert rc == 1
@@ -38,7 +38,7 @@ def test_broken_stack_exit_1_and_first_break(tmp_path, capsys):
 
 def test_cli_overrides_target_and_adds_groups(tmp_path, capsys):
     js = tmp_path / "c.json"
-    rc = main(["audit", "scaleinv.audit_examples:toy_stack", "--kw", "layers=1", *FAST, "--no-signatures",
+    rc = main(["audit", "scaleinv.audit.examples:toy_stack", "--kw", "layers=1", *FAST, "--no-signatures",
                "--group", "ffn=ffn/", "--target-group", "all", "--target-degree", "0", "--json", str(js)])
     assert rc == 1          # the loss is not 0-homogeneous in all parameters (the head is not)
     data = json.loads(js.read_text())
@@ -55,24 +55,24 @@ def test_cli_overrides_target_and_adds_groups(tmp_path, capsys):
     (["--group", "g=does_not_exist"], "group regex 'does_not_exist' selects no parameter"),
 ])
 def test_bad_arguments_exit_2_with_message(argv, msg, capsys):
-    rc = main(["audit", "scaleinv.audit_examples:toy_stack", "--kw", "layers=1", "--no-signatures", *FAST, *argv])
+    rc = main(["audit", "scaleinv.audit.examples:toy_stack", "--kw", "layers=1", "--no-signatures", *FAST, *argv])
     assert rc == 2
     assert msg in capsys.readouterr().err
 
 
 def test_bad_factory_exit_2(capsys):
-    assert main(["audit", "scaleinv.audit_examples:no_such_factory"]) == 2
+    assert main(["audit", "scaleinv.audit.examples:no_such_factory"]) == 2
     assert "has no attribute 'no_such_factory'" in capsys.readouterr().err
-    assert main(["audit", "scaleinv.audit_examples"]) == 2
+    assert main(["audit", "scaleinv.audit.examples"]) == 2
     assert "factory must be 'module:function'" in capsys.readouterr().err
 
 
 def test_python_api_audit_factory():
     from scaleinv.audit import audit_factory
 
-    r = audit_factory("scaleinv.audit_examples:softplus_model", target_degree=0, signatures=False,
+    r = audit_factory("scaleinv.audit.examples:softplus_model", target_degree=0, signatures=False,
                       scales=(0.01, 1.0, 100.0))
     assert r.target_met is False and r.loss.degrees["all"].status == "not homogeneous"
-    r = audit_factory("scaleinv.audit_examples:toy_stack", {"layers": 1}, signatures=False,
+    r = audit_factory("scaleinv.audit.examples:toy_stack", {"layers": 1}, signatures=False,
                       scales=(0.01, 1.0, 100.0))
     assert r.target_group == "encoder" and r.target_met is True   # factory options are the defaults

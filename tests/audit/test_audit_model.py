@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from scaleinv import audit_examples as ex
+from scaleinv.audit import examples as ex
 from scaleinv.audit import audit, mask_from_regex, parse_notation
 
 FAST = dict(scales=(1e-2, 1e-1, 1.0, 1e1, 1e2), input_degrees=(0, 1, 2))
@@ -189,11 +189,11 @@ def test_float64_audit():
         assert r.row("encoder/layer_0").in_situ("encoder") == "(2;2)"
 
 
-sibert_model = pytest.importorskip("sibert.model", reason="sibert package is part of this repo")
+sibert_audit = pytest.importorskip("sibert.audit_factories", reason="sibert package is part of this repo")
 
 
 def test_sibert_audit_every_layer_2_2_loss_scale_invariant():
-    f, p, b, o = ex.sibert(layers=2, hidden=16, ffn=32, vocab=31, seq_len=8)
+    f, p, b, o = sibert_audit.sibert(layers=2, hidden=16, ffn=32, vocab=31, seq_len=8)
     r = audit(f, p, b, **o, **FAST)
     assert r.first_break is None and r.target_met is True
     assert r.loss.degrees["encoder"].degree == 0 and r.loss.degrees["encoder"].residual < 1e-4
@@ -204,7 +204,7 @@ def test_sibert_audit_every_layer_2_2_loss_scale_invariant():
 
 
 def test_bert_audit_pinpoints_softmax_gelu_postnorm():
-    f, p, b, o = ex.bert(layers=2, hidden=16, ffn=32, vocab=31, seq_len=8)
+    f, p, b, o = sibert_audit.bert(layers=2, hidden=16, ffn=32, vocab=31, seq_len=8)
     r = audit(f, p, b, **o, **FAST)
     assert r.target_met is False and not r.loss.degrees["encoder"].consistent
     flagged = {row.name: row for row in r.breaks}

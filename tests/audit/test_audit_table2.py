@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from scaleinv import audit_examples as ex
+from scaleinv.audit import examples as ex
 from scaleinv.audit import block_signature, degree_from_samples
 from scaleinv.homogeneity import estimate_degree
 from scaleinv.testing import assert_signature
