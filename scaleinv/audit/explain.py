@@ -16,7 +16,7 @@ NONHOMOGENEOUS_PRIMITIVES = {
     "logistic": "sigmoid (SiLU / gated unit?): not homogeneous; use ReLU",
     "tanh": "tanh (GeLU approximation?): not homogeneous; use ReLU",
     "erf": "erf (exact GeLU?): not homogeneous; use ReLU",
-    "erfc": "erfc: not homogeneous",
+    "erfc": "erfc (exact GeLU?): not homogeneous; use ReLU",
     "sin": "sin: not homogeneous",
     "cos": "cos: not homogeneous",
 }
