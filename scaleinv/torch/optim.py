@@ -90,19 +90,31 @@ def relative_clip_(params: List[torch.Tensor], lr: float, weight_decay: float, C
     """Clip the ``.grad`` of ``params`` (one group S) in place to sqrt(2 C lambda / eta) ||x_S|| + eps.
 
     ||x_S|| is over all of ``params``, ||g_S|| over those with a gradient. Returns
-    (clipped, grad_norm, threshold) as Python numbers."""
+    (clipped, grad_norm, threshold) as Python numbers. Edge cases as in
+    :func:`scaleinv.optim.relative_global_clip`: ||x_S|| = 0 -> threshold eps (a nonzero gradient
+    is clipped to 0, also for eta = 0); eta = 0 with ||x_S|| > 0 -> threshold inf (no clipping);
+    an inf / NaN in g_S or x_S -> every gradient entry of S becomes NaN and ``clipped`` is False."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return False, 0.0, float("nan")
-    g_norm = torch.sqrt(sum(torch.sum(torch.square(g)) for g in grads))
-    x_norm = torch.sqrt(sum(torch.sum(torch.square(p)) for p in params))
-    threshold = math.sqrt(2.0 * C * weight_decay / lr) * x_norm + eps
-    clipped = bool(g_norm > threshold)
+    g_norm = float(torch.sqrt(sum(torch.sum(torch.square(g.double())) for g in grads)))
+    x_norm = float(torch.sqrt(sum(torch.sum(torch.square(p.double())) for p in params)))
+    if not (math.isfinite(g_norm) and math.isfinite(x_norm)):
+        for g in grads:
+            g.fill_(float("nan"))
+        return False, g_norm, float("nan")
+    if x_norm == 0:
+        threshold = float(eps)
+    elif lr == 0:
+        threshold = float("inf")
+    else:
+        threshold = math.sqrt(2.0 * C * weight_decay / lr) * x_norm + eps
+    clipped = g_norm > threshold
     if clipped:
         factor = threshold / g_norm
         for g in grads:
-            g.mul_(factor.to(g.dtype))
-    return clipped, float(g_norm), float(threshold)
+            g.mul_(factor)
+    return clipped, g_norm, threshold
 
 
 class _ClipBookkeeping:

@@ -181,3 +181,24 @@ def test_rotational_needs_a_target_it_can_compute():
         Rotational(torch.optim.AdamW([w], lr=0.1, weight_decay=0.0))
     assert isinstance(Rotational(torch.optim.Adam([w], lr=0.1), target=0.01), torch.optim.Optimizer)
     assert ClipStats._fields == ("count", "clipped", "grad_norm", "threshold", "num_clipped")
+
+
+def test_clip_edge_cases_match_the_jax_definition():
+    """Zero weights, eta = 0 and non-finite gradients: the defined results of
+    scaleinv.optim.relative_global_clip (threshold 0 / inf; NaN poisons the group, not clipped)."""
+    from scaleinv.torch.optim import relative_clip_
+
+    def one(w, g, lr):
+        p = torch.tensor(w, dtype=torch.float64)
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        clipped, gn, thr = relative_clip_([p], lr, WD, C)
+        return clipped, p.grad.numpy(), thr
+
+    clipped, g, thr = one([0.0, 0.0], [0.0, 0.0], LR)
+    assert not clipped and thr == 0.0 and np.all(g == 0)
+    clipped, g, thr = one([0.0, 0.0], [1.0, 2.0], LR)
+    assert clipped and np.all(g == 0)
+    clipped, g, thr = one([1.0, 0.0], [1e6, 0.0], 0.0)
+    assert not clipped and thr == float("inf") and g[0] == 1e6
+    clipped, g, _ = one([1.0, 0.0], [np.inf, 1.0], LR)
+    assert not clipped and np.all(np.isnan(g))
