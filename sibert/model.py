@@ -50,13 +50,23 @@ Degenerate cases (our choices; the paper gives no rule):
 
 The MLM head is applied to the masked positions only (``mlm_positions``), which is what the
 loss needs and much cheaper than the full-vocabulary projection at every position.
-No padding mask: the data pipeline packs text into full-length sequences.
+
+Padding (``attention_mask`` (B, L): 1 = real token, 0 = padding; ``None`` = no padding, the
+packed pretraining batches, computed exactly as without the argument): a padded KEY gets no
+attention weight, so the ids at pad positions cannot change the outputs at real positions.
+
+* BERT: the additive bias of BERT / Hugging Face, s_ij / sqrt(d_k) + (1 - m_j) * finfo.min
+  before the softmax (exp underflows to exactly 0; an all-padding row, which only a padded QUERY
+  row could see if every key were padding, is uniform, as in HF).
+* SIBERT: p_ij = m_j relu(s_ij) / max(sum_j m_j relu(s_ij), eps): masked keys get exactly zero
+  weight and an all-masked row gives zeros (no NaN). m does not depend on the parameters, so
+  the loss stays 0-homogeneous in the encoder.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -105,13 +115,21 @@ def activation(cfg: ModelConfig):
     return jax.nn.relu if cfg.scale_invariant else HIDDEN_ACTS[cfg.hidden_act]
 
 
-def si_attention_probs(scores: jax.Array, eps: float) -> jax.Array:
-    """Scale-invariant attention: p_ij = relu(s_ij) / max(sum_j relu(s_ij), eps).
+def si_attention_probs(scores: jax.Array, eps: float, key_mask: Optional[jax.Array] = None) -> jax.Array:
+    """Scale-invariant attention: p_ij = m_j relu(s_ij) / max(sum_j m_j relu(s_ij), eps).
 
     0-homogeneous in ``scores`` (p(c s) = p(s), c > 0) whenever the row sum exceeds eps; a row
-    with all s_ij <= 0 gives p_ij = 0 for all j (no NaN)."""
+    with all s_ij <= 0 (or all keys masked) gives p_ij = 0 for all j (no NaN). ``key_mask``
+    (broadcastable to ``scores``, 1 = real key, 0 = padding) is optional; None = all keys real."""
     a = jax.nn.relu(scores)
+    if key_mask is not None:   # a select, not a product: finite gradients for an all-masked row
+        a = jnp.where(key_mask > 0, a, jnp.zeros_like(a))
     return a / jnp.maximum(jnp.sum(a, axis=-1, keepdims=True), eps)
+
+
+def _key_mask(attention_mask: Optional[jax.Array]) -> Optional[jax.Array]:
+    """(B, L) token mask -> (B, 1, 1, L) key mask for the (B, H, L_q, L_k) scores."""
+    return None if attention_mask is None else attention_mask[:, None, None, :]
 
 
 def _layer_norm(cfg: ModelConfig, affine: bool, name: str) -> nn.LayerNorm:
@@ -124,18 +142,23 @@ class SelfAttention(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, deterministic: bool = True,
+                 attention_mask: Optional[jax.Array] = None) -> jax.Array:
         cfg = self.cfg
         si = cfg.scale_invariant
+        key_mask = _key_mask(attention_mask)
         dh = cfg.hidden // cfg.heads
         init = nn.initializers.truncated_normal(cfg.init_std)
         proj = lambda name: nn.DenseGeneral((cfg.heads, dh), use_bias=True, kernel_init=init, name=name)
         q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)          # (B, L, H, dh)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)                           # (B, H, L, L)
         if si:
-            probs = si_attention_probs(scores, cfg.attn_eps)
+            probs = si_attention_probs(scores, cfg.attn_eps, key_mask)
         else:
-            probs = jax.nn.softmax(scores / math.sqrt(dh), axis=-1)
+            logits = scores / math.sqrt(dh)
+            if key_mask is not None:   # HF BERT: + (1 - m) * finfo.min before the softmax
+                logits = logits + (1.0 - key_mask.astype(logits.dtype)) * jnp.finfo(logits.dtype).min
+            probs = jax.nn.softmax(logits, axis=-1)
         probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
         ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         # SIBERT: ctx is 1-homogeneous, ctx W_o 2-homogeneous: a bias here would break it.
@@ -161,24 +184,27 @@ class EncoderLayer(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, h: jax.Array, deterministic: bool = True) -> jax.Array:
+    def __call__(self, h: jax.Array, deterministic: bool = True,
+                 attention_mask: Optional[jax.Array] = None) -> jax.Array:
         cfg = self.cfg
         attn, ffn = SelfAttention(cfg, name="attention"), FeedForward(cfg, name="ffn")
         if cfg.scale_invariant:
-            h = h + attn(_layer_norm(cfg, False, "ln_attn")(h), deterministic)
+            h = h + attn(_layer_norm(cfg, False, "ln_attn")(h), deterministic, attention_mask)
             h = h + ffn(_layer_norm(cfg, False, "ln_ffn")(h), deterministic)
         else:
-            h = _layer_norm(cfg, True, "ln_attn")(h + attn(h, deterministic))
+            h = _layer_norm(cfg, True, "ln_attn")(h + attn(h, deterministic, attention_mask))
             h = _layer_norm(cfg, True, "ln_ffn")(h + ffn(h, deterministic))
         return h
 
 
 class Encoder(nn.Module):
-    """tokens (B, L) -> (hidden states (B, L, D), word table E (V, D) for the tied decoder)."""
+    """tokens (B, L) [, attention_mask (B, L)] -> (hidden states (B, L, D), word table E (V, D)
+    for the tied decoder). Outputs at padded positions are not meaningful."""
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens: jax.Array, deterministic: bool = True) -> Tuple[jax.Array, jax.Array]:
+    def __call__(self, tokens: jax.Array, deterministic: bool = True,
+                 attention_mask: Optional[jax.Array] = None) -> Tuple[jax.Array, jax.Array]:
         cfg = self.cfg
         init = nn.initializers.truncated_normal(cfg.init_std)
         E = self.param("word_embeddings", init, (cfg.vocab_size, cfg.hidden))
@@ -193,7 +219,7 @@ class Encoder(nn.Module):
             h = _layer_norm(cfg, True, "embed_ln")(x)
         h = nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
         for i in range(cfg.layers):
-            h = EncoderLayer(cfg, name=f"layer_{i}")(h, deterministic)
+            h = EncoderLayer(cfg, name=f"layer_{i}")(h, deterministic, attention_mask)
         if cfg.scale_invariant:
             h = _layer_norm(cfg, False, "final_ln")(h)  # 0-homogeneous encoder output
         return h, E
@@ -228,8 +254,9 @@ class MLMModel(nn.Module):
         self.encoder = Encoder(self.cfg)
         self.head = MLMHead(self.cfg)
 
-    def __call__(self, tokens: jax.Array, mlm_positions: jax.Array, deterministic: bool = True):
-        h, E = self.encoder(tokens, deterministic)
+    def __call__(self, tokens: jax.Array, mlm_positions: jax.Array, deterministic: bool = True,
+                 attention_mask: Optional[jax.Array] = None):
+        h, E = self.encoder(tokens, deterministic, attention_mask)
         hm = jnp.take_along_axis(h, mlm_positions[..., None], axis=1)         # (B, M, D)
         return self.head(hm, E)                                                # (B, M, V)
 
@@ -237,11 +264,13 @@ class MLMModel(nn.Module):
 def mlm_loss(model: MLMModel, params, batch, rng=None):
     """Mean cross-entropy over the masked positions (weights 0 mark unused prediction slots).
 
-    Returns (loss, aux) with aux = {"accuracy", "num_predictions"}."""
+    ``batch["attention_mask"]`` (optional, (B, L), 1 = real token) is passed to the model when
+    the batch has padding. Returns (loss, aux) with aux = {"accuracy", "num_predictions"}."""
     deterministic = rng is None
     rngs = None if deterministic else {"dropout": rng}
     logits = model.apply({"params": params}, batch["tokens"], batch["mlm_positions"],
-                         deterministic=deterministic, rngs=rngs)
+                         deterministic=deterministic, rngs=rngs,
+                         attention_mask=batch.get("attention_mask"))
     logits = logits.astype(jnp.float32)
     w = batch["mlm_weights"].astype(jnp.float32)
     nll, correct = _cross_entropy(logits, batch["mlm_labels"])
