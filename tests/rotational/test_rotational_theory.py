@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from scaleinv import theory as T
+from scaleinv.theory import kosson2024
 from toyproblems import problems as P
 
 
@@ -54,7 +55,7 @@ def test_lion_arcsin_vs_linearised_form():
     r = T.equilibrium_angle_lion_arcsin(1e-4, 1.0, 0.5, 0.9) / T.equilibrium_angle_lion(1e-4, 1.0, 0.5, 0.9)
     assert r < 0.95
     # K_eff reduces to 1 without momentum (beta1 = 0: independent signs)
-    assert T._lion_sign_correlation_sum(0.0, 0.9) == pytest.approx(1.0, abs=1e-12)
+    assert kosson2024._lion_sign_correlation_sum(0.0, 0.9) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_jax_inputs_and_approach_steps():

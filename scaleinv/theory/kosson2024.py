@@ -1,230 +1,30 @@
-"""Closed-form predictions of the seeds, as plain functions.
-
-Every function cites where its formula comes from: ``talk`` is
-``shared/seeds/001_24fe945a8688e821.txt`` (the ICML 2022 talk, by slide title), ``paper`` is
-Li et al., ICML 2022 (arXiv 2202.00980). Where the stated formula disagrees with the one
-derived from the definitions, both are here: ``*_as_stated`` is the seed's form, the plain
-name is the derived form (see ``proofs_check`` for the derivations). Functions accept NumPy
-scalars/arrays or JAX arrays.
-
-Notation: eta = learning rate, wd = lambda = weight decay, sigma = norm of the gradient at the
-unit sphere ||grad L_gamma(x/||x||)||.
-"""
+"""Rotational equilibrium (Kosson et al., ICML 2024): closed forms of the equilibrium angular
+update and norm per optimizer, the approach time scale and the mean-field approach."""
 from __future__ import annotations
 
 import numpy as np
 
+from scaleinv.theory._xp import _xp
+from scaleinv.theory.li2022 import equilibrium_sq_norm
+
 __all__ = [
-    "ex1_divergence_lr",
-    "effective_lr",
-    "equilibrium_sq_norm",
-    "equilibrium_sq_norm_as_stated",
-    "equilibrium_grad_ratio",
-    "equilibrium_grad_norm",
-    "norm_sq_update_orthogonal",
-    "clip_threshold",
-    "clip_never_fires_min_C",
-    "max_sq_norm_growth_with_clip",
-    "exp_lr_schedule",
-    "exp_lr_schedule_as_stated",
-    "wd_to_exp_lr_rescale",
-    "t0_bound",
-    "t0_bound_paper",
-    "t0_slope",
-    "t1_scale",
-    "steps_to_equilibrium",
-    "sgd_wd_norm_band",
-    "descent_lemma_lower_bound",
+    "equilibrium_angle_sgd",
+    "equilibrium_angle_sgd_exact",
+    "equilibrium_angle_sgdm",
+    "equilibrium_angle_adamw",
+    "equilibrium_angle_lion",
+    "equilibrium_angle_lion_arcsin",
+    "equilibrium_norm_lion_arcsin",
+    "equilibrium_angle_adam_l2",
+    "equilibrium_norm_sgd",
+    "equilibrium_norm_sgdm",
+    "equilibrium_norm_adamw",
+    "equilibrium_norm_lion",
+    "equilibrium_norm_adam_l2",
+    "equilibrium_timescale",
+    "equilibrium_angle",
+    "equilibrium_approach_steps",
 ]
-
-
-def _xp(x):
-    """Array namespace: jax.numpy for JAX arrays/tracers, numpy otherwise."""
-    mod = type(x).__module__
-    if mod.startswith("jax") or mod.startswith("jaxlib"):
-        import jax.numpy as jnp
-
-        return jnp
-    return np
-
-
-# ---------------------------------------------------------------- homogeneity / Ex 1
-def ex1_divergence_lr(X0, dL_dX, k):
-    """Talk, slide "Our Hypothesis: k-homogeneity in Architecture", Ex 1.
-
-    GD on L(x_1..x_2k) = L~(x_1 ... x_2k) with all x_i(0) equal and X(0) >= X* diverges if
-
-        eta >= 2 X(0)^(1/k - 1) / |L~'(X(0))|.
-
-    Derivation: with x_i = x, X = x^(2k) and dL/dx_i = L~'(X) X / x, so
-    x(1) = x (1 - eta L~'(X) X^(1 - 1/k)); the factor is <= -1 exactly at the threshold.
-    At equality the iterates 2-cycle (|x| constant), above it |x| grows every step.
-    """
-    xp = _xp(X0)
-    return 2.0 * xp.power(X0, 1.0 / k - 1.0) / xp.abs(dL_dX)
-
-
-def effective_lr(eta, x_norm):
-    """Talk, "Existing Analysis for SGD on Scale Invariant Loss": effective LR eta / ||x||^2.
-
-    For scale-invariant L, grad L(x) = grad L(x_bar) / ||x||, so one GD step on x moves the
-    direction x_bar like a GD step on the sphere with LR eta/||x||^2 (to first order).
-    """
-    return eta / x_norm**2
-
-
-# ---------------------------------------------------------------- SGD + WD equilibrium
-def norm_sq_update_orthogonal(sq_norm, eta, wd, sigma):
-    """Exact one-step norm map of SGD+WD on a scale-invariant loss with ||grad L(x_bar)||=sigma.
-
-    Because <x, grad L(x)> = 0 (Euler, k = 0) and ||grad L(x)|| = sigma/||x||:
-
-        ||x(t+1)||^2 = (1 - eta*wd)^2 ||x(t)||^2 + eta^2 sigma^2 / ||x(t)||^2.
-    """
-    return (1.0 - eta * wd) ** 2 * sq_norm + eta**2 * sigma**2 / sq_norm
-
-
-def equilibrium_sq_norm(eta, wd, sigma):
-    """Fixed point of :func:`norm_sq_update_orthogonal` (derived; proofs_check item 6).
-
-        ||x*||^2 = sqrt(eta / (wd (2 - eta wd))) * sigma.
-
-    The talk ("Ingredient 3") states sqrt(2 eta / (wd (2 - eta wd))) sigma -- see
-    :func:`equilibrium_sq_norm_as_stated`; the two differ by a factor sqrt(2).
-    """
-    xp = _xp(eta)
-    return xp.sqrt(eta / (wd * (2.0 - eta * wd))) * sigma
-
-
-def equilibrium_sq_norm_as_stated(eta, wd, sigma):
-    """Talk, slide "Ingredient 3: Global Relative Clipping", as printed:
-    ||x(t)||^2 -> sqrt(2 eta / (lambda (2 - eta lambda))) sigma."""
-    xp = _xp(eta)
-    return xp.sqrt(2.0 * eta / (wd * (2.0 - eta * wd))) * sigma
-
-
-def equilibrium_grad_ratio(eta, wd):
-    """Talk, slide "Ingredient 3": at equilibrium ||grad L_gamma(x)|| / ||x|| =
-    sqrt(wd (2 - eta wd) / eta) (agrees with the derived fixed point)."""
-    xp = _xp(eta)
-    return xp.sqrt(wd * (2.0 - eta * wd) / eta)
-
-
-def equilibrium_grad_norm(eta, wd, sigma):
-    """||grad L_gamma(x*)|| = sigma / ||x*|| at the derived equilibrium."""
-    xp = _xp(eta)
-    return sigma / xp.sqrt(equilibrium_sq_norm(eta, wd, sigma))
-
-
-# ---------------------------------------------------------------- relative global clipping
-def clip_threshold(eta, wd, x_norm, C=2.0):
-    """Talk, "Ingredient 3" / paper Sec. 5: clip ||g|| to sqrt(2 C wd / eta) ||x||."""
-    xp = _xp(x_norm)
-    return xp.sqrt(2.0 * C * wd / eta) * x_norm
-
-
-def clip_never_fires_min_C(eta, wd):
-    """Smallest C for which clipping never fires at the constant-sigma equilibrium.
-
-    At equilibrium ||g||/||x|| = sqrt(wd (2 - eta wd)/eta) <= sqrt(2 C wd/eta) iff
-    C >= (2 - eta wd)/2 = 1 - eta wd / 2. So every C >= 1 (in particular the talk's C > 1)
-    never fires.
-    """
-    return 1.0 - eta * wd / 2.0
-
-
-def max_sq_norm_growth_with_clip(eta, wd, C=2.0):
-    """Upper bound on ||x(t+1)||^2 / ||x(t)||^2 for SGD+WD with relative global clipping on a
-    scale-invariant loss (gradient orthogonal to x, clipped norm <= sqrt(2 C wd/eta) ||x||):
-
-        (1 - eta wd)^2 + 2 C eta wd.
-
-    Without clipping the ratio is unbounded (heavy-tailed gradients produce norm spikes).
-    """
-    return (1.0 - eta * wd) ** 2 + 2.0 * C * eta * wd
-
-
-# ---------------------------------------------------------------- WD <=> exponential LR
-def exp_lr_schedule(t, eta, wd):
-    """Exact LR schedule eta_t of plain GD that reproduces GD+WD(eta, wd) from the SAME x(0)
-    on a scale-invariant loss (derived; proofs_check item 5):
-
-        eta_t = eta (1 - eta wd)^(-2t-1),   with  x_GD(t) = x_WD(t) / (1 - eta wd)^t.
-    """
-    return eta * (1.0 - eta * wd) ** (-2.0 * t - 1.0)
-
-
-def exp_lr_schedule_as_stated(t, eta, wd):
-    """Talk, slide "Ingredient 2: SGD + WD" [Li & Arora 21]: eta_t = eta (1 - eta lambda)^(-2t).
-
-    It reproduces GD+WD only if GD starts from the rescaled point sqrt(1 - eta wd) x(0)
-    (then x_GD(t) = x_WD(t) (1 - eta wd)^(1/2 - t)); from the same x(0) each step's LR is
-    off by the factor (1 - eta wd).
-    """
-    return eta * (1.0 - eta * wd) ** (-2.0 * t)
-
-
-def wd_to_exp_lr_rescale(t, eta, wd):
-    """Factor c_t with x_GD(t) = c_t * x_WD(t) for :func:`exp_lr_schedule`: (1 - eta wd)^(-t)."""
-    return (1.0 - eta * wd) ** (-t)
-
-
-# ---------------------------------------------------------------- time bounds
-def t0_bound(eta, wd, x0_sq_norm):
-    """Talk, "Convergence Results for GD + WD": T0 ~ (1/(2 eta wd)) |ln(||x(0)||^2 / eta)|
-    (up to constants; the statement is "<~")."""
-    xp = _xp(x0_sq_norm)
-    return xp.abs(xp.log(x0_sq_norm / eta)) / (2.0 * eta * wd)
-
-
-def t0_bound_paper(eta, wd, x0_sq_norm, rho):
-    """Paper Thm 4.1: T0 = ceil((1/(2 eta wd)) (|ln(||x0||^2 / (rho pi^2 eta))| + 3)),
-    rho = max Hessian norm on the unit sphere; requires eta*wd <= 1/2."""
-    xp = _xp(x0_sq_norm)
-    return xp.ceil((xp.abs(xp.log(x0_sq_norm / (rho * np.pi**2 * eta))) + 3.0) / (2.0 * eta * wd))
-
-
-def t0_slope(eta, wd):
-    """d T0 / d ln||x(0)||^2 predicted by the T0 bound: 1/(2 eta wd). The exact decay of the
-    norm under WD, ||x||^2 ~ (1 - eta wd)^(2t), gives 1/(-2 ln(1 - eta wd)) (-> 1/(2 eta wd))."""
-    return 1.0 / (2.0 * eta * wd)
-
-
-def t1_scale(eta, wd, x0_sq_norm):
-    """Talk, "Convergence Results for SGD+WD": T1 = (1/(eta wd)) O(|ln(eta wd)| +
-    |ln(eta/||x(0)||^2)|); returned without the hidden constant."""
-    xp = _xp(x0_sq_norm)
-    return (xp.abs(xp.log(eta * wd)) + xp.abs(xp.log(eta / x0_sq_norm))) / (eta * wd)
-
-
-def steps_to_equilibrium(x0_sq_norm, eta, wd, sigma, band=2.0):
-    """Exact number of SGD+WD steps (constant-sigma scale-invariant loss) until ||x||^2 is
-    within a factor ``band`` of the equilibrium, by iterating
-    :func:`norm_sq_update_orthogonal` (NumPy, for prediction tables)."""
-    target = float(equilibrium_sq_norm(eta, wd, sigma))
-    s, t = float(x0_sq_norm), 0
-    while not (target / band <= s <= target * band):
-        s = float(norm_sq_update_orthogonal(s, eta, wd, sigma))
-        t += 1
-        if t > 10**8:
-            raise RuntimeError("no convergence to the equilibrium band")
-    return t
-
-
-def sgd_wd_norm_band(eta, wd, sigma_low, sigma_high):
-    """Talk, "Convergence Results for SGD+WD": after T1,
-    sigma_low^2/2 <= (2 wd/eta) ||x||^4 <= 4 sigma_high^2. Returned as bounds on ||x||^2:
-
-        (sqrt(eta sigma_low^2 / (4 wd)), sqrt(2 eta sigma_high^2 / wd)).
-    """
-    xp = _xp(eta)
-    return xp.sqrt(eta * sigma_low**2 / (4.0 * wd)), xp.sqrt(2.0 * eta * sigma_high**2 / wd)
-
-
-def descent_lemma_lower_bound(eta, rho, x_sq_norm, grad_sq_norm):
-    """Talk, "Convergence Results for GD + WD", proof sketch step 2:
-    L(x(t)) - L(x(t+1)) >= eta (1 - 2 rho eta / ||x(t)||^2) ||grad L(x(t))||^2."""
-    return eta * (1.0 - 2.0 * rho * eta / x_sq_norm) * grad_sq_norm
 
 
 # ---- rotational equilibrium (Kosson et al., ICML 2024) -------------------------------------
@@ -426,25 +226,6 @@ def equilibrium_angle(optimizer: str, eta, wd, **hp):
     return fns[optimizer](eta, wd, **hp)
 
 
-__all__ += [
-    "equilibrium_angle_sgd",
-    "equilibrium_angle_sgd_exact",
-    "equilibrium_angle_sgdm",
-    "equilibrium_angle_adamw",
-    "equilibrium_angle_lion",
-    "equilibrium_angle_lion_arcsin",
-    "equilibrium_norm_lion_arcsin",
-    "equilibrium_angle_adam_l2",
-    "equilibrium_norm_sgd",
-    "equilibrium_norm_sgdm",
-    "equilibrium_norm_adamw",
-    "equilibrium_norm_lion",
-    "equilibrium_norm_adam_l2",
-    "equilibrium_timescale",
-    "equilibrium_angle",
-]
-
-
 def equilibrium_approach_steps(optimizer: str, eta, wd, start=3.0, band=0.1, beta2=0.99, sigma=1.0,
                                dim=256, tmax=10**7):
     """Steps until ||p_t|| stays within ``band`` (relative) of the equilibrium norm, starting at
@@ -480,5 +261,3 @@ def equilibrium_approach_steps(optimizer: str, eta, wd, start=3.0, band=0.1, bet
         t += 1
     raise RuntimeError("no convergence to the equilibrium band")
 
-
-__all__ += ["equilibrium_approach_steps"]

@@ -1,0 +1,15 @@
+"""Closed-form predictions, one module per paper; every name is re-exported here
+(``from scaleinv import theory; theory.equilibrium_sq_norm(...)``).
+
+Modules:
+  li2022     -- Li et al., ICML 2022 (the talk): Ex 1 divergence LR, effective LR, SGD+WD
+                equilibrium, relative global clipping, WD <=> exponential LR, time bounds
+  kosson2024 -- Kosson et al., ICML 2024: rotational equilibrium angle / norm per optimizer,
+                approach time scale and steps
+"""
+from scaleinv.theory.kosson2024 import *  # noqa: F403
+from scaleinv.theory.kosson2024 import __all__ as _kosson2024_all
+from scaleinv.theory.li2022 import *  # noqa: F403
+from scaleinv.theory.li2022 import __all__ as _li2022_all
+
+__all__ = list(_li2022_all) + list(_kosson2024_all)
