@@ -23,7 +23,13 @@
 #   without bound along rays, the smoothness is unbounded, and the descent-lemma step size
 #   $2/\text{smoothness}$ shrinks as the init grows. **The stable LR depends on the init.**
 # * Ex 1: $L(x_1..x_{2k}) = \tilde L(x_1\cdots x_{2k})$ with $\tilde L$ a 1-D logistic loss.
-#   GD diverges if $\eta \ge 2X(0)^{1/k-1}/|\tilde L'(X(0))|$ (equal $x_i(0)$, $X(0) \ge X^*$).
+#   With $\eta^* = 2X(0)^{1/k-1}/|\tilde L'(X(0))|$ (equal $x_i(0)$, $X(0) \ge X^*$), GD fails to
+#   converge for $\eta \ge \eta^*$ and diverges for $\eta > \eta^*$ (strict: the talk's "diverges if
+#   $\eta \ge$" is wrong at the boundary). At $\eta = \eta^*$ exactly the iterates 2-cycle,
+#   $x(t) = (-1)^t x(0)$, and the loss stays at $\tilde L(X(0))$; the cycle is repelling (a
+#   deviation grows by $4k(1 + X\tilde L''/\tilde L') - 3 \ge 5$ per step), so it is numerically
+#   unstable: in float64 rounding alone leaves it within ~20 steps (`scaleinv verify` row
+#   `C2.at_threshold`).
 #
 # Everything below calls `scaleinv` / `toyproblems`; this notebook only plots and checks.
 

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 STATUSES = ("pass", "fail", "erratum")
 TALK = "seeds/001_24fe945a8688e821.txt"
@@ -29,6 +29,9 @@ class Row:
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        if isinstance(self.status, Verdict):   # machine-readable checks travel in extra["check"]
+            self.extra = {**self.extra, "check": self.status.checks}
+            self.status = str(self.status)
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
@@ -93,3 +96,82 @@ def to_markdown(rows: Iterable[Row]) -> str:
         lines.append(f"| {cell(r.id)} | {cell(r.statement)} | {cell(r.predicted)} | {cell(r.measured)} "
                      f"| {cell(r.tolerance)} | {status} |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- machine-readable verdicts
+# A row's status computed from explicit two-sided checks, kept in ``row.extra["check"]`` so that
+# the tests (tests/verdicts) re-evaluate every row of ``scaleinv verify`` independently:
+#   within(name, value, lo, hi)          lo <= value <= hi (elementwise; None = unbounded)
+#   close(name, measured, predicted, rtol, atol)   |measured - predicted| <= atol + rtol |predicted|
+# verdict(pass_checks, erratum=erratum_checks): "pass" if every pass check holds; else "erratum"
+# if erratum checks are given and all hold (the measured discrepancy has its derived size); else
+# "fail" -- an erratum row whose measurement is broken fails instead of reporting an erratum.
+
+
+def _num(x):
+    x = jsonable(x)
+    return x
+
+
+def within(name: str, value, lo: Optional[float] = None, hi: Optional[float] = None) -> Dict[str, Any]:
+    """Check ``lo <= value <= hi`` (elementwise for a list; ``None`` = unbounded side)."""
+    return {"name": name, "kind": "within", "value": _num(value), "lo": _num(lo), "hi": _num(hi)}
+
+
+def close(name: str, measured, predicted, rtol: float = 0.0, atol: float = 0.0) -> Dict[str, Any]:
+    """Check ``|measured - predicted| <= atol + rtol |predicted|`` (elementwise; two-sided)."""
+    return {"name": name, "kind": "close", "measured": _num(measured), "predicted": _num(predicted),
+            "rtol": float(rtol), "atol": float(atol)}
+
+
+def _flat(x):
+    if isinstance(x, (list, tuple)):
+        return [v for e in x for v in _flat(e)]
+    return [x]
+
+
+def _as_float(v):
+    if isinstance(v, str):
+        return float(v)         # "inf" / "nan" as written by jsonable
+    return float(v)
+
+
+def check_holds(c: Dict[str, Any]) -> bool:
+    """Evaluate one check dict (as produced by :func:`within` / :func:`close`, or read back from
+    JSON). NaN never satisfies a check."""
+    if c["kind"] == "within":
+        vals = [_as_float(v) for v in _flat(c["value"])]
+        lo = None if c["lo"] is None else _as_float(c["lo"])
+        hi = None if c["hi"] is None else _as_float(c["hi"])
+        return bool(vals) and all(v == v and (lo is None or v >= lo) and (hi is None or v <= hi) for v in vals)
+    if c["kind"] == "close":
+        m, p = [_as_float(v) for v in _flat(c["measured"])], [_as_float(v) for v in _flat(c["predicted"])]
+        if len(p) == 1 and len(m) > 1:
+            p = p * len(m)
+        if len(m) != len(p) or not m:
+            return False
+        return all(abs(a - b) <= c["atol"] + c["rtol"] * abs(b) for a, b in zip(m, p))
+    raise ValueError(f"check kind must be 'within' or 'close', got {c['kind']!r}")
+
+
+class Verdict(str):
+    """A status string that carries the checks it was computed from (see :func:`verdict`)."""
+
+    checks: Dict[str, List[Dict[str, Any]]]
+
+
+def verdict(checks: Sequence[Dict[str, Any]], erratum: Optional[Sequence[Dict[str, Any]]] = None) -> Verdict:
+    """Status from explicit checks: "pass" if all ``checks`` hold, else "erratum" if ``erratum``
+    checks are given and all hold, else "fail". Pass it as a :class:`Row`'s status."""
+    checks = list(checks)
+    if not checks:
+        raise ValueError("verdict needs at least one check")
+    if all(check_holds(c) for c in checks):
+        status = "pass"
+    elif erratum and all(check_holds(c) for c in erratum):
+        status = "erratum"
+    else:
+        status = "fail"
+    v = Verdict(status)
+    v.checks = {"pass": checks, **({"erratum": list(erratum)} if erratum else {})}
+    return v

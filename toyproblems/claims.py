@@ -18,7 +18,7 @@ import optax
 from scaleinv import theory
 from scaleinv.homogeneity import estimate_degree, euler_residual
 from scaleinv.optim import exponential_lr, sgd_wd, sgd_wd_rgc
-from scaleinv.report import TALK, Row
+from scaleinv.report import TALK, Row, close, verdict, within
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.run import run, sweep
@@ -68,10 +68,12 @@ def claim_homogeneity(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         for name, fn, x, mask, k_true in cases:
             r = estimate_degree(lambda p: fn(p), x, mask=mask, scales=np.logspace(-3, 3, 13), rtol=1e-9)
             eul = euler_residual(fn, x, k_true, mask) if jnp.ndim(fn(x)) == 0 else float("nan")
-            ok = r.homogeneous and r.rounded == k_true and abs(r.degree - k_true) < 1e-6
             results.append((name, k_true, r))
             rows.append(Row(f"C1.{len(rows)+1}", src, f"degree of {name}", k_true, round(r.degree, 9) + 0.0,
-                            "|k_fit - k| < 1e-6 and rel. residual < 1e-9", "pass" if ok else "fail",
+                            "|k_fit - k| < 1e-6 and rel. residual < 1e-9",
+                            verdict([close("degree", r.degree, k_true, atol=1e-6),
+                                     close("rounded degree", r.rounded, k_true),
+                                     within("relative residual", r.residual, hi=1e-9)]),
                             note=f"residual {r.residual:.2e}" + (f", Euler residual {eul:.2e}" if eul == eul else "")))
         # A non-homogeneous function must be reported as such, not given a degree.
         ex1_loss = P.ex1(2).loss
@@ -79,7 +81,8 @@ def claim_homogeneity(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         r = estimate_degree(lambda p: ex1_loss(p), x, scales=np.logspace(-3, 3, 13), rtol=1e-9)
         rows.append(Row(f"C1.{len(rows)+1}", src, "Ex1 LOSS L~(X) (logistic) is not homogeneous",
                         "not homogeneous", f"residual {r.residual:.3g}", "reported residual > 1e-2",
-                        "pass" if (not r.homogeneous and r.residual > 1e-2) else "fail"))
+                        verdict([within("residual", r.residual, lo=1e-2),
+                                 close("reported homogeneous", float(r.homogeneous), 0.0)])))
         results.append(("Ex1 loss L~ (not homogeneous)", None, r))
 
     fig, ax = new_figure()
@@ -119,8 +122,72 @@ def _ex1_critical_lr(k, X0s, rounds, pts, steps):
     return pred, hi
 
 
+def _ex1_at_threshold_row(src: str) -> Row:
+    """GD at LR = eta* exactly (float64), X0 = 10 X*, k = 2, 3, 4: the first step lands on -x(0)
+    (2-cycle), and a deviation delta from the cycle grows by the predicted factor
+    m = |f'(x0)| = 4k(1 + X0 L~''(X0)/L~'(X0)) - 3 per step (f(x) = x - eta dL/dx_i at equal
+    coordinates), i.e. the boundary behaviour is a repelling 2-cycle: numerically unstable."""
+    xs = P.ex1_x_star()
+    X0 = 10.0 * xs
+    d2 = jax.grad(lambda X: P.ex1_tilde_grad(X))
+    first, m_pred, m_meas, fates = [], [], [], []
+    for k in (2, 3, 4):
+        prob = P.ex1(k)
+        lp = float(P.ex1_tilde_grad(jnp.asarray(X0)))
+        eta = float(theory.ex1_divergence_lr(np.float64(X0), lp, k))
+        m_pred.append(4 * k * (1 + X0 * float(d2(jnp.asarray(X0))) / lp) - 3)
+        g = jax.jit(jax.grad(prob.loss))
+        x = prob.init(X0 ** (1.0 / (2 * k)))
+        x1 = x - eta * g(x)
+        first.append(float(np.max(np.abs(np.asarray(x1 + x) / np.asarray(x)))))
+        steps, delta = 40, 1e-10
+        for sign in (+1.0, -1.0):
+            xt = x * (1.0 + sign * delta)
+            dev = []
+            for _ in range(steps):
+                xt = xt - eta * g(xt)
+                dev.append(abs(float(jnp.abs(xt[0])) / float(x[0]) - 1.0))
+                if not np.isfinite(dev[-1]) or dev[-1] > 1e3:
+                    break
+            dev = np.asarray(dev)
+            use = (dev > 1e-9) & (dev < 1e-4)
+            t = np.arange(1, len(dev) + 1)[use]
+            m_meas.append(float(np.exp(np.polyfit(t, np.log(dev[use]), 1)[0])))
+            fates.append("diverges" if (not np.isfinite(dev[-1]) or dev[-1] > 1e3 or float(jnp.abs(xt[0])) > float(x[0]))
+                         else "falls inside, bounded")
+        # unperturbed: where does rounding alone take the orbit at the exact threshold?
+        xt, left = x, None
+        for t in range(200):
+            xt = xt - eta * g(xt)
+            if left is None and abs(float(jnp.abs(xt[0])) / float(x[0]) - 1.0) > 1e-2:
+                left = t + 1
+            if not np.isfinite(float(xt[0])) or abs(float(xt[0])) > 1e3 * float(x[0]):
+                break
+        Xf = float(jnp.prod(xt))
+        fates.append(f"k={k} unperturbed: leaves the cycle at step {left}, "
+                     + ("diverges" if not np.isfinite(Xf) or abs(Xf) > 1e3 * X0 else f"X(200) = {Xf:.4g} (X* = {xs:.4g})"))
+    m_pred_2 = [m for m in m_pred for _ in (0, 1)]
+    return Row("C2.at_threshold", src,
+               "GD at LR = formula exactly (float64, X0 = 10 X*, k = 2,3,4): first step lands on -x(0) (2-cycle); "
+               "per-step growth of a 1e-10 deviation from the cycle, [k2+, k2-, k3+, k3-, k4+, k4-]",
+               [round(m, 4) for m in m_pred_2], [round(m, 4) for m in m_meas],
+               "|x(1)/x(0) + 1| < 1e-9; growth factor rel. error < 0.5%",
+               verdict([within("|x(1)/x(0) + 1|", first, hi=1e-9), close("growth factor", m_meas, m_pred_2, rtol=0.005)]),
+               note="at the threshold the loss stays at L~(X0) (no convergence) but |x| does not grow: 'fails to "
+                    "converge', not 'diverges'. The 2-cycle is repelling (growth factor m > 1 per step), so it is "
+                    "numerically unstable: rounding (~1e-16) leaves it after ~ln(1e16)/ln(m) steps; with +delta the "
+                    "orbit diverges, with -delta it falls inside the cycle and stays bounded (k=2: " + ", ".join(fates[:2]) + "); "
+                    + "; ".join(f for f in fates if "unperturbed" in f))
+
+
 def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
-    """Talk, Ex 1: GD on L~(x_1...x_2k) diverges iff LR >= 2 X0^(1/k-1)/|L~'(X0)| (X0 >= X*)."""
+    """Talk, Ex 1: with eta* = 2 X0^(1/k-1)/|L~'(X0)| (X0 >= X*), GD on L~(x_1...x_2k) from equal
+    x_i(0) fails to converge for LR >= eta* and diverges for LR > eta* (strict; the talk's
+    "diverges if LR >=" is wrong at the boundary, proofs row P2.keeps_diverging). At LR = eta*
+    exactly the iterates 2-cycle, x(t) = (-1)^t x(0), and the loss stays at L~(X0); the cycle is
+    unstable (a deviation grows by m = 4k(1 + X L~''/L~') - 3 >= 5 per step), so in floating
+    point rounding makes the orbit leave it within a few dozen steps, towards divergence or
+    back inside (bounded) depending on the sign of the first error (row C2.at_threshold)."""
     src = _src('slide "Our Hypothesis: k-homogeneity in Architecture", Ex 1')
     xs = P.ex1_x_star()
     X0s = xs * np.logspace(np.log10(1.5), 3 if quick else 4, 6 if quick else 10)
@@ -131,7 +198,7 @@ def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         for k in (2, 3, 4):
             pred, crit = _ex1_critical_lr(k, X0s, rounds=3, pts=24 if quick else 32, steps=steps)
             curves[k] = (pred, crit)
-            # (a) divergence for every LR >= formula: test LR = formula * (1 + {1e-3, 0.1, 1, 3})
+            # (a) divergence for every LR > formula: test LR = formula * (1 + {1e-3, 0.1, 1, 3})
             prob = P.ex1(k)
             mult = np.array([1.001, 1.1, 2.0, 4.0])
             lr = (pred[:, None] * mult[None, :]).reshape(-1)
@@ -144,23 +211,24 @@ def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             # (b) tightness for X0 >= 10 X*; (c) slope d ln eta_crit / d ln X0 -> 1/k - 1
             big = X0s >= 10 * xs
             ratio = crit[big] / pred[big]
-            ok_b = bool(np.all(np.abs(ratio - 1) < 0.01))
             rows.append(Row(f"C2.k{k}.tight", src,
                             f"k={k}: smallest diverging LR / formula, X0 in [10X*, {X0s[-1]:.0f}]",
                             1.0, [round(float(v), 4) for v in ratio], "|ratio - 1| < 1% (grid bisection)",
-                            "pass" if ok_b else "fail"))
+                            verdict([close("critical LR / formula", ratio.tolist(), 1.0, atol=0.01)])))
             slope = _loglog_slope(X0s[-4:], crit[-4:])
             rows.append(Row(f"C2.k{k}.slope", src,
                             f"k={k}: d ln(eta_crit)/d ln X0 at large X0 (unbounded smoothness)",
                             round(1.0 / k - 1.0, 4), round(slope, 4), "abs. error < 0.02",
-                            "pass" if abs(slope - (1.0 / k - 1.0)) < 0.02 else "fail",
+                            verdict([close("slope", slope, 1.0 / k - 1.0, atol=0.02)]),
                             note="L~'(X) -> 1/4 so eta_div ~ 8 X0^(1/k-1): larger init => smaller stable LR"))
             near = crit[~big] / pred[~big]
             if near.size:
                 rows[-1].note += f"; near X* the critical LR is below the formula (ratios {np.round(near, 3).tolist()}): the formula is sufficient, not necessary"
-        rows.insert(0, Row("C2.diverge", src, "GD diverges for every LR >= formula (k=2,3,4; 4 LR multiples; all X0)",
+        rows.insert(0, Row("C2.diverge", src, "GD diverges for every LR > formula (strict: at LR = formula it 2-cycles, "
+                           "see C2.at_threshold; k=2,3,4; LR = formula x {1.001, 1.1, 2, 4}; all X0)",
                            1.0, above_ok / above_n, "fraction diverged == 1",
-                           "pass" if above_ok == above_n else "fail"))
+                           verdict([within("fraction diverged", above_ok / above_n, lo=1.0, hi=1.0)])))
+        rows.insert(1, _ex1_at_threshold_row(src))
         # (d) the 1-D problem itself: eta = 4 < 2/beta = 8 converges from every init
         X0_1d = np.concatenate([-np.logspace(-3, 3, 7), np.logspace(-3, 3, 7)])
         tr = jax.jit(jax.vmap(lambda X: run(lambda v, k=None: P.ex1_tilde_loss(v[0]), optax.sgd(4.0),
@@ -168,7 +236,7 @@ def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         conv = np.abs(np.asarray(tr.final[:, 0]) - xs) < 1e-6
         rows.append(Row("C2.1d", src, "GD on L~ itself (bounded smoothness 1/4), LR 4 < 2/beta: converges for all init in +-[1e-3, 1e3]",
                         1.0, float(conv.mean()), "fraction converged == 1 (|X-X*|<1e-6 after 3000 steps)",
-                        "pass" if conv.all() else "fail"))
+                        verdict([within("fraction converged", float(conv.mean()), lo=1.0, hi=1.0)])))
 
     fig, ax = new_figure()
     for k, (pred, crit) in curves.items():
@@ -208,9 +276,9 @@ def claim_unbalanced_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         plateau = prob.meta["b_only_optimum"]
         rows.append(Row("C3.gd", src, f"alpha=100: best-tuned GD ({len(lrs)} LRs in [1e-7,1]) loss after {T} steps "
                         "stays near the B-only optimum", plateau, gd_final, ">= 0.5 x 0.25 (far from optimum 0)",
-                        "pass" if gd_final >= 0.5 * plateau else "fail", note=f"best LR {gd_lr:.2g}"))
+                        verdict([within("best GD final loss", gd_final, lo=0.5 * plateau)]), note=f"best LR {gd_lr:.2g}"))
         rows.append(Row("C3.adam", src, f"alpha=100: Adam (best of the same LR grid) solves it within {T} steps",
-                        f"loss < {eps}", ad_final, f"final loss < {eps}", "pass" if ad_final < eps else "fail",
+                        f"loss < {eps}", ad_final, f"final loss < {eps}", verdict([within("Adam final loss", ad_final, lo=0.0, hi=eps)]),
                         note=f"best LR {ad_lr:.2g}, loss < {eps} at step {ad_hit:.0f}"))
         alphas = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
         T2 = 20000 if quick else 100000
@@ -222,7 +290,7 @@ def claim_unbalanced_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         rows.append(Row("C3.scaling", src, "steps-to-1e-3 vs alpha (1..16, best LR per alpha): fitted exponent GD vs Adam",
                         "GD polynomial (>= 1.5); Adam <= 1.1 (moves each coordinate ~LR per step)",
                         [round(e_gd, 3), round(e_ad, 3)], "GD exponent >= 1.5 and Adam exponent <= 1.1",
-                        "pass" if (e_gd >= 1.5 and e_ad <= 1.1) else "fail",
+                        verdict([within("GD exponent", e_gd, lo=1.5), within("Adam exponent", e_ad, hi=1.1)]),
                         note=f"GD steps {gd_steps.tolist()}, Adam steps {ad_steps.tolist()}"))
 
     fig, (ax1, ax2) = new_figure(ncols=2)
@@ -259,15 +327,34 @@ def claim_normalized_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         i100 = int(np.argmin(np.abs(alphas - 100)))
         rows.append(Row("C4.gdwd", src, f"alpha=100: GD+WD (eta={eta}, lambda={wd}) reaches loss < {eps}",
                         f"within T0 = {t0[i100]:.0f}", float(steps[i100]), "steps <= 1.5 T0 (T0 stated up to a constant)",
-                        "pass" if steps[i100] <= 1.5 * t0[i100] else "fail"))
+                        verdict([within("steps / T0", float(steps[i100] / t0[i100]), lo=0.0, hi=1.5)])))
         rows.append(Row("C4.t0", src, "steps-to-1e-3 / T0 over alpha in [1, 1e4] (T0=(1/2 eta lambda)|ln(||x0||^2/eta)|)",
                         "<= 1.5", [round(float(r), 3) for r in ratio], "max ratio <= 1.5 (all solved)",
-                        "pass" if np.all(ratio <= 1.5) else "fail"))
+                        verdict([within("steps / T0", ratio.tolist(), lo=0.0, hi=1.5)])))
+        # two-sided: for alpha >= 10 the slow group A starts far above equilibrium and its
+        # effective LR eta/||A||^2 is negligible until WD has shrunk it, so the exact norm
+        # recursion ||A_{t+1}||^2 = (1 - eta lambda)^2 ||A_t||^2 (+ O(eta^2 ||g||^2), negligible)
+        # gives the step increments between successive alphas EXACTLY:
+        # d steps = ln(alpha_i^2/alpha_j^2) / (-2 ln(1 - eta lambda)); and T0's increments are
+        # ln(alpha_i^2/alpha_j^2)/(2 eta lambda), so d steps / d T0 = eta lambda / (-ln(1 - eta lambda)).
+        big = alphas >= 10
+        d_meas = np.diff(steps[big])
+        d_pred = np.diff(np.log(alphas[big] ** 2)) / (-2.0 * np.log(1.0 - eta * wd))
+        d_t0 = np.diff(t0[big])
+        slope_pred = eta * wd / (-np.log(1.0 - eta * wd))
+        rows.append(Row("C4.recursion", src, "alpha >= 10: steps-to-1e-3 increments between successive alphas vs the "
+                        "exact WD norm recursion (1-eta lambda)^(2t), and vs T0's increments",
+                        [round(float(v), 1) for v in d_pred], [float(v) for v in d_meas],
+                        "increments within 2% of the recursion (+-1 step); increments / T0 increments = "
+                        f"eta lambda/(-ln(1-eta lambda)) = {slope_pred:.4f} within 2%",
+                        verdict([close("step increments", d_meas.tolist(), d_pred.tolist(), rtol=0.02, atol=1.0),
+                                 close("increments / T0 increments", (d_meas / d_t0).tolist(), slope_pred, rtol=0.02)]),
+                        note=f"T0 increments {[round(float(v), 1) for v in d_t0]}"))
         nowd = jax.jit(lambda p: run(prob.loss, optax.sgd(eta), p, T, jax.random.PRNGKey(seed), eval_fn=full))(prob.init(100.0))
         l_nowd = float(nowd.loss[-1])
         rows.append(Row("C4.nowd", src, "alpha=100: GD without WD sticks (effective LR eta/||A||^2 = 1e-5)",
                         "loss stays >> eps", l_nowd, f"final loss > 100 eps = {100*eps}",
-                        "pass" if l_nowd > 100 * eps else "fail"))
+                        verdict([within("final loss without WD", l_nowd, lo=100 * eps)])))
         sprob = P.normalized_mf(batch=2)
         Ts = 8000 if quick else 20000
         s_wd = jax.jit(lambda p: run(sprob.loss, sgd_wd(0.05, wd), p, Ts, jax.random.PRNGKey(seed), eval_fn=full))(sprob.init(100.0))
@@ -275,7 +362,7 @@ def claim_normalized_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         tail = Ts // 10
         m_wd, m_no = float(np.mean(s_wd.loss[-tail:])), float(np.mean(s_no.loss[-tail:]))
         rows.append(Row("C4.sgdwd", src, "alpha=100: SGD+WD (2 of 4 entries per step) vs SGD: tail-mean full loss",
-                        "SGD+WD <= 0.1 x SGD", [m_wd, m_no], "ratio <= 0.1", "pass" if m_wd <= 0.1 * m_no else "fail"))
+                        "SGD+WD <= 0.1 x SGD", [m_wd, m_no], "ratio <= 0.1", verdict([within("tail loss ratio SGD+WD / SGD", m_wd / m_no, lo=0.0, hi=0.1)])))
 
     fig, (ax1, ax2) = new_figure(ncols=2)
     ax1.plot(np.maximum(np.asarray(tr.loss[i100]), 1e-20), label="GD+WD")
@@ -325,15 +412,18 @@ def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         err_ratio = np.abs(meas_ratio / pred_ratio - 1)
         n = len(g)
         rows.append(Row("C5.norm_stated", src, f"||x||^2 -> sqrt(2 eta/(lambda(2-eta lambda))) sigma as stated ({n} configs)",
-                        "measured/stated = 1", round(float(np.median(meas_sq / stated_sq)), 6), "max rel. error < 1%",
-                        "pass" if err_stated.max() < 0.01 else "erratum",
+                        "measured/stated = 1", round(float(np.median(meas_sq / stated_sq)), 6),
+                        "max rel. error < 1%; erratum only if measured/stated = 1/sqrt(2) (the derived size, proofs P6.norm) within 1% in every config",
+                        verdict([close("measured / stated", (meas_sq / stated_sq).tolist(), 1.0, rtol=0.01)],
+                                erratum=[close("measured / stated = 1/sqrt(2)", (meas_sq / stated_sq).tolist(), 2 ** -0.5, rtol=0.01)]),
                         note=f"measured/stated ||x||^2 in [{(meas_sq / stated_sq).min():.5f}, {(meas_sq / stated_sq).max():.5f}] "
                              f"(1/sqrt(2) = {2 ** -0.5:.5f}); corrected form sqrt(eta/(lambda(2-eta lambda))) sigma, see C5.norm"))
         rows.append(Row("C5.norm", src, f"||x||^2 -> sqrt(eta/(lambda(2-eta lambda))) sigma (derived fixed point, {n} configs)",
-                        0.0, float(err.max()), "max rel. error |measured/derived - 1| < 1%", "pass" if err.max() < 0.01 else "fail"))
+                        0.0, float(err.max()), "max rel. error |measured/derived - 1| < 1%",
+                        verdict([close("measured / derived", (meas_sq / pred_sq).tolist(), 1.0, rtol=0.01)])))
         rows.append(Row("C5.ratio", src, f"||grad L_gamma(x)||/||x|| -> sqrt(lambda(2-eta lambda)/eta) ({n} configs)",
                         0.0, float(err_ratio.max()), "max rel. error |measured/stated - 1| < 1%",
-                        "pass" if err_ratio.max() < 0.01 else "fail"))
+                        verdict([close("measured / stated", (meas_ratio / pred_ratio).tolist(), 1.0, rtol=0.01)])))
         # Non-constant sigma: noisy normalised linear regression with SGD (batch 1)
         eta, wd = 0.1, 0.05
         lp = P.normalized_linreg(dim=16, n=64, noise=0.5, batch=1, data_seed=seed)
@@ -353,14 +443,22 @@ def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         rows.append(Row("C5.band", src_thm,
                         "SGD+WD norm band sigma_lo^2/2 <= (2 lambda/eta)||x||^4 <= 4 sigma_hi^2 after T1 (noisy normalized linreg, 6 inits 1e-3..1e3)",
                         f"||x||^2 in [{float(lo):.3g}, {float(hi):.3g}] for t >= T1={t1}", frac_in,
-                        "fraction of steps in band == 1", "pass" if frac_in == 1.0 else "fail",
+                        "fraction of steps in band == 1", verdict([within("fraction in band", frac_in, lo=1.0, hi=1.0)]),
                         note=f"sigma_lo, sigma_hi = {sig_lo:.3g}, {sig_hi:.3g} measured along the runs; T1 = max (|ln eta lambda| + |ln eta/||x0||^2|)/(eta lambda)"))
         sig_eff = np.sqrt(gsq[:, -gsq.shape[1] // 4:].mean())
         pred_l = float(theory.equilibrium_sq_norm(eta, wd, sig_eff))
         meas_l = float(sq_l[:, -Tl // 4:].mean())
         rows.append(Row("C5.linreg", src, "noisy normalized linreg (sigma not constant): tail ||x||^2 vs derived equilibrium with sigma_eff^2 = E||grad L_gamma(x_bar)||^2",
                         round(pred_l, 5), round(meas_l, 5), "rel. error < 5%",
-                        "pass" if abs(meas_l / pred_l - 1) < 0.05 else "fail"))
+                        verdict([close("tail ||x||^2", meas_l, pred_l, rtol=0.05)])))
+        # at the predicted value, per init: from T1 on, every run's mean ||x||^2 is the derived
+        # equilibrium (not just inside the 2x band), so a T1 that starts the window inside the
+        # transient (T1 too small) fails here
+        per_init = sq_l[:, t1:].mean(axis=1)
+        rows.append(Row("C5.after_t1", src_thm, "noisy normalized linreg: mean ||x||^2 over t >= T1, each of the 6 inits, "
+                        "vs the derived equilibrium with sigma_eff", round(pred_l, 5), [round(float(v), 5) for v in per_init],
+                        "rel. error < 5% for every init", verdict([close("mean ||x||^2 after T1", per_init.tolist(), pred_l, rtol=0.05)]),
+                        note=f"T1 = {t1}; inits ||x0|| = {[float(f'{v:.0e}') for v in scales]}"))
 
     fig, (ax1, ax2) = new_figure(ncols=2)
     ax1.loglog(pred_sq, meas_sq, "o", label="measured tail mean")
@@ -419,11 +517,11 @@ def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         exact = 1.0 / (-2.0 * np.log(1 - eta * wd))
         rows.append(Row("C6.wd_large", src, "SGD+WD, ||x0|| > x*: d steps / d ln||x0||^2 (T0 slope 1/(2 eta lambda))",
                         round(pred, 3), round(s_big, 3), "rel. error < 5%",
-                        "pass" if abs(s_big / pred - 1) < 0.05 else "fail",
+                        verdict([close("slope", s_big, pred, rtol=0.05)]),
                         note=f"exact WD decay gives 1/(-2 ln(1-eta lambda)) = {exact:.3f}"))
         rows.append(Row("C6.wd_small", src, "SGD+WD, ||x0||^2 < eta^2 sigma^2/(10 x*^2): d steps / d ln||x0||^2 (|ln| in T0: -1/(2 eta lambda))",
                         round(-pred, 3), round(s_small, 3), "rel. error < 5%",
-                        "pass" if abs(s_small / -pred - 1) < 0.05 else "fail",
+                        verdict([close("slope", s_small, -pred, rtol=0.05)]),
                         note="a tiny init makes the first step huge (||x1||^2 ~ eta^2 sigma^2/||x0||^2), then WD decays it"))
         # (b) real loss (normalized linreg), GD with and without WD: steps to loss < eps
         lp = P.normalized_linreg(dim=16, n=64, noise=0.0, data_seed=seed)
@@ -446,12 +544,12 @@ def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         pred2 = theory.t0_slope(eta2, wd2)
         rows.append(Row("C6.linreg_wd", src, "GD+WD on normalized linreg, ||x0|| 10..1e4: d steps/d ln||x0||^2",
                         round(pred2, 3), round(s_wd, 3), "rel. error < 10%",
-                        "pass" if abs(s_wd / pred2 - 1) < 0.10 else "fail",
+                        verdict([close("slope", s_wd, pred2, rtol=0.10)]),
                         note=f"steps {st_wd.tolist()}"))
         fin = np.isfinite(st_no) & (sc_no >= 3)
         e_no = _loglog_slope(sc_no[fin] ** 2, st_no[fin]) if fin.sum() >= 2 else float("nan")
         rows.append(Row("C6.linreg_nowd", src, "GD without WD: steps ~ (||x0||^2)^p (effective LR eta/||x0||^2); fitted p",
-                        1.0, round(e_no, 3), "|p - 1| < 0.1", "pass" if abs(e_no - 1.0) < 0.1 else "fail",
+                        1.0, round(e_no, 3), "|p - 1| < 0.1", verdict([close("exponent p", e_no, 1.0, atol=0.1)]),
                         note=f"||x0|| {np.round(sc_no, 2).tolist()} -> steps {st_no.tolist()}"))
 
     fig, (ax1, ax2) = new_figure(ncols=2)
@@ -502,18 +600,40 @@ def claim_exp_lr(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             cos = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
             return float(np.max(np.arccos(np.clip(cos, -1, 1))))
 
+        # size of the erratum, derived: from the same x0 the stated schedule is the exact one
+        # with every step's LR times q = 1 - eta lambda; by scale invariance that is GD+WD with
+        # eta' = q eta, lambda' = lambda / q (same decay factor 1 - eta' lambda' = q) from x0, so
+        # the stated run has the DIRECTIONS of sgd_wd(q eta, lambda/q) and its angle to the exact
+        # run is the angle between the two GD+WD runs (computed by a different code path)
+        q = 1.0 - eta * wd
+        x_wd_q = traj(sgd_wd(q * eta, wd / q), x0)
         e1 = rel(x_exact, ref)
         e2 = ang(x_stated, ref)
+        e2_pred = ang(x_wd_q, np.asarray(x_wd))
+        def unit_dist(a, b):   # max ||a/|a| - b/|b||| (arccos loses half the digits near 0)
+            a, b = np.asarray(a), np.asarray(b)
+            return float(np.max(np.linalg.norm(a / np.linalg.norm(a, axis=1, keepdims=True)
+                                               - b / np.linalg.norm(b, axis=1, keepdims=True), axis=1)))
+
+        e2_dir = unit_dist(x_stated, x_wd_q)
         e3 = rel(x_stated_r, ref * np.sqrt(1 - eta * wd))
         rows.append(Row("C7.exact", src, "GD+WD from x0 == GD with eta_t = eta(1-eta lambda)^(-2t-1) from x0, "
                         "x_GD(t) = x_WD(t)/(1-eta lambda)^t", 0.0, e1, "max rel. error < 1e-10 (float64)",
-                        "pass" if e1 < 1e-10 else "fail"))
+                        verdict([within("max rel. error", e1, lo=0.0, hi=1e-10)])))
         rows.append(Row("C7.stated_same_init", src, "as stated, eta_t = eta(1-eta lambda)^(-2t), from the SAME x0: same directions?",
-                        0.0, e2, "max angle < 1e-10 rad", "pass" if e2 < 1e-10 else "erratum",
+                        0.0, e2, "max angle < 1e-10 rad; erratum only if the angle is the derived size of the "
+                        "per-step LR factor (1-eta lambda) (= angle between GD+WD(eta, lambda) and GD+WD((1-eta lambda) eta, "
+                        "lambda/(1-eta lambda)), rel. 1e-6) and the stated run has exactly the latter's directions (unit vectors within 1e-10)",
+                        verdict([within("max angle", e2, lo=0.0, hi=1e-10)],
+                                erratum=[close("max angle vs the derived size", e2, e2_pred, rtol=1e-6),
+                                         within("direction distance to GD+WD(q eta, lambda/q)", e2_dir, lo=0.0, hi=1e-10),
+                                         within("derived size is not rounding", e2_pred, lo=1e-6)]),
                         note="the stated schedule is exact only from the rescaled init sqrt(1-eta lambda) x0 "
-                             "(C7.stated_rescaled), or as eta(1-eta lambda)^(-2t-1) from x0 (C7.exact)"))
+                             "(C7.stated_rescaled), or as eta(1-eta lambda)^(-2t-1) from x0 (C7.exact); "
+                             f"derived size of the error: {e2_pred:.6g} rad (every step's LR off by 1-eta lambda), "
+                             f"stated run vs GD+WD(q eta, lambda/q): unit vectors within {e2_dir:.2g}"))
         rows.append(Row("C7.stated_rescaled", src, "as stated, from x~0 = sqrt(1-eta lambda) x0: x_GD(t) = x_WD(t)(1-eta lambda)^(1/2-t)",
-                        0.0, e3, "max rel. error < 1e-10", "pass" if e3 < 1e-10 else "fail"))
+                        0.0, e3, "max rel. error < 1e-10", verdict([within("max rel. error", e3, lo=0.0, hi=1e-10)])))
     fig, ax = new_figure()
     t = np.arange(T)
     for name, x, r in (("exact schedule", x_exact, ref), ("stated, same x0", x_stated, ref),
@@ -546,21 +666,38 @@ def claim_clipping(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         g_clip, g_plain = float(growth(clip).max()), float(growth(plain).max())
         rows.append(Row("C8.bound", src, "heavy-tailed noise (1% Pareto-2.5 spikes >= 10x): max one-step ||x_{t+1}||^2/||x_t||^2 with clipping",
                         f"<= (1-eta lambda)^2 + 2C eta lambda = {bound:.4f}", round(g_clip, 6),
-                        "<= bound (1e-12 rel.)", "pass" if g_clip <= bound * (1 + 1e-12) else "fail",
+                        "<= bound (1e-12 rel.)", verdict([within("max growth / bound", g_clip / bound, hi=1 + 1e-12)]),
                         note=f"without clipping the max is {g_plain:.3f}"))
+        # the threshold itself: at a clipped step the clipped gradient (orthogonal to x) has
+        # ||g_c||^2 = (||x_{t+1}||^2 - (1-eta lambda)^2 ||x_t||^2)/eta^2, which must EQUAL
+        # sqrt(2 C lambda/eta) ||x_t|| (theory.clip_threshold), not just stay below the bound
+        sq = np.asarray(clip.sq_norm)
+        fired = np.asarray(clip.clipped)[:-1]
+        gc = np.sqrt(np.maximum(sq[1:] - (1 - eta * wd) ** 2 * sq[:-1], 0.0)) / eta
+        thr = np.asarray(theory.clip_threshold(eta, wd, np.sqrt(sq[:-1]), C))
+        r_fired = gc[fired] / thr[fired]
+        r_free = gc[~fired] / thr[~fired]
+        rows.append(Row("C8.threshold", src, "clipped steps: ||clipped g|| / (sqrt(2 C lambda/eta) ||x_t||) (from the norm "
+                        "recursion); unclipped steps: ||g|| / threshold",
+                        1.0, [round(float(r_fired.min()), 9), round(float(r_fired.max()), 9)] if r_fired.size else [],
+                        "every clipped step: |ratio - 1| < 1e-8; every unclipped step: ratio <= 1 + 1e-8; >= 10 clipped steps",
+                        verdict([close("clipped norm / threshold", r_fired.tolist() or [float("nan")], 1.0, rtol=1e-8),
+                                 within("unclipped norm / threshold", r_free.tolist(), lo=0.0, hi=1 + 1e-8),
+                                 within("clipped steps", int(fired.sum()), lo=10)]),
+                        note=f"{int(fired.sum())} clipped steps of {fired.size}; unclipped max ratio {r_free.max():.4f}"))
         tail = slice(T // 10, None)
         spike = lambda tr: float(np.max(tr.sq_norm[tail]) / np.median(tr.sq_norm[tail]))
         s_clip, s_plain = spike(clip), spike(plain)
         rows.append(Row("C8.spikes", src, "norm spikes: max/median of ||x||^2 after burn-in, [clipped, unclipped]",
                         "clipping removes spikes", [round(s_clip, 3), round(s_plain, 3)],
                         "clipped excess (spike - 1) <= half the unclipped excess",
-                        "pass" if (s_clip - 1) <= 0.5 * (s_plain - 1) else "fail"))
+                        verdict([within("clipped excess / unclipped excess", (s_clip - 1) / (s_plain - 1), lo=0.0, hi=0.5)])))
         frac = float(np.mean(clip.clipped[T // 10:]))
         pred_rate, v = _predicted_clip_rate(prob.meta["factor_np"], C, seed)
         rows.append(Row("C8.rate", src, "fraction of steps clipped (C=2) under heavy-tailed noise, after burn-in",
                         round(pred_rate, 4), round(frac, 4),
-                        "|measured - predicted| < 0.3 predicted + 0.002, and < 5% (talk: ~1%)",
-                        "pass" if (abs(frac - pred_rate) < 0.3 * pred_rate + 0.002 and frac < 0.05) else "fail",
+                        "|measured - predicted| <= 15% predicted + 0.001 (both ways), and < 5% (talk: ~1%)",
+                        verdict([close("clip rate", frac, pred_rate, rtol=0.15, atol=0.001), within("clip rate", frac, lo=0.0, hi=0.05)]),
                         note=f"prediction: mean-field clipped equilibrium v = E[min(f^2, C v)] = {v:.4f}, rate = P(f^2 > C v)"))
         # constant-norm gradients: never fires, for C slightly above 1, from init >= equilibrium
         cprob = P.constant_sigma(dim=64, sigma=1.0)
@@ -573,7 +710,7 @@ def claim_clipping(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                    {"eta": g[:, 0], "wd": g[:, 1], "C": g[:, 2]})
         fired = int(np.asarray(tr.clipped).sum())
         rows.append(Row("C8.const", src, f"constant-norm gradients, C in {{1.001, 2, 4}}, {len(g)} (eta, lambda, C), init 10x equilibrium norm^2",
-                        0, fired, "number of clipped steps == 0", "pass" if fired == 0 else "fail"))
+                        0, fired, "number of clipped steps == 0", verdict([within("clipped steps", fired, lo=0, hi=0)])))
     fig, (ax1, ax2) = new_figure(ncols=2)
     ax1.semilogy(np.asarray(plain.sq_norm), lw=0.7, label="SGD+WD")
     ax1.semilogy(np.asarray(clip.sq_norm), lw=0.7, label=f"SGD+WD+RGC (C={C})")

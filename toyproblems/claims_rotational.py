@@ -27,7 +27,7 @@ import optax
 
 from scaleinv import theory
 from scaleinv.diagnostics import angular_update
-from scaleinv.report import Row
+from scaleinv.report import Row, close, verdict, within
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
@@ -218,12 +218,12 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         r = simulate_equilibrium(name, seed, quick)
         err = _rel(r["rms_angle"], r["pred_angle"])
         worst = int(np.argmax(np.abs(err)))
-        ok = bool(np.all(np.abs(err) <= ANGLE_TOL))
         rows.append(Row(
             f"R1.{len(rows) + 1}", SRC,
             f"{LABELS[name]}: equilibrium RMS angle per step = {forms[name]} (C={r['C']}, {len(err)} configs)",
             round(float(r["pred_angle"][worst]), 6), round(float(r["rms_angle"][worst]), 6),
-            f"max rel. err over grid <= {ANGLE_TOL:.0%}", "pass" if ok else "fail",
+            f"max rel. err over grid <= {ANGLE_TOL:.0%}",
+            verdict([close("RMS angle", r["rms_angle"].tolist(), r["pred_angle"].tolist(), rtol=ANGLE_TOL)]),
             note=f"worst config {_cfg_str(name, r['cfg'][worst])}; max |rel err| {np.max(np.abs(err)):.2%}; "
                  f"mean-angle max |rel err| {np.max(np.abs(_rel(r['mean_angle'], r['pred_angle']))):.2%}",
             extra={"configs": r["cfg"].tolist(), "predicted": r["pred_angle"].tolist(),
@@ -233,13 +233,16 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         if name == "lion":
             kos = np.array([predict(name, *c, r["C"], lion_form="kosson")[0] for c in r["cfg"]])
             e2 = _rel(r["rms_angle"], kos)
-            ok2 = bool(np.all(np.abs(e2) <= ANGLE_TOL))
             w2 = int(np.argmax(np.abs(e2)))
             rows.append(Row(
                 f"R1.{len(rows) + 1}", SRC + ", REQ lion_etar_func",
                 "Lion, paper's closed form sqrt(pi/2) sqrt(2 eta lambda) sqrt((1-b1)^2 + b1^2 (1-b2)/(1+b2)) "
                 "(linearised sign)", round(float(kos[w2]), 6), round(float(r["rms_angle"][w2]), 6),
-                f"max rel. err over grid <= {ANGLE_TOL:.0%}", "pass" if ok2 else "erratum",
+                f"max rel. err over grid <= {ANGLE_TOL:.0%}; erratum only if the discrepancy has its derived size: the "
+                "measurement matches the arcsine-law form within the same tolerance in every config",
+                verdict([close("RMS angle vs linearised form", r["rms_angle"].tolist(), kos.tolist(), rtol=ANGLE_TOL)],
+                        erratum=[close("RMS angle vs arcsine-law form", r["rms_angle"].tolist(),
+                                       r["pred_angle"].tolist(), rtol=ANGLE_TOL)]),
                 note=f"worst {_cfg_str(name, r['cfg'][w2])}: {e2[w2]:+.2%}. The linearisation drops the "
                      "uncorrelated part of sign(c) and the arcsine nonlinearity; the corrected form "
                      "(theory.equilibrium_angle_lion_arcsin, row above) is checked instead. "
@@ -269,11 +272,11 @@ def claim_equilibrium_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         r = simulate_equilibrium(name, seed, quick)
         err = _rel(r["eq_norm"], r["pred_norm"])
         worst = int(np.argmax(np.abs(err)))
-        ok = bool(np.all(np.abs(err) <= NORM_TOL))
         rows.append(Row(
             f"R2.{len(rows) + 1}", SRC, f"{LABELS[name]}: equilibrium norm = {forms[name]} (C={r['C']})",
             round(float(r["pred_norm"][worst]), 5), round(float(r["eq_norm"][worst]), 5),
-            f"max rel. err over grid <= {NORM_TOL:.0%}", "pass" if ok else "fail",
+            f"max rel. err over grid <= {NORM_TOL:.0%}",
+            verdict([close("equilibrium norm", r["eq_norm"].tolist(), r["pred_norm"].tolist(), rtol=NORM_TOL)]),
             note=f"worst config {_cfg_str(name, r['cfg'][worst])}; max |rel err| {np.max(np.abs(err)):.2%}",
             extra={"configs": r["cfg"].tolist(), "predicted": r["pred_norm"].tolist(),
                    "measured": r["eq_norm"].tolist()}))
@@ -321,7 +324,7 @@ def claim_equilibrium_time(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 f"{LABELS[name]}: steps until ||x|| stays within 10% of equilibrium (from 3x) = norm recursion "
                 + ("(exact)" if name == "sgd" else "(mean field incl. Adam's v lag)"),
                 int(T_pred[w]), int(T_eq[w]), f"max rel. err over grid <= {tol:.0%}",
-                "pass" if bool(np.all(np.abs(err) <= tol)) else "fail",
+                verdict([close("steps to equilibrium", T_eq.tolist(), T_pred.tolist(), rtol=tol)]),
                 note="T_eq * eta * lambda measured " + ", ".join(f"{v:.2f}" for v in T_eq * el)
                      + "; predicted " + ", ".join(f"{v:.2f}" for v in T_pred * el),
                 extra={"T_eq": T_eq.tolist(), "T_pred": T_pred.tolist(), "eta_lambda": el.tolist()}))
@@ -332,7 +335,7 @@ def claim_equilibrium_time(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 f"R3.{len(rows) + 1}", SRC,
                 f"{LABELS[name]}: steps to reach equilibrium (from 3x) ~ 1/(eta lambda): log-log slope at fixed "
                 + ("alpha" if name == "sgdm" else "betas"), -1.0, round(worst, 3), "|slope + 1| <= 0.15",
-                "pass" if abs(worst + 1.0) <= 0.15 else "fail",
+                verdict([close("log-log slope", slopes, -1.0, atol=0.15)]),
                 note="T_eq * eta * lambda = " + ", ".join(f"{v:.2f}" for v in T_eq * el)
                      + (" (L2 through momentum decays at eta lambda/(1-alpha): T ~ (1-alpha)/(eta lambda))"
                         if name == "sgdm" else ""),
@@ -397,15 +400,25 @@ def claim_rotational_wrapper(seed: int, quick: bool, out_dir: Path) -> List[Row]
     e0, e1 = 20, 100
     prob = P.constant_sigma(C, 1.0)
     loss = _rows_loss(prob)
+    # the prediction is the closed form written out here from the SAME hyper-parameters the
+    # optimizers get (Kosson et al. 2024, eqs. for eta_r), independent of scaleinv.theory, which
+    # the wrappers use for their own target: a wrong theory formula makes the wrapper miss it
+    hp = {"RV-SGDM": (0.1, 0.01, 0.9, None), "RV-AdamW": (0.01, 0.1, 0.9, None), "RV-Lion": (0.001, 1.0, 0.9, 0.99)}
+    closed = {
+        "RV-SGDM": lambda e, w, b, _: np.sqrt(2 * e * w / (1 + b)),
+        "RV-AdamW": lambda e, w, b, _: np.sqrt(2 * e * w * (1 - b) / (1 + b)),
+        "RV-Lion": lambda e, w, b1, b2: np.sqrt(np.pi / 2) * np.sqrt(2 * e * w) * np.sqrt((1 - b1) ** 2 + b1 ** 2 * (1 - b2) / (1 + b2)),
+    }
+    (es, ws, bs, _), (ea, wa, ba, _), (el, wl, b1l, b2l) = hp["RV-SGDM"], hp["RV-AdamW"], hp["RV-Lion"]
     cases = {
-        "RV-SGDM": (rotational_sgdm(0.1, 0.01, momentum=0.9),
-                    optax.chain(optax.add_decayed_weights(0.01), optax.sgd(0.1, momentum=0.9)),
-                    theory.equilibrium_angle_sgdm(0.1, 0.01, 0.9)),
-        "RV-AdamW": (rotational_adamw(0.01, 0.1, b1=0.9), optax.adamw(0.01, b1=0.9, weight_decay=0.1),
-                     theory.equilibrium_angle_adamw(0.01, 0.1, 0.9)),
-        "RV-Lion": (rotational_lion(0.001, 1.0, b1=0.9, b2=0.99),
-                    optax.lion(0.001, b1=0.9, b2=0.99, weight_decay=1.0),
-                    theory.equilibrium_angle_lion(0.001, 1.0, 0.9, 0.99)),
+        "RV-SGDM": (rotational_sgdm(es, ws, momentum=bs),
+                    optax.chain(optax.add_decayed_weights(ws), optax.sgd(es, momentum=bs)),
+                    closed["RV-SGDM"](*hp["RV-SGDM"])),
+        "RV-AdamW": (rotational_adamw(ea, wa, b1=ba), optax.adamw(ea, b1=ba, weight_decay=wa),
+                     closed["RV-AdamW"](*hp["RV-AdamW"])),
+        "RV-Lion": (rotational_lion(el, wl, b1=b1l, b2=b2l),
+                    optax.lion(el, b1=b1l, b2=b2l, weight_decay=wl),
+                    closed["RV-Lion"](*hp["RV-Lion"])),
     }
     rows = []
     fig, ax = new_figure()
@@ -432,12 +445,14 @@ def claim_rotational_wrapper(seed: int, quick: bool, out_dir: Path) -> List[Row]
         err_all = rms_all / target - 1
         err_neuron = float(np.max(np.abs(rms_neuron / target - 1)))
         err_early = float(np.max(np.abs(rms_early / target - 1)))
-        ok = abs(err_all) <= 0.03 and err_neuron <= 0.05 and err_early <= 0.10
         rows.append(Row(
             f"R4.{len(rows) + 1}", SRC + ", REQ RotationalWrapper",
-            f"{name}: every neuron rotates at eta_r from the start (RMS angle = target)",
+            f"{name}: every neuron rotates at eta_r from the start (RMS angle = closed form from the hyper-parameters)",
             round(target, 6), round(float(rms_all), 6),
-            f"steps >= {e0}: all 3%, each neuron 5%; each neuron, steps {e0}-{e1 - 1}: 10%", "pass" if ok else "fail",
+            f"steps >= {e0}: all 3%, each neuron 5%; each neuron, steps {e0}-{e1 - 1}: 10%",
+            verdict([close("RMS angle, all neurons", float(rms_all), target, rtol=0.03),
+                     close("RMS angle per neuron", rms_neuron.tolist(), target, rtol=0.05),
+                     close("RMS angle per neuron, early window", rms_early.tolist(), target, rtol=0.10)]),
             note=f"per-neuron max |err| {err_neuron:.2%}; steps {e0}-{e1 - 1}: {err_early:.2%}; steps 1-{e0 - 1}: "
                  f"per-neuron RMS / target in [{rms_first.min() / target:.3g}, {rms_first.max() / target:.3g}]; "
                  f"base optimizer, steps {e0}-{e1 - 1}: [{base_early.min() / target:.3g}, "
@@ -446,7 +461,7 @@ def claim_rotational_wrapper(seed: int, quick: bool, out_dir: Path) -> List[Row]
         rows.append(Row(
             f"R4.{len(rows) + 1}", SRC + ", REQ RotationalWrapper",
             f"{name}: neuron norms stay at their initial value", 0.0, norm_dev,
-            "max |norm/n0 - 1| <= 1e-10", "pass" if norm_dev <= 1e-10 else "fail"))
+            "max |norm/n0 - 1| <= 1e-10", verdict([within("max |norm/n0 - 1|", norm_dev, lo=0.0, hi=1e-10)])))
         t = np.arange(1, steps)
         ax.plot(t, np.sqrt(np.mean(ang[1:] ** 2, axis=1)) / target, color=f"C{i}", lw=1, label=name)
         ax.plot(t, np.sqrt(np.mean(ang_b[1:] ** 2, axis=1)) / target, color=f"C{i}", lw=1, ls="--",
@@ -507,7 +522,7 @@ def claim_normalized_mf_equilibrium(seed: int, quick: bool, out_dir: Path) -> Li
             f"normalized MF (d={d}, r={r}, batch {batch}), {LABELS[name]} eta={eta:g}, lambda={wd:g}"
             + (f", alpha={mom:g}" if name == "sgdm" else "") + ": RMS angle of A and of B = equilibrium",
             round(pred, 5), [round(float(v), 5) for v in rms], f"rel. err <= {tol:.0%} for A and B",
-            "pass" if bool(np.all(err <= tol)) else "fail",
+            verdict([close("RMS angle of A and B", rms.tolist(), pred, rtol=tol)]),
             note=f"rel. err A {err[0]:.2%}, B {err[1]:.2%}; last half of {steps} steps"))
         win = 50
         smooth = np.sqrt(np.convolve(ang[:, 0] ** 2, np.ones(win) / win, mode="valid"))

@@ -45,13 +45,17 @@ __all__ = [
 def ex1_divergence_lr(X0, dL_dX, k):
     """Talk, slide "Our Hypothesis: k-homogeneity in Architecture", Ex 1.
 
-    GD on L(x_1..x_2k) = L~(x_1 ... x_2k) with all x_i(0) equal and X(0) >= X* diverges if
-
-        eta >= 2 X(0)^(1/k - 1) / |L~'(X(0))|.
+    Returns the threshold eta* = 2 X(0)^(1/k - 1) / |L~'(X(0))|. GD on L(x_1..x_2k) =
+    L~(x_1 ... x_2k) with all x_i(0) equal and X(0) >= X* fails to converge for eta >= eta*
+    and diverges for eta > eta* (strict; the talk says "diverges if eta >=", which is wrong at
+    the boundary -- proofs row P2.keeps_diverging).
 
     Derivation: with x_i = x, X = x^(2k) and dL/dx_i = L~'(X) X / x, so
-    x(1) = x (1 - eta L~'(X) X^(1 - 1/k)); the factor is <= -1 exactly at the threshold.
-    At equality the iterates 2-cycle (|x| constant), above it |x| grows every step.
+    x(1) = x (1 - eta L~'(X) X^(1 - 1/k)); the factor is <= -1 iff eta >= eta*.
+    At eta = eta* exactly the iterates 2-cycle, x(t) = (-1)^t x(0) (|x| constant, the loss
+    stays at L~(X(0))); above it |x| grows every step. The 2-cycle is repelling: a deviation
+    grows by 4k(1 + X L~''(X)/L~'(X)) - 3 >= 5 per step, so it is numerically unstable and in
+    floating point the orbit leaves it after a few dozen steps (verify row C2.at_threshold).
     """
     xp = _xp(X0)
     return 2.0 * xp.power(X0, 1.0 / k - 1.0) / xp.abs(dL_dX)
