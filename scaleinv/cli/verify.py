@@ -19,22 +19,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated claim-function names or row-id prefixes (e.g. C5,C8)")
 
 
+# claim groups beyond the talk: (module, list name, row-id prefix); each list's i-th claim is <prefix><i+1>
+EXTRA_GROUPS = (
+    ("toyproblems.claims_rotational", "ROTATIONAL_CLAIMS", "R"),
+    ("toyproblems.claims_schedules", "SCHEDULE_CLAIMS", "S"),
+)
+
+
 def selected_claims(only):
+    import importlib
+
     from toyproblems.claims import CLAIMS
 
     claims = list(CLAIMS)
-    try:
-        from toyproblems.claims_rotational import ROTATIONAL_CLAIMS
-    except ModuleNotFoundError as e:
-        if e.name != "toyproblems.claims_rotational":
-            raise
-        ROTATIONAL_CLAIMS = []
-    claims += list(ROTATIONAL_CLAIMS)
+    by_prefix = {f"C{i + 1}": c for i, c in enumerate(CLAIMS)}
+    for module, attr, prefix in EXTRA_GROUPS:
+        try:
+            group = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        claims += list(group)
+        by_prefix.update({f"{prefix}{i + 1}": c for i, c in enumerate(group)})
     if not only:
         return claims
     wanted = [w.strip() for w in only.split(",") if w.strip()]
-    by_prefix = {f"C{i + 1}": c for i, c in enumerate(claims[:len(CLAIMS)])}
-    by_prefix.update({f"R{i + 1}": c for i, c in enumerate(ROTATIONAL_CLAIMS)})
     out = []
     for w in wanted:
         match = by_prefix.get(w) or next((c for c in claims if c.__name__ == w), None)
@@ -67,7 +77,7 @@ def run(args) -> int:
         print(f"  {claim.__name__}: {timings[claim.__name__]:.1f} s", flush=True)
     meta = {"seed": args.seed, "quick": args.quick, "jax": jax.__version__, "python": platform.python_version(),
             "seconds": round(time.time() - t_all, 1), "claim_seconds": timings}
-    print_table(rows, title="scaleinv verify: toy-model claims of the talk")
+    print_table(rows, title="scaleinv verify: toy-model claims of the talk and of the newer theory")
     write_json(rows, out / "report.json", meta)
     (out / "report.md").write_text(to_markdown(rows))
     if args.json:

@@ -1,0 +1,463 @@
+"""Claims of Defazio (2025), *Why Gradients Rapidly Increase Near the End of Training*, on the toys.
+
+Every claim has the signature ``claim_x(seed, quick, out_dir) -> list[Row]``, runs in float64
+(``jax.enable_x64`` inside), saves ONE figure ``out_dir/<prefix>.png`` and returns rows with a
+stated two-sided tolerance. Predictions come from :mod:`scaleinv.theory_schedules`; nothing is
+fitted to the data.
+
+Toy: the constant-sigma loss (:func:`toyproblems.problems.constant_sigma`): ||g|| = sigma/||x||
+exactly, so the measured ratio ||g_t|| / ||x_t|| = sigma / ||x_t||^2 is the norm seen through the
+gradient. Runs start at the equilibrium norm of eta_max and follow a linear or cosine decay to 0
+over T = K / (eta_max lambda) steps, K the schedule length in relaxation times, with the ordinary
+weight decay (SGD: x <- x - eta_t (g + lambda x); AdamW: optax.adamw) or the corrected one
+lambda_t = lambda eta_t / eta_max (:mod:`scaleinv.corrected_wd`: SGDC, AdamC).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from scaleinv import theory
+from scaleinv import theory_schedules as TS
+from scaleinv.diagnostics import tree_norm
+from scaleinv.report import Row
+from toyproblems import problems as P
+from toyproblems.plotting import new_figure, save_figure
+
+__all__ = ["SCHEDULE_CLAIMS", "simulate_schedules"]
+
+SRC = "Defazio 2025 (arXiv 2506.02285)"
+KINDS = ("linear", "cosine")
+SGD_HP = dict(eta=0.1, dim=4)                   # SGD: the norm map is dimension-free
+# AdamW: beta1 = 0.5 keeps eta lambda << 1 - beta1 (at beta1 = 0.9 and eta lambda = 0.01 the stationary
+# norm is 8 % below the small-eta-lambda form eta C/(2 lambda); see the N group)
+ADAM_HP = dict(eta=0.01, b1=0.5, b2=0.99)
+ADIABATIC = {"sgd": 0.05, "adamw": 0.02}   # "slow schedule": adiabaticity eps_t below this
+LAG = 0.1                     # lag onset: ratio more than 10 % below its quasi-static target
+_CACHE: Dict = {}
+
+
+def _Ks(quick: bool):
+    return (10.0, 30.0, 100.0) if quick else (10.0, 30.0, 100.0, 300.0)
+
+
+def _el(quick: bool) -> float:
+    """eta_max * lambda of the constant-sigma runs (T = K / eta_max lambda steps)."""
+    return 0.01
+
+
+def _hp(name: str, quick: bool) -> dict:
+    hp = dict(SGD_HP if name == "sgd" else ADAM_HP)
+    hp["wd"] = _el(quick) / hp["eta"]
+    if name == "adamw":
+        hp["dim"] = 256
+    return hp
+
+
+def _eta_t(kind_id, eta_max, T, t):
+    """Schedule in JAX with traced parameters: kind_id 0 = linear, 1 = cosine (decay to 0 at T)."""
+    a = jnp.clip(t / T, 0.0, 1.0)
+    return eta_max * jnp.where(kind_id == 0, 1.0 - a, 0.5 * (1.0 + jnp.cos(jnp.pi * a)))
+
+
+def _configs(quick: bool):
+    """Rows (kind_id, K, corrected) shared by both optimizers: every K with the ordinary weight decay,
+    the corrected one at the largest K (quick) / the smallest and largest K (full)."""
+    Ks = _Ks(quick)
+    corr = Ks[-1:] if quick else (Ks[0], Ks[-1])
+    return np.array([(k, K, 0) for k in (0, 1) for K in Ks] + [(k, K, 1) for k in (0, 1) for K in corr], dtype=float)
+
+
+def _make_opt(name: str, hp: dict, kind_id, T, corrected):
+    eta_max, wd = hp["eta"], hp["wd"]
+    lr = lambda t: _eta_t(kind_id, eta_max, T, t)  # noqa: E731
+    wd_s = lambda t: wd * jnp.where(corrected > 0, lr(t) / eta_max, 1.0)  # noqa: E731
+    if name == "sgd":
+        return optax.chain(optax.add_decayed_weights(wd_s), optax.sgd(lr))
+    return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=1e-12, weight_decay=wd_s)
+
+
+def simulate_schedules(seed: int, quick: bool) -> dict:
+    """Per-step ||g_t||/||x_t|| and ||x_t||^2 for SGD(C) and AdamW(C) over the config grid on the
+    constant-sigma toy (one jitted scan per optimizer); cached per (seed, quick)."""
+    key = (seed, quick)
+    if key in _CACHE:
+        return _CACHE[key]
+    cfg = _configs(quick)
+    EL = _el(quick)
+    Tmax = int(max(_Ks(quick)) / EL)
+    res = {}
+    with jax.enable_x64(True):
+        for i, name in enumerate(("sgd", "adamw")):
+            hp = _hp(name, quick)
+            prob = P.constant_sigma(hp["dim"], 1.0)
+            grad = jax.grad(prob.loss)
+            if name == "sgd":
+                sq0 = float(theory.equilibrium_sq_norm(hp["eta"], hp["wd"], 1.0))
+            else:
+                sq0 = hp["eta"] * hp["dim"] / (hp["wd"] * (2.0 - hp["eta"] * hp["wd"]))
+
+            def one(c, k, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL):
+                T = c[1] / EL
+                opt = _make_opt(name, hp, c[0], T, c[2])
+                k0, k1 = jax.random.split(k)
+                x0 = prob.init(jnp.sqrt(sq0), k0)
+
+                def step(carry, t):
+                    x, s = carry
+                    g = grad(x, jax.random.fold_in(k1, t))
+                    u, s = opt.update(g, s, x)
+                    nx = tree_norm(x)
+                    return (optax.apply_updates(x, u), s), (tree_norm(g) / nx, nx**2)
+
+                return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(Tmax))[1]
+
+            keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 100 + i), len(cfg))
+            ratio, sq = jax.jit(jax.vmap(one))(jnp.asarray(cfg), keys)
+            res[name] = dict(hp=hp, cfg=cfg, ratio=np.asarray(ratio), sq=np.asarray(sq), sq0=sq0, el=EL)
+    _CACHE[key] = res
+    return res
+
+
+def _predictions(name: str, r: dict, i: int):
+    """For config i: t, eta_t, lambda_t, quasi-static target (Defazio / derived), ODE ratio, eps_t
+    (cached in the simulation record)."""
+    cache = r.setdefault("_pred", {})
+    if i not in cache:
+        cache[i] = _predict(name, r, i)
+    return cache[i]
+
+
+def _predict(name: str, r: dict, i: int):
+    hp, (kind_id, K, corr) = r["hp"], r["cfg"][i]
+    kind, T = KINDS[int(kind_id)], int(round(K / r["el"]))
+    t = np.arange(T)
+    eta = TS.lr_schedule(kind, t, hp["eta"], T)
+    wd = TS.corrected_weight_decay(eta, hp["wd"], hp["eta"]) if corr else np.full(T, hp["wd"])
+    if name == "sgd":
+        target = TS.steady_grad_ratio_sgd(eta, wd)
+        y0 = r["sq0"] ** 2
+    else:
+        target = TS.steady_grad_ratio_adamw(eta, wd, 1.0, hp["dim"])
+        y0 = r["sq0"]
+    y = TS.norm_ode_solution(name, eta, wd, y0, sigma=1.0, dim=hp["dim"])
+    ode = TS.grad_ratio_from_norm_ode(name, y)
+    # AdamW: mean field with the lag of Adam's v (the ODE assumes v in steady state); SGD: the ODE
+    mf = ode if name == "sgd" else 1.0 / TS.adamw_norm_mean_field(eta, wd, y0, hp["dim"], 1.0, hp["b2"])
+    dwd = TS.corrected_weight_decay(TS.lr_schedule_slope(kind, t, hp["eta"], T), hp["wd"], hp["eta"]) if corr else 0.0
+    eps = TS.adiabaticity(name, eta, TS.lr_schedule_slope(kind, t, hp["eta"], T), wd, dwd)
+    return dict(kind=kind, K=K, corrected=bool(corr), T=T, t=t, eta=eta, wd=wd, target=target, ode=ode, mf=mf, eps=eps,
+                ratio=r["ratio"][i, :T], sq=r["sq"][i, :T])
+
+
+def _worst(measured, predicted):
+    """(max |measured/predicted - 1|, predicted, measured) at the worst step."""
+    e = np.abs(np.asarray(measured) / np.asarray(predicted) - 1)
+    k = int(np.argmax(e))
+    return float(e[k]), float(np.asarray(predicted)[k]), float(np.asarray(measured)[k])
+
+
+def _pm(worst):
+    """predicted / measured cells of a row from the worst (err, predicted, measured) over configs."""
+    w = max(worst, key=lambda v: v[0])
+    return round(w[1], 6), round(w[2], 6)
+
+
+LABEL = {"sgd": "SGD+WD", "adamw": "AdamW"}
+CLABEL = {"sgd": "SGDC", "adamw": "AdamC"}
+
+
+# ============================================================== S1: quasi-static tracking + the norm ODE
+def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Under a decaying schedule the ratio ||g||/||x|| follows its quasi-static target while the
+    schedule is slow (eps_t <= 5 %): sqrt(2 lambda/eta_t) for SGD (Defazio), 2 lambda sigma/(eta_t C)
+    for AdamW (derived); the linear norm ODE predicts it at EVERY step, lag included."""
+    sim = simulate_schedules(seed, quick)
+    rows = []
+    fig, axes = new_figure(ncols=2)
+    # tolerances: first-order lag at eps = 5 % is (1.05)^(-1/2) -> 2.4 % (SGD), at eps = 2 % (1.02)^(-1) -> 2 %
+    # (AdamW), plus O(eta lambda) <= 1 % for the leading-order targets; AdamW adds the fluctuation of ||x||^2 of
+    # its random walk (~4 % at C = 128, ~3 % at C = 256, the S3 rows measure it on a constant target).
+    tol_qs = {"sgd": 0.035, "adamw": 0.08}
+    tol_ode = {"sgd": 0.01, "adamw": 0.07}    # AdamW: max over 10^4 steps of a ~1.5 %-RMS fluctuation (see S3)
+    for j, name in enumerate(("sgd", "adamw")):
+        r = sim[name]
+        qs_err, ode_err, cf_err, n_slow, qs_w, ode_w = [], [], [], [], [], []
+        for i in range(len(r["cfg"])):
+            p = _predictions(name, r, i)
+            if p["corrected"]:
+                continue
+            slow = p["eps"] <= ADIABATIC[name]
+            if slow.sum() >= 0.1 * p["T"]:          # schedules never slow (AdamW, linear, K = 10) are left out
+                qs_w.append(_worst(p["ratio"][slow], p["target"][slow]))
+                qs_err.append(qs_w[-1][0])
+            ode_w.append(_worst(p["ratio"], p["mf"]))
+            ode_err.append(ode_w[-1][0])
+            cf_err.append(np.max(np.abs(p["ratio"] / p["ode"] - 1)))
+            n_slow.append(slow.mean())
+            if p["K"] == 30.0:
+                ax = axes[j]
+                c = "C0" if p["kind"] == "linear" else "C1"
+                ax.plot(p["t"] / p["T"], p["ratio"] / p["ratio"][0], color=c, lw=1.5, label=f"{p['kind']}: measured")
+                ax.plot(p["t"] / p["T"], p["target"] / p["target"][0], color=c, ls=":", lw=1,
+                        label="quasi-static " + ("sqrt(2 lambda/eta_t)" if name == "sgd" else "2 lambda sigma/(eta_t C)"))
+                ax.plot(p["t"] / p["T"], p["mf"] / p["ratio"][0], color="k", ls="--", lw=0.8,
+                        label="norm ODE" + (" + v lag" if name == "adamw" else "") if p["kind"] == "linear" else None)
+        qs_err, ode_err = np.array(qs_err), np.array(ode_err)
+        form = "sqrt(2 lambda/eta_t) (Defazio)" if name == "sgd" else "2 lambda sigma/(eta_t C) (derived)"
+        rows.append(Row(
+            f"S1.{len(rows) + 1}", SRC,
+            f"{LABEL[name]}, linear + cosine decay, K = eta_max lambda T in {list(_Ks(quick))}: ||g||/||x|| = {form} "
+            f"wherever the schedule is slow (adiabaticity eps_t <= {ADIABATIC[name]:.0%})",
+            *_pm(qs_w), f"max over steps and configs |measured/target - 1| <= {tol_qs[name]:.0%}",
+            "pass" if qs_err.max() <= tol_qs[name] else "fail",
+            note=f"slow part of each run: {np.round(n_slow, 2).tolist()} of the steps; per config max dev "
+                 f"{np.round(qs_err, 4).tolist()}; tolerance = first-order lag at eps = 5 % + O(eta lambda)"))
+        if name == "sgd":
+            stmt = ("SGD+WD: the linear norm ODE y' = -4 lambda eta_t y + 2 sigma^2 eta_t^2 (y = ||x||^4, closed form "
+                    "TS.norm_ode_solution) predicts ||g||/||x|| at every step, end-of-training lag included")
+            note = "per config " + str(np.round(ode_err, 4).tolist())
+        else:
+            stmt = ("AdamW: the norm ODE y' = -2 lambda eta_t y + C eta_t^2 (y = ||x||^2) with Adam's v EMA in mean field "
+                    "(TS.adamw_norm_mean_field) predicts ||g||/||x|| at every step, lag included")
+            note = (f"per config {np.round(ode_err, 4).tolist()}; the closed-form ODE alone (v in steady state) is off "
+                    f"by up to {np.round(cf_err, 3).tolist()}: v (beta2 = {r['hp']['b2']}) lags the gradient scale when "
+                    "||x|| changes within ~1/(1 - beta2) steps, which makes the norm larger and the ratio smaller")
+        rows.append(Row(
+            f"S1.{len(rows) + 1}", SRC + "; norm ODE derived here", stmt,
+            *_pm(ode_w), f"max over steps and configs |measured/prediction - 1| <= {tol_ode[name]:.0%}",
+            "pass" if ode_err.max() <= tol_ode[name] else "fail", note=note))
+        axes[j].set(yscale="log", xlabel="t / T", ylabel="(||g||/||x||)_t / (||g||/||x||)_0",
+                    title=f"S1: {LABEL[name]}, K = 30", ylim=(0.8, 100))
+        axes[j].legend(fontsize=6)
+    save_figure(fig, Path(out_dir) / "S1.png")
+    return rows
+
+
+# ============================================================== S2: lag onset vs K
+def _onset(ratio, target, T):
+    """Final fraction 1 - t/T of training from the first step where ratio < target / (1 + LAG)."""
+    below = ratio < target / (1.0 + LAG)
+    return 1.0 - np.argmax(below) / T if below.any() else 0.0
+
+
+def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """The ratio lags behind its quasi-static target for the final fraction a of training where the
+    schedule is no longer slow; a shrinks with the schedule length K = eta_max lambda T as
+    K^(-1/2) (linear decay) and ~K^(-1/3) (cosine). Checked against the first-order adiabatic formula
+    and the norm ODE; the end-of-training blow-up factor of the ratio against the norm ODE."""
+    sim = simulate_schedules(seed, quick)
+    rows = []
+    fig, (ax1, ax2) = new_figure(ncols=2)
+    for name, mk in (("sgd", "o"), ("adamw", "s")):
+        r = sim[name]
+        for kind in KINDS:
+            Ks, meas, ode_on, first, blow, blow_ode, blow_qs = [], [], [], [], [], [], []
+            for i in range(len(r["cfg"])):
+                p = _predictions(name, r, i)
+                if p["corrected"] or p["kind"] != kind:
+                    continue
+                Ks.append(p["K"])
+                meas.append(_onset(p["ratio"], p["target"], p["T"]))
+                ode_on.append(_onset(p["mf"], p["target"], p["T"]))
+                first.append(TS.lag_onset_fraction(kind, p["K"], name, LAG))
+                blow.append(p["ratio"].max() / p["ratio"][0])
+                blow_ode.append(p["mf"].max() / p["mf"][0])
+                blow_qs.append(p["target"][-1] / p["target"][0])
+            Ks, meas, ode_on, first = map(np.asarray, (Ks, meas, ode_on, first))
+            blow, blow_ode = np.asarray(blow), np.asarray(blow_ode)
+            e_first = np.abs(meas / first - 1)
+            e_ode = np.abs(meas / ode_on - 1)
+            slope = float(np.polyfit(np.log(Ks), np.log(meas), 1)[0])
+            slope_first = float(np.polyfit(np.log(Ks), np.log(first), 1)[0])
+            slope_ode = float(np.polyfit(np.log(Ks), np.log(ode_on), 1)[0])
+            if name == "sgd":     # verdict against the first-order formula; the ODE in the note
+                pred, err, spred, how = first, e_first, slope_first, "first-order formula (TS.lag_onset_fraction)"
+                tol_on = 0.10
+                other = f"norm ODE onset {np.round(ode_on, 4).tolist()} (max rel. err {e_ode.max():.2%})"
+            else:                 # Adam's v lag is not in the first-order formula: verdict against the mean field
+                pred, err, spred, how = ode_on, e_ode, slope_ode, "mean field with Adam's v lag"
+                tol_on = 0.15
+                other = (f"first-order formula (no v lag) {np.round(first, 4).tolist()} (max rel. err "
+                         f"{e_first.max():.2%}, slope {slope_first:.3f}): v lag adds to the lag")
+            rows.append(Row(
+                f"S2.{len(rows) + 1}", SRC + "; adiabatic lag derived here",
+                f"{LABEL[name]}, {kind} decay: final fraction of training with ratio > {LAG:.0%} below its quasi-static "
+                f"target, K = {Ks.tolist()}: {how}",
+                [round(float(v), 4) for v in pred], [round(float(v), 4) for v in meas],
+                f"max rel. err <= {tol_on:.0%} (judgment: the onset is a threshold crossing of a noisy ratio)",
+                "pass" if err.max() <= tol_on else "fail",
+                note=f"{other}; log-log slope in K measured {slope:.3f} (asymptotic {TS.lag_onset_exponent(kind):.3f})",
+                extra={"K": Ks.tolist(), "measured": meas.tolist(), "first_order": first.tolist(),
+                       "ode_or_mean_field": ode_on.tolist()}))
+            tol_s = 0.08
+            rows.append(Row(
+                f"S2.{len(rows) + 1}", SRC + "; derived here",
+                f"{LABEL[name]}, {kind} decay: d ln(lag fraction)/d ln K over the same K ({how})",
+                round(spred, 4), round(slope, 4), f"abs. err <= {tol_s}",
+                "pass" if abs(slope - spred) <= tol_s else "fail",
+                note=f"large-K asymptote of the first-order formula {TS.lag_onset_exponent(kind):.4f} "
+                     "(eta ~ a^p near the end -> -1/(p+1))"))
+            e_blow = np.abs(blow / blow_ode - 1)
+            tol_b = 0.02 if name == "sgd" else 0.06
+            rows.append(Row(
+                f"S2.{len(rows) + 1}", SRC + "; norm ODE derived here",
+                f"{LABEL[name]}, {kind} decay: end-of-training blow-up max_t ratio_t / ratio_0 (norm "
+                + ("ODE)" if name == "sgd" else "ODE + v lag, mean field)"),
+                [round(float(v), 3) for v in blow_ode], [round(float(v), 3) for v in blow],
+                f"max rel. err <= {tol_b:.0%}", "pass" if e_blow.max() <= tol_b else "fail",
+                note=f"the quasi-static target at the last step would be {np.round(blow_qs, 1).tolist()} x: "
+                     "the lag caps the blow-up, and longer schedules (larger K) blow up more"))
+            c = {"sgd": "C0", "adamw": "C3"}[name]
+            ls = "-" if kind == "linear" else "--"
+            ax1.plot(Ks, meas, marker=mk, color=c, ls="none", label=f"{LABEL[name]} {kind}: measured")
+            Kf = np.logspace(np.log10(Ks[0]), np.log10(Ks[-1]), 30)
+            ax1.plot(Kf, TS.lag_onset_fraction(kind, Kf, name, LAG), color=c, ls=ls, lw=1,
+                     label=f"{LABEL[name]} {kind}: first order")
+            ax2.plot(Ks, blow, marker=mk, color=c, ls="none", label=f"{LABEL[name]} {kind}: measured")
+            ax2.plot(Ks, blow_ode, color=c, ls=ls, lw=1, label=f"{LABEL[name]} {kind}: norm ODE")
+    ax1.set(xscale="log", yscale="log", xlabel="K = eta_max lambda T",
+            ylabel=f"final fraction of training lagging > {LAG:.0%}", title="S2: lag onset vs schedule length")
+    ax2.set(xscale="log", yscale="log", xlabel="K = eta_max lambda T", ylabel="max_t ratio_t / ratio_0",
+            title="S2: end-of-training gradient-norm blow-up")
+    ax1.legend(fontsize=6)
+    ax2.legend(fontsize=6)
+    save_figure(fig, Path(out_dir) / "S2.png")
+    return rows
+
+
+# ============================================================== S3: corrected weight decay
+def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """With lambda_t = lambda eta_t/eta_max (SGDC, AdamC) the ratio ||g||/||x|| and the norm stay
+    at their initial (equilibrium) value for the whole run, for every schedule and K; the ordinary
+    weight decay blows them up (S2)."""
+    sim = simulate_schedules(seed, quick)
+    rows = []
+    fig, ax = new_figure()
+    # SGDC: the exact discrete fixed point moves by sqrt((2 - eta_t lambda_t)/(2 - eta_max lambda)) <= 0.25 %;
+    # AdamC: ||x||^2 of the random walk fluctuates (RMS ~1.5 % at C = 256, correlation time 1/(2 eta lambda)),
+    # so its max over 10^4 steps reaches ~5 %: tolerance 7 % (the RMS is reported in the note)
+    tol = {"sgd": 0.01, "adamw": 0.07}
+    for name in ("sgd", "adamw"):
+        r = sim[name]
+        dev, dev_sq, base, rms, w_r, w_s = [], [], [], [], [], []
+        for i in range(len(r["cfg"])):
+            p = _predictions(name, r, i)
+            if p["corrected"]:
+                w_r.append(_worst(p["ratio"], np.full(p["T"], p["target"][0])))
+                w_s.append(_worst(p["sq"], np.full(p["T"], p["sq"][0])))
+                dev.append(w_r[-1][0])
+                dev_sq.append(w_s[-1][0])
+                rms.append(np.sqrt(np.mean((p["ratio"] / p["target"][0] - 1) ** 2)))
+                ax.plot(p["t"] / p["T"], p["ratio"] / p["target"][0], lw=1, color="C2" if name == "sgd" else "C4",
+                        label=f"{CLABEL[name]}" if len(dev) == 1 else None)
+            else:
+                base.append(p["ratio"].max() / p["ratio"][0])
+                if p["K"] == 100.0:
+                    ax.plot(p["t"] / p["T"], p["ratio"] / p["target"][0], lw=1, ls="--",
+                            color="C0" if name == "sgd" else "C3", label=f"{LABEL[name]} {p['kind']}, K=100")
+        dev, dev_sq = np.array(dev), np.array(dev_sq)
+        rows.append(Row(
+            f"S3.{len(rows) + 1}", SRC,
+            f"{CLABEL[name]} (lambda_t = lambda eta_t/eta_max), linear + cosine, K in {list(_Ks(quick))}: "
+            f"||g||/||x|| stays at {'sqrt(2 lambda/eta_max)' if name == 'sgd' else '2 lambda sigma/(eta_max C)'} all run",
+            *_pm(w_r), f"max_t |ratio_t/target - 1| <= {tol[name]:.0%}",
+            "pass" if dev.max() <= tol[name] else "fail",
+            note=f"per config {np.round(dev, 4).tolist()} (RMS {np.round(rms, 4).tolist()}); the ordinary weight decay reaches "
+                 f"{np.round(base, 2).tolist()} x its initial ratio on the same runs"))
+        rows.append(Row(
+            f"S3.{len(rows) + 1}", SRC,
+            f"{CLABEL[name]}: the weight norm ||x||^2 stays constant (constant sigma)",
+            *_pm(w_s), f"max_t | ||x_t||^2/||x_0||^2 - 1 | <= {tol[name]:.0%}",
+            "pass" if dev_sq.max() <= tol[name] else "fail"))
+    ax.axhline(1.0, color="k", lw=0.8, label="equilibrium of eta_max (theory)")
+    ax.set(yscale="log", xlabel="t / T", ylabel="||g||/||x|| / steady value at eta_max",
+           title="S3: corrected weight decay keeps the ratio constant")
+    ax.legend(fontsize=7)
+    save_figure(fig, Path(out_dir) / "S3.png")
+    return rows
+
+
+# ============================================================== S4: a real loss (noisy normalized linreg)
+def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Noisy normalized linear regression (batch 1, label noise: the gradient noise has a floor and
+    its size sigma_t changes as the loss trains), cosine decay, SGD vs SGDC: the ratio
+    sqrt(E||g||^2 / E||x||^2) (window means over seeds) follows sqrt(lambda (2 - eta_t lambda)/eta_t)
+    where the schedule is slow (SGD) and stays at its eta_max value (SGDC). This needs only
+    <x, g> = 0 and a (quasi-)stationary E||x||^2, not a constant sigma.
+
+    Normalized MF is NOT used here: its target is exactly representable, so the minibatch noise
+    vanishes at the optimum and there is no noise-driven equilibrium (it is the GD + WD regime)."""
+    dim, n, noise, batch = 16, 64, 0.5, 1
+    eta_max, wd = 0.5, 0.02
+    T = 4000 if quick else 20000
+    win = 200 if quick else 500
+    seeds = 4
+    prob = P.normalized_linreg(dim=dim, n=n, noise=noise, batch=batch, data_seed=seed)
+    vg = jax.grad(prob.loss)
+
+    def one(corr, key):
+        lr = lambda t: _eta_t(1, eta_max, T, t)  # noqa: E731
+        wd_s = lambda t: wd * jnp.where(corr > 0, lr(t) / eta_max, 1.0)  # noqa: E731
+        opt = optax.chain(optax.add_decayed_weights(wd_s), optax.sgd(lr))
+        x0 = prob.init(float(theory.equilibrium_sq_norm(eta_max, wd, 0.5)) ** 0.5, jax.random.fold_in(key, 1))
+
+        def step(carry, t):
+            x, s = carry
+            g = vg(x, jax.random.fold_in(key, t))
+            u, s = opt.update(g, s, x)
+            return (optax.apply_updates(x, u), s), jnp.stack([jnp.sum(g**2), jnp.sum(x**2)])
+
+        return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(T))[1]
+
+    with jax.enable_x64(True):
+        corr = jnp.repeat(jnp.array([0.0, 1.0]), seeds)
+        out = np.asarray(jax.jit(jax.vmap(one))(corr, jax.random.split(jax.random.PRNGKey(seed), 2 * seeds)))
+    nw = T // win
+    w = out[:, : nw * win].reshape(2, seeds, nw, win, 2).mean((1, 3))      # (variant, window, quantity)
+    ratio = np.sqrt(w[..., 0] / w[..., 1])
+    tc = (np.arange(nw) + 0.5) * win
+    eta_c = TS.lr_schedule("cosine", tc, eta_max, T)
+    target = np.asarray(theory.equilibrium_grad_ratio(eta_c, wd))
+    eps = TS.adiabaticity("sgd", eta_c, TS.lr_schedule_slope("cosine", tc, eta_max, T), wd)
+    burn = tc > 2.0 / (eta_max * wd)                       # past the initial transient
+    slow = burn & (eps <= ADIABATIC["sgd"])
+    err = np.abs(ratio[0][slow] / target[slow] - 1)
+    k = int(np.argmax(err))
+    target_c = float(theory.equilibrium_grad_ratio(eta_max, wd))
+    err_c = np.abs(ratio[1][burn] / target_c - 1)
+    tol = 0.08
+    rows = [
+        Row("S4.1", SRC, f"noisy normalized linreg (d={dim}, batch {batch}, label noise {noise}), SGD+WD, cosine decay "
+                         f"(T={T}, K={eta_max * wd * T:g}): sqrt(E||g||^2/E||x||^2) follows sqrt(lambda(2-eta_t lambda)/eta_t) "
+                         "while eps_t <= 5 %",
+            round(float(target[slow][k]), 5), round(float(ratio[0][slow][k]), 5),
+            f"max |measured/target - 1| over {win}-step windows x {seeds} seeds <= {tol:.0%}",
+            "pass" if err.max() <= tol else "fail",
+            note=f"{int(slow.sum())} of {nw} windows slow and past 2/(eta lambda); the target grows "
+                 f"{target[slow][-1] / target[slow][0]:.2f} x over them; last window: measured / target "
+                 f"{ratio[0][-1] / target[-1]:.3f} (lag)"),
+        Row("S4.2", SRC, "noisy normalized linreg, SGDC (lambda_t = lambda eta_t/eta_max), same schedule: the ratio stays at "
+                         "sqrt(lambda(2-eta_max lambda)/eta_max) for the whole run (after 2/(eta lambda))",
+            round(target_c, 5), [round(float(v), 5) for v in (ratio[1][burn].min(), ratio[1][burn].max())],
+            f"every window: |ratio/target - 1| <= {tol:.0%}", "pass" if err_c.max() <= tol else "fail",
+            note=f"max dev {err_c.max():.2%}; SGD+WD on the same schedule ends at {ratio[0][-1] / target_c:.2f} x"),
+    ]
+    fig, ax = new_figure()
+    ax.plot(tc / T, ratio[0], "o-", color="C0", ms=3, lw=1, label="SGD+WD (measured)")
+    ax.plot(tc / T, ratio[1], "s-", color="C2", ms=3, lw=1, label="SGDC (measured)")
+    ax.plot(tc / T, target, "k:", lw=1, label="sqrt(lambda(2-eta_t lambda)/eta_t)")
+    ax.axhline(target_c, color="gray", lw=0.8, label="SGDC target")
+    ax.set(yscale="log", xlabel="t / T", ylabel="sqrt(mean ||g||^2 / mean ||x||^2)",
+           title="S4: noisy normalized linreg, cosine decay")
+    ax.legend(fontsize=7)
+    save_figure(fig, Path(out_dir) / "S4.png")
+    return rows
+
+
+SCHEDULE_CLAIMS = [claim_schedule_tracking, claim_schedule_lag, claim_corrected_wd, claim_schedule_real_loss]
