@@ -132,7 +132,7 @@ def derivations():
 
 
 def closed_forms():
-    """Derived expressions keyed by name, for comparison with scaleinv.theory_schedules."""
+    """Derived expressions keyed by name, for comparison with scaleinv.theory.defazio2025."""
     sgd_rhs, adam_rhs = norm_odes()
     return {"ratio_exact": exact_ratio(), "ratio_leading": leading_order(exact_ratio()), "ode_sgd": sgd_rhs,
             "ode_adamw": adam_rhs, "eps_linear": 1 / (c * K * a**2)}

@@ -9,7 +9,7 @@ uses lambda_t = lambda eta_t / eta_max, so lambda_t / eta_t is constant and so i
     AdamC: x <- x - eta_t (m_hat / (sqrt(v_hat) + eps) + lambda_t x)
 
 Reference: A. Defazio, *Why Gradients Rapidly Increase Near the End of Training*, 2025
-(arXiv 2506.02285). Closed forms: :mod:`scaleinv.theory_schedules`. Apply it to the
+(arXiv 2506.02285). Closed forms: :mod:`scaleinv.theory.defazio2025`. Apply it to the
 scale-invariant (normalized) weights only (``mask``); other weights keep ordinary decay.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every claim has the signature ``claim_x(seed, quick, out_dir) -> list[Row]``, runs in float64
 (``jax.enable_x64`` inside), saves ONE figure ``out_dir/<prefix>.png`` and returns rows with a
-stated two-sided tolerance. Predictions come from :mod:`scaleinv.theory_schedules`; nothing is
+stated two-sided tolerance. Predictions come from :mod:`scaleinv.theory.defazio2025`; nothing is
 fitted to the data.
 
 Toy: the constant-sigma loss (:func:`toyproblems.problems.constant_sigma`): ||g|| = sigma/||x||
@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from scaleinv import theory
-from scaleinv import theory_schedules as TS
+from scaleinv.theory import defazio2025 as TS
 from scaleinv.diagnostics import tree_norm
 from scaleinv.report import Row
 from toyproblems import problems as P

@@ -1,4 +1,4 @@
-"""scaleinv.theory_schedules (Defazio 2025 + the norm ODE derived here) against proofs_check.schedules,
+"""scaleinv.theory.defazio2025 (Defazio 2025 + the norm ODE derived here) against proofs_check.schedules,
 its special cases, and the corrected-weight-decay optax factories (scaleinv.corrected_wd)."""
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from proofs_check import schedules as PS
 from scaleinv import theory
-from scaleinv import theory_schedules as TS
+from scaleinv.theory import defazio2025 as TS
 from scaleinv.corrected_wd import adamc, corrected_wd_schedule, sgdc
 
 etas = st.floats(1e-3, 1.0)
