@@ -205,56 +205,7 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
             except Exception:  # noqa: BLE001 - explanation only
                 call_info[i]["prims"] = set()
 
-    # flags
-    for r in rows:
-        if r.kind != "module":
-            continue
-        i = r.call
-        inputs_ok = all(f.consistent for f in r.in_degrees)
-        out_ok = r.degrees[tg].consistent
-        info = call_info[i]
-        if inputs_ok and not out_ok:
-            kind, why = _explain(i, rows_by_call, calls, r.signature, r.in_degrees, info, info.get("prims"))
-            r.flags.append("break")
-            if kind in ("mismatch", "intrinsic", "postnorm"):
-                r.flags.append(kind)
-            r.explanation = why
-        elif r.signature is not None and not out_ok:
-            kind, why = _explain(i, rows_by_call, calls, r.signature, r.in_degrees, info, info.get("prims"))
-            if kind in ("mismatch", "intrinsic", "postnorm"):
-                r.flags.append(kind)
-                r.explanation = why
-        for rx, want in expect.items():
-            if re.fullmatch(rx, r.name):
-                w_in, w_out = parse_notation(want)
-                got_in = tuple(f.degree if f.homogeneous else None for f in r.in_degrees) or (0,)
-                got_out = r.degrees[tg].degree if r.degrees[tg].homogeneous else None
-                if got_in == w_in and got_out == w_out:
-                    r.flags.append("expect ok")
-                else:
-                    r.flags.append("expect FAIL")
-                    if not r.explanation:
-                        r.explanation = f"expected {want}, measured {r.in_situ(tg)}"
-                    else:
-                        r.explanation = f"expected {want}, measured {r.in_situ(tg)}; " + r.explanation
-
-    first = sorted((r for r in rows if r.kind == "module" and ("break" in r.flags or "expect FAIL" in r.flags)),
-                   key=lambda r: (r.end, r.order))
-    first_name, first_why = None, ""
-    if first:
-        first[0].flags.insert(0, "first break")
-        first_name, first_why = first[0].name, first[0].explanation
-    elif not loss_row.degrees[tg].consistent:
-        loss_row.flags.append("first break")
-        first_name = "loss"
-        first_why = ("every captured block is homogeneous but the loss is not: the loss function itself "
-                     "(e.g. cross-entropy of logits that are not 0-homogeneous) breaks it")
-        loss_row.explanation = first_why
-    elif target_degree is not None and loss_row.degrees[tg].degree != target_degree:
-        loss_row.flags.append("first break")
-        first_name = "loss"
-        first_why = f"loss is {loss_row.degrees[tg].degree}-homogeneous, target {target_degree}"
-        loss_row.explanation = first_why
+    first_name, first_why = flag_breaks(rows, rows_by_call, calls, call_info, tg, expect, target_degree)
 
     rows[1:] = sorted(rows[1:], key=lambda r: r.order)
     leaves = jax.tree.leaves(params)
@@ -309,3 +260,64 @@ def _var_info(c: _Call, in_group) -> Dict[str, Any]:
         info["postnorm"] = c.postnorm
     return info
 
+
+def flag_breaks(rows: List[AuditRow], rows_by_call: Dict[int, List[AuditRow]], calls: Sequence[Any],
+                call_info: Dict[int, Dict[str, Any]], tg: str, expect: Mapping[str, str],
+                target_degree: Optional[int]) -> Tuple[Optional[str], str]:
+    """Flag the rows (break, mismatch, intrinsic, postnorm, expect ok / FAIL) and mark the first
+    break (module docstring); returns (first break name or None, its explanation). Shared by the
+    flax audit and :mod:`scaleinv.torch.audit`: ``calls`` are the recorded calls (objects with
+    ``path, method, cls, parent, producer``), ``call_info[i]`` the explanation facts of call i
+    (bias_degree, kernel_degree, epsilon, postnorm, prims), ``rows[0]`` the loss row."""
+    loss_row = next(r for r in rows if r.kind == "loss")
+    for r in rows:
+        if r.kind != "module":
+            continue
+        i = r.call
+        inputs_ok = all(f.consistent for f in r.in_degrees)
+        out_ok = r.degrees[tg].consistent
+        info = call_info[i]
+        if inputs_ok and not out_ok:
+            kind, why = _explain(i, rows_by_call, calls, r.signature, r.in_degrees, info, info.get("prims"))
+            r.flags.append("break")
+            if kind in ("mismatch", "intrinsic", "postnorm"):
+                r.flags.append(kind)
+            r.explanation = why
+        elif r.signature is not None and not out_ok:
+            kind, why = _explain(i, rows_by_call, calls, r.signature, r.in_degrees, info, info.get("prims"))
+            if kind in ("mismatch", "intrinsic", "postnorm"):
+                r.flags.append(kind)
+                r.explanation = why
+        for rx, want in expect.items():
+            if re.fullmatch(rx, r.name):
+                w_in, w_out = parse_notation(want)
+                got_in = tuple(f.degree if f.homogeneous else None for f in r.in_degrees) or (0,)
+                got_out = r.degrees[tg].degree if r.degrees[tg].homogeneous else None
+                if got_in == w_in and got_out == w_out:
+                    r.flags.append("expect ok")
+                else:
+                    r.flags.append("expect FAIL")
+                    if not r.explanation:
+                        r.explanation = f"expected {want}, measured {r.in_situ(tg)}"
+                    else:
+                        r.explanation = f"expected {want}, measured {r.in_situ(tg)}; " + r.explanation
+
+    first = sorted((r for r in rows if r.kind == "module" and ("break" in r.flags or "expect FAIL" in r.flags)),
+                   key=lambda r: (r.end, r.order))
+    first_name, first_why = None, ""
+    if first:
+        first[0].flags.insert(0, "first break")
+        first_name, first_why = first[0].name, first[0].explanation
+    elif not loss_row.degrees[tg].consistent:
+        loss_row.flags.append("first break")
+        first_name = "loss"
+        first_why = ("every captured block is homogeneous but the loss is not: the loss function itself "
+                     "(e.g. cross-entropy of logits that are not 0-homogeneous) breaks it")
+        loss_row.explanation = first_why
+    elif target_degree is not None and loss_row.degrees[tg].degree != target_degree:
+        loss_row.flags.append("first break")
+        first_name = "loss"
+        first_why = f"loss is {loss_row.degrees[tg].degree}-homogeneous, target {target_degree}"
+        loss_row.explanation = first_why
+
+    return first_name, first_why

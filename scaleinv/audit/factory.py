@@ -10,10 +10,10 @@ from scaleinv.audit.driver import audit
 from scaleinv.audit.report import AuditReport
 
 
-def load_factory(spec: str, **kwargs):
-    """Import "package.module:factory" (or "path/to/file.py:factory"), call it with ``kwargs``
-    and return (apply_fn, params, batch, options) with options {} when the factory returns a
-    3-tuple. Options may hold target_group, target_degree, expect, groups (audit kwargs)."""
+def call_factory(spec: str, **kwargs):
+    """Import "package.module:factory" (or "path/to/file.py:factory") and return what
+    ``factory(**kwargs)`` returns (unchecked: a flax factory's tuple or a torch factory's
+    ``(nn.Module, batch[, options])``, see :mod:`scaleinv.torch.audit`)."""
     if ":" not in spec:
         raise ValueError(f"factory must be 'module:function', got {spec!r}")
     mod_name, fn_name = spec.rsplit(":", 1)
@@ -27,7 +27,18 @@ def load_factory(spec: str, **kwargs):
         mod = importlib.import_module(mod_name)
     if not hasattr(mod, fn_name):
         raise ValueError(f"module {mod_name!r} has no attribute {fn_name!r}")
-    res = getattr(mod, fn_name)(**kwargs)
+    return getattr(mod, fn_name)(**kwargs)
+
+
+def load_factory(spec: str, **kwargs):
+    """Import "package.module:factory" (or "path/to/file.py:factory"), call it with ``kwargs``
+    and return (apply_fn, params, batch, options) with options {} when the factory returns a
+    3-tuple. Options may hold target_group, target_degree, expect, groups (audit kwargs)."""
+    return unpack_factory_result(call_factory(spec, **kwargs), spec)
+
+
+def unpack_factory_result(res, spec: str = "factory"):
+    """(apply_fn, params, batch, options) from a flax factory's result (validated)."""
     if not isinstance(res, (tuple, list)) or len(res) not in (3, 4):
         raise ValueError(f"factory {spec!r} must return (apply_fn, params, example_batch[, options]), "
                          f"got {type(res).__name__}")

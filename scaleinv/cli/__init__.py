@@ -16,7 +16,7 @@ SUBCOMMANDS = {
     "train": ("scaleinv.cli.train", "train SIBERT or the BERT baseline (MLM) on real text"),
     "plot": ("scaleinv.cli.plot", "plot a training run directory (loss, norm, clip rate)"),
     "bench": ("scaleinv.cli.bench", "speed/memory benchmarks as ratios against peers"),
-    "audit": ("scaleinv.cli.audit", "homogeneity audit of a JAX/flax model"),
+    "audit": ("scaleinv.cli.audit", "homogeneity audit of a JAX/flax or PyTorch model"),
     "figures": ("scaleinv.cli.figures", "execute the notebooks and regenerate notebooks/figures/*.png"),
 }
 

@@ -1,9 +1,12 @@
-"""``scaleinv audit MODULE:FACTORY``: homogeneity audit of a JAX/flax model.
+"""``scaleinv audit MODULE:FACTORY``: homogeneity audit of a JAX/flax or a PyTorch model.
 
 The factory (``package.module:function`` or ``path/file.py:function``) is called with the
 ``--kw key=value`` arguments and returns ``(apply_fn, params, example_batch)`` or
 ``(apply_fn, params, example_batch, options)``; ``apply_fn(params, batch)`` returns the loss (or
-``(loss, aux)``). Options (target_group, target_degree, expect, groups, ...) are defaults that
+``(loss, aux)``). A PyTorch factory returns ``(model, batch)`` or ``(model, batch, options)``
+with ``model`` an ``nn.Module`` (audited by :func:`scaleinv.torch.audit.audit`; options may add
+``loss_fn``; ``--group`` regexes match dotted parameter names; ``--x64`` converts the model and
+the float batch tensors to float64). Options (target_group, target_degree, expect, groups, ...) are defaults that
 the flags below override. Prints a table (rich) and the verdict; ``--json PATH`` writes the
 full report, ``--markdown PATH`` a README-ready table.
 
@@ -16,6 +19,7 @@ Examples::
     scaleinv audit sibert.audit_factories:sibert --json runs/audit_sibert.json
     scaleinv audit sibert.audit_factories:bert --max-depth 3
     scaleinv audit scaleinv.audit.examples:toy_stack --kw softmax_at=1
+    scaleinv audit scaleinv.torch.examples:hf_bert --max-depth 5
 """
 from __future__ import annotations
 
@@ -70,13 +74,34 @@ def _ints(s, what):
         raise ValueError(f"{what} must be comma-separated integers, got {s!r}") from None
 
 
+def _is_torch_result(res) -> bool:
+    """A torch factory returns (nn.Module, batch[, options]); torch is only looked at when the
+    factory itself imported it."""
+    torch = sys.modules.get("torch")
+    return (torch is not None and isinstance(res, (tuple, list)) and len(res) > 0
+            and isinstance(res[0], torch.nn.Module))
+
+
+def _double_batch(batch):
+    import torch
+
+    def conv(v):
+        return v.double() if torch.is_tensor(v) and v.is_floating_point() else v
+    if isinstance(batch, dict):
+        return {k: conv(v) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(conv(v) for v in batch)
+    return conv(batch)
+
+
 def run(args) -> int:
     import contextlib
     from pathlib import Path
 
     import jax
 
-    from scaleinv.audit import audit, load_factory, mask_from_regex
+    from scaleinv.audit import audit, call_factory, mask_from_regex
+    from scaleinv.audit.factory import unpack_factory_result
 
     try:
         kwargs = {}
@@ -98,10 +123,20 @@ def run(args) -> int:
     ctx = jax.enable_x64(True) if args.x64 else contextlib.nullcontext()
     with ctx:
         try:
-            apply_fn, params, batch, options = load_factory(args.factory, **kwargs)
+            res = call_factory(args.factory, **kwargs)
+            torch_model = _is_torch_result(res)
+            if torch_model:
+                from scaleinv.torch.audit import group_from_regex, unpack_factory_result as unpack_torch
+
+                model, batch, options = unpack_torch(res, args.factory)
+                if args.x64:
+                    model = model.double()
+                    batch = _double_batch(batch)
+            else:
+                apply_fn, params, batch, options = unpack_factory_result(res, args.factory)
             groups = dict(options.get("groups", {}))
             for name, rx in groups_cli.items():
-                groups[name] = mask_from_regex(params, rx)
+                groups[name] = group_from_regex(rx) if torch_model else mask_from_regex(params, rx)
             expect = dict(options.get("expect", {}))
             expect.update(expect_cli)
             kw = dict(groups=groups, expect=expect,
@@ -116,7 +151,12 @@ def run(args) -> int:
                     kw[name] = options[name]
             for rx in expect:
                 re.compile(rx)
-            report = audit(apply_fn, params, batch, **kw)
+            if torch_model:
+                from scaleinv.torch.audit import audit as torch_audit
+
+                report = torch_audit(model, batch, loss_fn=options.get("loss_fn"), **kw)
+            else:
+                report = audit(apply_fn, params, batch, **kw)
         except (ValueError, re.error) as e:
             print(f"scaleinv audit: {e}", file=sys.stderr)
             return 2

@@ -14,7 +14,9 @@ Math (f of the parameters x, S a group of parameters, see :mod:`scaleinv.torch.h
   residual <= rtol) and the log-log fitted degree rounds to k;
 * :func:`assert_euler_identity`: <x_S, grad_S f(x)> = k f(x) (talk, "Ingredient 1");
 * :func:`assert_scale_invariant_loss`: k = 0, Euler's identity <x_S, grad_S L> = 0 and
-  grad_S L (-1)-homogeneous.
+  grad_S L (-1)-homogeneous;
+* :func:`assert_signature`: a block's Table-2 "(input degree; output degree)" signature
+  (:func:`scaleinv.torch.audit.block_signature`).
 
 Default tolerances follow the dtype as in :mod:`scaleinv.testing`: rtol 1e-4 in float32, 1e-9 in
 float64 for values; 1e-3 / 1e-7 for the gradient checks. The dtype-independent strategies
@@ -33,7 +35,7 @@ from scaleinv.torch.homogeneity import (DEFAULT_SCALES, GroupSpec, Params, as_fu
                                         euler_residual, gradient_homogeneity_residual, module_params, select)
 
 __all__ = ["scales", "scale_lists", "degrees", "params_like", "group_names",
-           "assert_homogeneous", "assert_euler_identity", "assert_scale_invariant_loss",
+           "assert_homogeneous", "assert_euler_identity", "assert_scale_invariant_loss", "assert_signature",
            "value_rtol", "grad_rtol"]
 
 
@@ -173,3 +175,18 @@ def assert_scale_invariant_loss(module_or_fn, group: GroupSpec = None, *, inputs
     if not r <= gt:
         raise AssertionError(f"gradient is not (-1)-homogeneous: max_c ||g(cx) - g(x)/c|| / ||g(x)/c|| = "
                              f"{r:.3g} > {gt:g}")
+
+
+def assert_signature(block: torch.nn.Module, *inputs, expected: str, group: GroupSpec = None,
+                     input_degrees=(0, 1, 2, 3), scales: Sequence[float] = DEFAULT_SCALES,
+                     rtol: Optional[float] = None) -> None:
+    """Assert a torch block's Table-2 signature, e.g. ``expected="(x;x+1)"`` for a bias-free
+    ``nn.Linear`` (:func:`scaleinv.torch.audit.block_signature`)."""
+    from scaleinv.torch.audit import block_signature
+
+    sig = block_signature(block, *inputs, group=group, input_degrees=input_degrees, scales=scales, rtol=rtol)
+    got = sig.notation()
+    if got != expected:
+        detail = ", ".join(f"x={x}: {f.label()} (slope {f.slope:.3g}, residual {f.residual:.2g})"
+                           for x, f in sig.fits.items())
+        raise AssertionError(f"signature {got!r} != expected {expected!r} ({detail})")
