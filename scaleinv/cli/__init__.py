@@ -40,6 +40,9 @@ def build_parser():
 
 
 def main(argv=None) -> int:
+    from scaleinv.compile_cache import enable
+
+    enable()   # JAX persistent compilation cache (SCALEINV_COMPILE_CACHE=0 turns it off)
     parser, available = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
