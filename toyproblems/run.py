@@ -36,14 +36,21 @@ class Trace(NamedTuple):
 
 def run(loss_fn: Callable[[Any, jax.Array], jax.Array], opt: optax.GradientTransformation,
         params0, steps: int, key: jax.Array, mask=None,
-        eval_fn: Optional[Callable[[Any], jax.Array]] = None) -> Trace:
+        eval_fn: Optional[Callable[[Any], jax.Array]] = None, record_every: int = 1) -> Trace:
     """Run ``steps`` optimizer steps of ``opt`` on ``loss_fn(params, key)`` from ``params0``.
+
+    ``record_every = k`` records the trace at steps t = 0, k, 2k, ... only (``steps`` must be a
+    multiple of k; the trace has steps / k entries, entry j describing step j k); the other
+    steps run without computing or storing the trace. The iterates are the same for every k.
 
     Pure and traceable: jit it, or vmap it over params0 / key / hyper-parameters that are
     closed over inside a wrapper (see :func:`sweep`).
     """
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if int(record_every) != record_every or record_every < 1 or steps % record_every:
+        raise ValueError(f"record_every must be a positive integer dividing steps ({steps}), "
+                         f"got {record_every!r}")
     value_and_grad = jax.value_and_grad(loss_fn)
 
     def step(carry, t):
@@ -63,17 +70,33 @@ def run(loss_fn: Callable[[Any, jax.Array], jax.Array], opt: optax.GradientTrans
         )
         return (x_new, s_new), rec
 
-    (x_final, _), tr = jax.lax.scan(step, (params0, opt.init(params0)), jnp.arange(steps))
+    carry0 = (params0, opt.init(params0))
+    if record_every == 1:
+        (x_final, _), tr = jax.lax.scan(step, carry0, jnp.arange(steps))
+        return tr._replace(final=x_final)
+
+    def silent(carry, t):   # the same update, no trace
+        x, s = carry
+        g = jax.grad(loss_fn)(x, jax.random.fold_in(key, t))
+        u, s_new = opt.update(g, s, x)
+        return (optax.apply_updates(x, u), s_new), None
+
+    def block(carry, t0):
+        carry, rec = step(carry, t0)
+        carry, _ = jax.lax.scan(silent, carry, t0 + jnp.arange(1, record_every))
+        return carry, rec
+
+    (x_final, _), tr = jax.lax.scan(block, carry0, jnp.arange(0, steps, record_every))
     return tr._replace(final=x_final)
 
 
 def sweep(make_opt: Callable[..., optax.GradientTransformation], loss_fn, params0, steps: int,
-          key: jax.Array, hparams: dict, mask=None, eval_fn=None) -> Trace:
+          key: jax.Array, hparams: dict, mask=None, eval_fn=None, record_every: int = 1) -> Trace:
     """vmap :func:`run` over a batch of configurations in ONE jitted call.
 
     ``params0``: a pytree whose leaves have a leading batch axis B; ``hparams``: dict of arrays
     of shape (B,) passed as keywords to ``make_opt(**h)`` inside the vmap (so each config gets
-    its own optimizer); keys are split per configuration.
+    its own optimizer); keys are split per configuration; ``record_every`` as in :func:`run`.
     """
     n = jax.tree.leaves(params0)[0].shape[0]
     for name, v in hparams.items():
@@ -84,7 +107,7 @@ def sweep(make_opt: Callable[..., optax.GradientTransformation], loss_fn, params
 
     @jax.jit
     def go(p0, ks, hp):
-        return jax.vmap(lambda p, k, h: run(loss_fn, make_opt(**h), p, steps, k, mask, eval_fn))(
-            p0, ks, hp)
+        return jax.vmap(lambda p, k, h: run(loss_fn, make_opt(**h), p, steps, k, mask, eval_fn,
+                                            record_every))(p0, ks, hp)
 
     return go(params0, keys, {k: jnp.asarray(v) for k, v in hparams.items()})
