@@ -12,7 +12,9 @@ subprocesses (fake multi-device runs, CLI tests) inherit it:
 * ``JAX_COMPILATION_CACHE_DIR`` -- the directory (a value already set by the user wins);
 * ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` -- only programs that took at least this long to
   compile are stored (default here 0.2 s; JAX's own default, 1 s, skips most of our CPU programs);
-* ``JAX_COMPILATION_CACHE_MAX_SIZE`` -- LRU bound in bytes (default here 2 GiB).
+* ``JAX_COMPILATION_CACHE_MAX_SIZE`` -- LRU bound in bytes (default here 2 GiB, set when the
+  ``filelock`` package is installed: JAX's eviction needs it, and its lock also keeps a process
+  from reading an entry another one is still writing; without it the cache is unbounded).
 
 Off with ``SCALEINV_COMPILE_CACHE=0`` (also ``off``/``false``/``no``). The cache key covers the
 program, the compile options, the XLA flags, the backend and the jax/jaxlib versions, so a
@@ -20,6 +22,7 @@ stale entry is never used for a different program; deleting the directory is alw
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -55,7 +58,8 @@ def enable(env: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
         return None
     d = env.setdefault("JAX_COMPILATION_CACHE_DIR", str(default_dir(env)))
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", MIN_COMPILE_TIME_S)
-    env.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", MAX_SIZE_BYTES)
+    if importlib.util.find_spec("filelock") is not None:   # JAX's LRU eviction needs it; it also
+        env.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", MAX_SIZE_BYTES)  # locks reads vs writes
     if env is os.environ and "jax" in sys.modules:
         import jax
 
@@ -63,5 +67,6 @@ def enable(env: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
             jax.config.update("jax_compilation_cache_dir", d)
             jax.config.update("jax_persistent_cache_min_compile_time_secs",
                               float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
-            jax.config.update("jax_compilation_cache_max_size", int(env["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+            if "JAX_COMPILATION_CACHE_MAX_SIZE" in env:
+                jax.config.update("jax_compilation_cache_max_size", int(env["JAX_COMPILATION_CACHE_MAX_SIZE"]))
     return d
