@@ -89,11 +89,26 @@ def keeps_diverging_rows():
 
     at = run(thr, 6, exact=True)   # exact rationals (cheap: the orbit is 2, -2, 2, ...)
     two_cycle = at == [x0, -x0] * 3 + [x0]
+    # stability of the 2-cycle: the GD map f(x) = x - eta L~'(x^(2k)) x^(2k-1) is odd, so the
+    # cycle's per-step multiplier is f'(x0); at eta = threshold, with general L~ (Lp = L~'(X),
+    # Lpp = L~''(X)), f'(x0) = -(4k(1 + X Lpp/Lp) - 3): |f'| > 1, a repelling (unstable) cycle
+    # f'(x0) needs only L~'(X0) = Lp and L~''(X0) = Lpp, so a locally linear L~' is exact here
+    Lpp = sp.Symbol("Lpp", nonnegative=True)
+    xx = sp.Symbol("xx", positive=True)
+    Xsym = xx ** (2 * k)
+    y = sp.Symbol("y", positive=True)
+    f_gen = y - eta * (Lp + Lpp * (y ** (2 * k) - Xsym)) * y ** (2 * k - 1)
+    fp_thr = sp.diff(f_gen, y).subs(y, xx).subs(eta, 2 / (Lp * xx ** (2 * k - 2)))
+    mult_formula = -(4 * k * (1 + Xsym * Lpp / Lp) - 3)
+    unstable_general = sp.simplify(sp.expand(fp_thr - mult_formula)) == 0
+    f_demo = sp.Symbol("xd") - thr * (sp.Symbol("xd") ** 4 - 1) * sp.Symbol("xd") ** 3
+    mult_demo = sp.diff(f_demo, sp.Symbol("xd")).subs(sp.Symbol("xd"), x0)
+    unstable_demo = mult_demo == -(8 * (1 + x0**4 * 1 / (x0**4 - 1)) - 3) and abs(mult_demo) > 1
     hi = run(thr * sp.Rational(101, 100), 12)
     diverged = abs(hi[-1]) > 10**6 and all(abs(hi[i + 1]) > abs(hi[i]) for i in range(len(hi) - 1))
     lo = run(thr * sp.Rational(99, 100), 200)
     converged = abs(abs(lo[-1]) - 1) < 1e-6                        # X -> X* = 1
-    ok = at_eq == 1 and above > 1 and mono and two_cycle and diverged and converged
+    ok = at_eq == 1 and above > 1 and mono and two_cycle and diverged and converged and unstable_general and unstable_demo
     return [Derivation(
         "P2.keeps_diverging", SLIDE_EX1, "after the first overshoot the iterates keep diverging; 'diverges if LR >= threshold'",
         "diverges for eta >= threshold",
@@ -101,11 +116,14 @@ def keeps_diverging_rows():
         f"(2-cycle), for r > 2 it is > 1 (r = 2.01, k = 2: {above})",
         "L~ convex, X(0) >= X*, k >= 2", "erratum" if ok else "fail",
         f"symbolic + exact rational GD on L~ = (X-1)^2/2, k = 2, x(0) = 2, threshold {thr}: at the threshold "
-        f"x(t) = {[int(v) for v in at[:4]]}... (exact 2-cycle: {two_cycle}); at 1.01x threshold (float64) |x| grows every step to "
+        f"x(t) = {[int(v) for v in at[:4]]}... (exact 2-cycle: {two_cycle}; multiplier f'(x0) = {mult_demo} = -(4k(1 + X L~''/L~') - 3), derived for general L~: "
+        f"{unstable_general}, so the cycle is repelling); at 1.01x threshold (float64) |x| grows every step to "
         f"{float(abs(hi[-1])):.3g} in {len(hi) - 1} steps; at 0.99x threshold |x(200)| = {abs(lo[-1]):.6g} (converged to X* = 1)",
         note="below the threshold GD may still converge (the condition is sufficient, not necessary)",
         corrected="GD fails to converge for eta >= threshold and diverges for eta > threshold; at eta = threshold "
-                  "exactly x(t) = (-1)^t x(0), the loss stays at L~(X(0)) > L~(X*)",
+                  "exactly x(t) = (-1)^t x(0), the loss stays at L~(X(0)) > L~(X*); that 2-cycle is repelling "
+                  "(per-step multiplier -(4k(1 + X L~''/L~') - 3), |.| >= 5), i.e. numerically unstable: in floating "
+                  "point rounding leaves it within a few dozen steps (verify row C2.at_threshold)",
         discrepancy="boundary case eta = threshold only (X(t) constant instead of -> infinity)")]
 
 
