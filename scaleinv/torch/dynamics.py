@@ -142,16 +142,21 @@ class Dynamics:
       optimizer: any torch optimizer (also the :mod:`scaleinv.torch.optim` wrappers).
       run_dir: directory for ``metrics.jsonl`` and ``config.json`` (created).
       every: log every N-th optimizer step (steps 0, N, 2N, ...).
-      per_neuron: add the per-neuron statistics of every ``ndim >= 2`` parameter.
+      per_neuron: False; True: per-neuron summaries of every ``ndim >= 2`` parameter (angle
+        mean / rms / min / max, norm mean / min / max, relative update mean / max); "full": also
+        the per-neuron lists ``neuron/<name>/norm|grad_norm|lr_eff|angle|rel_update`` (one value
+        per row; the predicted angle is the layer's).
       group: the param group whose totals are the top-level keys ``scaleinv plot`` draws.
     """
 
     def __init__(self, model, optimizer: Optimizer, run_dir: Union[str, Path], every: int = 1,
-                 per_neuron: bool = False, group: int = 0):
+                 per_neuron: Union[bool, str] = False, group: int = 0):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if not (isinstance(every, int) and every >= 1):
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        if per_neuron not in (False, True, "full"):
+            raise ValueError(f"per_neuron must be False, True or 'full', got {per_neuron!r}")
         if not 0 <= group < len(optimizer.param_groups):
             raise ValueError(f"group must be in [0, {len(optimizer.param_groups) - 1}], got {group}")
         named = model.named_parameters() if isinstance(model, torch.nn.Module) else model
@@ -233,6 +238,14 @@ class Dynamics:
                                  ("norm_mean", nrm.mean()), ("norm_min", nrm.min()), ("norm_max", nrm.max()),
                                  ("rel_update_mean", rel.mean()), ("rel_update_max", rel.max())):
                         row[pre + k] = _clean(v)
+                    if self.per_neuron == "full":
+                        gr = (torch.linalg.norm(grad.double().reshape(grad.shape[0], -1), dim=1)
+                              if grad is not None else None)
+                        row[pre + "norm"] = [_clean(v) for v in nrm.tolist()]
+                        row[pre + "grad_norm"] = [_clean(v) for v in gr.tolist()] if gr is not None else None
+                        row[pre + "lr_eff"] = [_clean(lr / v**2) if v > 0 else None for v in nrm.tolist()]
+                        row[pre + "angle"] = [_clean(v) for v in ang.tolist()]
+                        row[pre + "rel_update"] = [_clean(v) for v in rel.tolist()]
             if olds:
                 cat[gi] = (torch.cat(olds), torch.cat(news), math.sqrt(gsq))
         clip = self._clip_flags(optimizer)

@@ -51,7 +51,7 @@ def test_hand_computed_values_two_layer_sgdwd(tmp_path):
     decay = [model[0].weight, model[2].weight]
     opt = SGDWD([{"params": decay, "weight_decay": WD}, {"params": [model[0].bias], "weight_decay": 0.0}], lr=lr)
     cap = []
-    with Dynamics(model, opt, tmp_path, every=3, per_neuron=True) as dyn:
+    with Dynamics(model, opt, tmp_path, every=3, per_neuron="full") as dyn:
         _train(model, opt, dyn, 7, capture=cap)
         after = {n: p.detach().numpy().copy() for n, p in model.named_parameters()}
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -83,6 +83,13 @@ def test_hand_computed_values_two_layer_sgdwd(tmp_path):
             assert r[pre + "angle_rms"] == pytest.approx(np.sqrt(np.mean(np.square(rows_ang))), rel=1e-7)
             assert r[pre + "angle_max"] == pytest.approx(max(rows_ang), rel=1e-7)
             assert r[pre + "norm_min"] == pytest.approx(np.linalg.norm(a, axis=1).min(), rel=1e-14)
+            # per_neuron="full": one value per neuron (row)
+            np.testing.assert_allclose(r[pre + "norm"], np.linalg.norm(a, axis=1), rtol=1e-14)
+            np.testing.assert_allclose(r[pre + "grad_norm"], np.linalg.norm(gr, axis=1), rtol=1e-14)
+            np.testing.assert_allclose(r[pre + "lr_eff"], lr / np.sum(a**2, axis=1), rtol=1e-14)
+            np.testing.assert_allclose(r[pre + "angle"], rows_ang, rtol=1e-7, atol=1e-7)  # arccos: ~1e-8 near 0
+            np.testing.assert_allclose(r[pre + "rel_update"],
+                                       np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1), rtol=1e-13)
         # the group / top-level keys are over the concatenated decayed weights
         a = np.concatenate([w[k].ravel() for k in ("0.weight", "2.weight")])
         b = np.concatenate([w_next[k].ravel() for k in ("0.weight", "2.weight")])
@@ -144,5 +151,7 @@ def test_bad_arguments():
     opt = SGDWD(model.parameters(), lr=LR, weight_decay=WD)
     with pytest.raises(ValueError, match="every must be an integer >= 1"):
         Dynamics(model, opt, "/tmp/unused-scaleinv-dyn", every=0)
+    with pytest.raises(ValueError, match="per_neuron must be False, True or 'full'"):
+        Dynamics(model, opt, "/tmp/unused-scaleinv-dyn", per_neuron="rows")
     with pytest.raises(ValueError, match="group must be in"):
         Dynamics(model, opt, "/tmp/unused-scaleinv-dyn", group=3)
