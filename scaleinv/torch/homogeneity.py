@@ -16,7 +16,7 @@ list of names / prefixes, or a callable ``name -> bool``.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Callable, Dict, Sequence, Union
 
 import numpy as np
 import torch

@@ -34,7 +34,7 @@ unchanged). ``clip=True`` with ``weight_decay == 0`` is an error.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, List, NamedTuple, Optional, Union
+from typing import Callable, List, NamedTuple, Optional, Union
 
 import torch
 from torch.optim import Optimizer

@@ -10,7 +10,6 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: the scaleinv[torch] extra (torch==2.13.0) "
                                             "is needed for the scaleinv.torch tests")
-import optax  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _torch_toy import make_toy, max_rel_diff, run_jax, run_torch, torch_params  # noqa: E402

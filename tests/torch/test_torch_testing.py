@@ -1,7 +1,6 @@
 """scaleinv.torch.testing: the assertions pass on homogeneous torch modules, fail (naming the
 group) on non-homogeneous ones, and agree with the JAX twins (scaleinv.homogeneity /
 scaleinv.testing) on the same function and parameters."""
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: the scaleinv[torch] extra (torch==2.13.0) "
