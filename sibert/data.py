@@ -16,9 +16,15 @@ Pipeline:
    it, and the token streams, under ``cache_dir`` (key = source fingerprint, vocab, split).
 3. Concatenate each split's documents, ``[SEP]`` between them, and pack into fixed-length
    rows of ``seq_len`` tokens (no padding; the tail shorter than seq_len is dropped).
-4. MLM masking (BERT): choose M = max(1, round(mask_prob * seq_len)) positions per row uniformly
+4. MLM masking (BERT, :func:`mask_rows`): choose M = max(1, round(mask_prob * seq_len)) positions per row uniformly
    among non-special tokens; of those 80% -> ``[MASK]``, 10% -> a random non-special token, 10%
    unchanged. The model predicts the original token at the M positions.
+
+Variable-length text (held-out evaluation of sentences / documents, fine-tuning) is encoded one
+example per row as BERT does, ``[CLS] text [SEP]`` then ``[PAD]`` (:func:`encode_examples`), and
+masked by :func:`mask_padded_rows`; those batches carry ``attention_mask`` (1 = real token) and
+the model gives padding no attention weight. Packed pretraining batches have no padding and no
+``attention_mask`` key.
 
 Batches are a pure function of (split, step, seed): training sample i = step * B + b is row
 perm_e[i mod N] of epoch e = i // N with perm_e a seeded permutation, and the masking RNG is
@@ -150,6 +156,12 @@ def mask_rows(rows: np.ndarray, rng: np.random.Generator, vocab_size: int, mask_
     keys[rows < NUM_SPECIAL] = 2.0                                  # never pick special tokens
     pos = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :M], axis=1)
     valid = np.take_along_axis(keys, pos, axis=1) < 2.0
+    return _corrupt(rows, pos, valid, rng, vocab_size)
+
+
+def _corrupt(rows, pos, valid, rng, vocab_size):
+    """80% [MASK] / 10% random / 10% unchanged at ``pos`` where ``valid``; the MLM batch dict."""
+    B, M = pos.shape
     labels = np.take_along_axis(rows, pos, axis=1)
     tokens = rows.copy()
     u = rng.random((B, M))
@@ -159,6 +171,43 @@ def mask_rows(rows: np.ndarray, rng: np.random.Generator, vocab_size: int, mask_
     np.put_along_axis(tokens, pos, new, axis=1)
     return {"tokens": tokens.astype(np.int32), "mlm_positions": pos.astype(np.int32),
             "mlm_labels": labels.astype(np.int32), "mlm_weights": valid.astype(np.float32)}
+
+
+def encode_examples(tok, texts: Sequence[str], seq_len: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One example per row, BERT / Hugging Face format: ``[CLS] text [SEP] [PAD] ...``, the text
+    truncated to seq_len - 2 tokens. Returns (tokens (N, seq_len) int32, attention_mask (N,
+    seq_len) int32, 1 = real token incl. [CLS]/[SEP], 0 = padding).
+
+    (Pretraining rows are packed windows of the document stream without [CLS]; the text's own
+    token ids are the same in both formats.)"""
+    if seq_len < 3:
+        raise DataError(f"seq_len: must be >= 3 for [CLS] text [SEP], got {seq_len}")
+    encs = tok.encode_batch(list(texts), add_special_tokens=False)
+    tokens = np.full((len(encs), seq_len), PAD_ID, np.int32)
+    for i, enc in enumerate(encs):
+        ids = [CLS_ID, *enc.ids[: seq_len - 2], SEP_ID]
+        tokens[i, : len(ids)] = ids
+    return tokens, (tokens != PAD_ID).astype(np.int32)
+
+
+def mask_padded_rows(tokens: np.ndarray, attention_mask: np.ndarray, rng: np.random.Generator,
+                     vocab_size: int, mask_prob: float) -> Dict[str, np.ndarray]:
+    """BERT 80/10/10 masking of variable-length (padded) rows: row i gets
+    m_i = max(1, round(mask_prob n_i)) predictions among its n_i non-special real tokens (slots
+    beyond m_i have weight 0; M = max(1, round(mask_prob L)) slots). The batch carries
+    ``attention_mask`` so the model ignores the padding."""
+    B, L = tokens.shape
+    M = max(1, int(round(mask_prob * L)))
+    real = (attention_mask > 0) & (tokens >= NUM_SPECIAL)
+    keys = rng.random((B, L))
+    keys[~real] = 2.0
+    pos = np.argsort(keys, axis=1, kind="stable")[:, :M]
+    n = real.sum(axis=1)
+    m = np.where(n > 0, np.maximum(1, np.round(mask_prob * n)), 0)
+    valid = (np.arange(M)[None, :] < m[:, None]) & (np.take_along_axis(keys, pos, axis=1) < 2.0)
+    out = _corrupt(tokens, pos, valid, rng, vocab_size)
+    out["attention_mask"] = np.asarray(attention_mask, np.int32)
+    return out
 
 
 @dataclass

@@ -44,6 +44,7 @@ from scaleinv.optim import sgd_wd, sgd_wd_rgc
 from sibert.config import ConfigError, TrainConfig, validate
 from sibert.data import MLMData, load_mlm_data
 from sibert.model import ENCODER, HEAD, MLMModel, ModelConfig, init_params, mlm_loss
+from sibert.runs import save_tokenizer
 
 Schedule = Callable[[Any], Any]
 
@@ -251,6 +252,8 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_main and not resume:
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    if is_main and data.tokenizer_path:  # self-contained run directory (sibert.runs)
+        save_tokenizer(run_dir, data.tokenizer_path)
 
     mcfg = ModelConfig.from_train(cfg)
     model = MLMModel(mcfg)

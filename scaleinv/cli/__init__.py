@@ -1,4 +1,4 @@
-"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | plot | bench | audit | figures``.
+"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | plot | bench | audit | figures | export``.
 
 Each subcommand lives in its own package and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this module only dispatches (imports are lazy so that ``scaleinv proofs``
@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "bench": ("scaleinv.cli.bench", "speed/memory benchmarks as ratios against peers"),
     "audit": ("scaleinv.cli.audit", "homogeneity audit of a JAX/flax or PyTorch model"),
     "figures": ("scaleinv.cli.figures", "execute the notebooks and regenerate notebooks/figures/*.png"),
+    "export": ("scaleinv.cli.export", "export a training run to Hugging Face (BertForMaskedLM + tokenizer)"),
 }
 
 

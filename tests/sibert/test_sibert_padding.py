@@ -120,3 +120,23 @@ def test_sibert_scale_invariant_with_padding():
     # and the mask matters for the loss (the padded batch is not trivially the unpadded one)
     nomask = {k: v for k, v in batch.items() if k != "attention_mask"}
     assert abs(float(mlm_loss(model, params, nomask)[0]) - float(loss(params))) > 1e-5
+
+
+def test_encode_examples_and_padded_masking():
+    from sibert.data import CLS_ID, NUM_SPECIAL, PAD_ID, SEP_ID, encode_examples, mask_padded_rows, train_tokenizer
+    texts = ["the cat sat on the mat", "a dog", "the horse and the cat and the dog ran far away today"] * 3
+    tok = train_tokenizer(texts, 60)
+    tokens, am = encode_examples(tok, texts, 12)
+    for i, t in enumerate(texts):
+        ids = tok.encode(t, add_special_tokens=False).ids[:10]
+        n = len(ids) + 2
+        assert tokens[i, :n].tolist() == [CLS_ID, *ids, SEP_ID] and np.all(tokens[i, n:] == PAD_ID)
+        assert am[i].tolist() == [1] * n + [0] * (12 - n)
+    b = mask_padded_rows(tokens, am, np.random.default_rng(0), 60, 0.15)
+    w = b["mlm_weights"] > 0
+    picked = np.take_along_axis(tokens, b["mlm_positions"], 1)[w]
+    assert np.all(picked >= NUM_SPECIAL)                           # never [PAD]/[CLS]/[SEP]
+    assert np.all(np.take_along_axis(am, b["mlm_positions"], 1)[w] == 1)
+    n_real = ((am > 0) & (tokens >= NUM_SPECIAL)).sum(1)
+    np.testing.assert_array_equal(w.sum(1), np.maximum(1, np.round(0.15 * n_real)))
+    assert np.array_equal(b["attention_mask"], am) and np.all(b["tokens"][am == 0] == PAD_ID)

@@ -1,0 +1,130 @@
+"""A training run directory is self-contained: evaluation and export read only the run directory.
+
+    RUN_DIR/
+      config.json       the run's :class:`sibert.config.TrainConfig` (-> ``ModelConfig.from_train``)
+      tokenizer.json    the WordPiece tokenizer the run's token ids come from (``tokenizers`` JSON;
+                        copied here by :func:`sibert.train.train` from the token cache)
+      checkpoints/N/    orbax: ``state`` = {params, opt_state, step, rng}, ``meta``
+
+:func:`load_run` rebuilds (config, model config, parameters of one checkpoint, tokenizer) from
+these files alone; a run copied to another machine (without ``~/.cache/scaleinv``) can be
+evaluated and exported. Only the ``params`` subtree of the orbax state is read (orbax partial
+restore, shapes from the checkpoint's own metadata), so no optimizer has to be rebuilt.
+
+Token format (as in :mod:`sibert.data`): pretraining rows are windows of the document stream,
+``[SEP]`` between documents, no ``[CLS]``; text encoded one example per row
+(:func:`sibert.data.encode_examples`) is ``[CLS] text [SEP] [PAD]...`` as BERT / Hugging Face
+do. The token ids of the text itself are the same in both.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["RunError", "Run", "CONFIG_FILE", "TOKENIZER_FILE", "save_tokenizer", "checkpoint_steps", "load_run"]
+
+CONFIG_FILE, TOKENIZER_FILE, CHECKPOINTS = "config.json", "tokenizer.json", "checkpoints"
+
+
+class RunError(ValueError):
+    """A run directory that cannot be loaded; the message names the missing or bad file."""
+
+
+def save_tokenizer(run_dir, tokenizer_path) -> Path:
+    """Copy the tokenizer file into ``run_dir`` (atomic: temporary file + rename); returns its path.
+
+    An existing ``RUN_DIR/tokenizer.json`` with the same content is left as it is."""
+    dst = Path(run_dir) / TOKENIZER_FILE
+    src = Path(tokenizer_path)
+    if dst.is_file() and dst.read_bytes() == src.read_bytes():
+        return dst
+    tmp = dst.with_suffix(f".tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
+def checkpoint_steps(run_dir) -> list:
+    """Steps of the finished checkpoints under ``RUN_DIR/checkpoints`` (ascending)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir()
+                  if p.name.isdigit() and (p / "state").is_dir())
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything a run directory holds that evaluation / export need."""
+
+    path: Path
+    config: Any            # sibert.config.TrainConfig
+    model_config: Any      # sibert.model.ModelConfig
+    params: Any            # {"encoder": ..., "head": ...} numpy/jax arrays of checkpoint ``step``
+    step: int
+    tokenizer: Any         # tokenizers.Tokenizer
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+
+def _restore_params(state_dir: Path):
+    """The ``params`` subtree of an orbax state checkpoint, on the default device."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    ckptr = ocp.PyTreeCheckpointer()
+    tree = ckptr.metadata(state_dir)
+    tree = getattr(tree, "item_metadata", tree)
+    tree = getattr(tree, "tree", tree)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = {"params": jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding),
+                                       tree["params"])}
+    restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract)
+    out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args,
+                                                               partial_restore=True))
+    return out["params"]
+
+
+def load_run(run_dir, step: Optional[int] = None) -> Run:
+    """Load ``run_dir`` (its newest checkpoint, or ``step``); :class:`RunError` names what is missing."""
+    from tokenizers import Tokenizer
+
+    from sibert.config import ConfigError, TrainConfig, apply_overrides, validate
+    from sibert.model import ModelConfig
+
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise RunError(f"RUN_DIR: {str(run_dir)!r} is not a directory")
+    cfg_path = run_dir / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise RunError(f"RUN_DIR: {str(run_dir)!r} has no {CONFIG_FILE} (not a `scaleinv train` run directory)")
+    try:
+        cfg = validate(apply_overrides(TrainConfig(), json.loads(cfg_path.read_text())))
+    except (json.JSONDecodeError, ConfigError) as e:
+        raise RunError(f"RUN_DIR: {cfg_path} is not a valid run config: {e}") from None
+    tok_path = run_dir / TOKENIZER_FILE
+    if not tok_path.is_file():
+        raise RunError(f"RUN_DIR: {str(run_dir)!r} has no {TOKENIZER_FILE} (runs trained before the tokenizer "
+                       f"was saved in the run directory: `scaleinv train --resume --out RUN_DIR` adds it)")
+    steps = checkpoint_steps(run_dir)
+    if not steps:
+        raise RunError(f"RUN_DIR: {str(run_dir)!r} has no checkpoint under {CHECKPOINTS}/")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise RunError(f"--step: no checkpoint {step} in {str(run_dir)!r}; allowed: {', '.join(map(str, steps))}")
+    try:
+        params = _restore_params(run_dir / CHECKPOINTS / str(step) / "state")
+    except Exception as e:  # orbax raises many types for a damaged checkpoint
+        raise RunError(f"RUN_DIR: checkpoint {step} cannot be read ({type(e).__name__}: {e})") from None
+    tok = Tokenizer.from_file(str(tok_path))
+    mcfg = ModelConfig.from_train(cfg)
+    if tok.get_vocab_size() > mcfg.vocab_size:
+        raise RunError(f"RUN_DIR: {TOKENIZER_FILE} has {tok.get_vocab_size()} tokens > vocab_size {mcfg.vocab_size}")
+    return Run(path=run_dir, config=cfg, model_config=mcfg, params=params, step=int(step), tokenizer=tok)

@@ -1,0 +1,198 @@
+"""Hugging Face interop: BERT parity with ``transformers.BertForMaskedLM`` on padded batches (random
+and trained weights), ``scaleinv export`` round trips (BERT via transformers, BERT and SIBERT via
+``sibert.export.load_export``), tokenizer ids, self-contained run directories, bad input."""
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _sibert_helpers import SAMPLE, tiny_overrides  # noqa: E402
+
+from scaleinv.cli import main as cli_main
+from sibert.config import apply_overrides, preset
+from sibert.data import encode_examples, load_documents, split_documents
+from sibert.evaluate import evaluate_texts
+from sibert.export import load_export
+from sibert.hf import hf_bert_config, to_hf_bert
+from sibert.model import MLMModel, ModelConfig, init_params
+from sibert.runs import RunError, load_run
+from sibert.train import train
+
+TOL = 1e-5
+
+
+def _hf():
+    """(torch, transformers) or a visible skip."""
+    torch = pytest.importorskip("torch", reason="torch not installed (pip install -e '.[bench]'): HF parity not checked")
+    transformers = pytest.importorskip(
+        "transformers", reason="transformers not installed (pip install -e '.[bench]'): HF parity not checked")
+    return torch, transformers
+
+
+def _our_logits(mcfg, params, ids, mask):
+    B, L = ids.shape
+    pos = jnp.tile(jnp.arange(L, dtype=jnp.int32)[None], (B, 1))
+    out = jax.jit(lambda p, i, m: MLMModel(mcfg).apply({"params": p}, i, pos, attention_mask=m))(params, ids, mask)
+    return np.asarray(out)
+
+
+def _hf_logits(model_dir, ids, mask):
+    torch, transformers = _hf()
+    m, info = transformers.BertForMaskedLM.from_pretrained(str(model_dir), output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    m.eval()
+    with torch.no_grad():
+        out = m(input_ids=torch.as_tensor(np.asarray(ids), dtype=torch.long),
+                attention_mask=torch.as_tensor(np.asarray(mask), dtype=torch.long)).logits
+    return out.numpy()
+
+
+def _write_hf(dirpath, params, mcfg):
+    from safetensors.numpy import save_file
+    dirpath.mkdir(parents=True, exist_ok=True)
+    save_file(to_hf_bert(params, mcfg), str(dirpath / "model.safetensors"), metadata={"format": "pt"})
+    (dirpath / "config.json").write_text(json.dumps(hf_bert_config(mcfg)))
+
+
+def test_bert_matches_hf_bert_random_weights_padded(tmp_path):
+    _hf()
+    mcfg = ModelConfig(vocab_size=101, hidden=32, layers=2, heads=4, ffn=64, max_positions=24, scale_invariant=False)
+    params = init_params(mcfg, jax.random.PRNGKey(0), seq_len=24)
+    leaves, tree = jax.tree.flatten(params)   # perturb every leaf: LN affine and biases non-trivial
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    params = jax.tree.unflatten(tree, [x + 0.2 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    rng = np.random.default_rng(0)
+    lengths = np.array([24, 17, 6, 2])
+    mask = (np.arange(24)[None] < lengths[:, None]).astype(np.int32)
+    ids = np.where(mask == 1, rng.integers(5, 101, (4, 24)), 0).astype(np.int32)
+    _write_hf(tmp_path / "hf", params, mcfg)
+    ours = _our_logits(mcfg, params, jnp.asarray(ids), jnp.asarray(mask))
+    theirs = _hf_logits(tmp_path / "hf", ids, mask)
+    real = mask.astype(bool)
+    diff = float(np.max(np.abs(ours - theirs)[real]))
+    print(f"max |logit diff| vs BertForMaskedLM, random weights, padded: {diff:.2e} (logit scale {np.abs(theirs).max():.1f})")
+    assert diff < TOL
+    # the comparison can fail: the tanh GELU is a different model at this tolerance
+    other = _our_logits(dataclasses.replace(mcfg, hidden_act="gelu_new"), params, jnp.asarray(ids), jnp.asarray(mask))
+    assert float(np.max(np.abs(other - theirs)[real])) > 10 * TOL
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A short-trained BERT and SIBERT run directory (sample corpus) and their held-out texts."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for model in ("bert", "sibert"):
+        cfg = apply_overrides(preset("tiny", model), tiny_overrides(root / "cache", steps=6, ckpt_every=3,
+                                                                    eval_every=6, eval_batches=1))
+        s = train(cfg, root / model, log=lambda *_: None)
+        assert s["status"] == "ok"
+        out[model] = root / model
+    _, held = split_documents(load_documents(SAMPLE), 0.25)
+    out["heldout"] = [t for _, t in held]
+    out["cache"] = root / "cache"
+    return out
+
+
+def test_run_dir_is_self_contained(runs, tmp_path):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(runs["bert"], moved)
+    cache_tok = next(runs["cache"].rglob("tokenizer.json"))
+    assert (moved / "tokenizer.json").read_bytes() == cache_tok.read_bytes()
+    run = load_run(moved)
+    assert run.step == 6 and run.model_config == ModelConfig.from_train(run.config)
+    assert load_run(moved, step=3).step == 3
+    orig = load_run(runs["bert"])
+    for a, b in zip(jax.tree.leaves(run.params), jax.tree.leaves(orig.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # held-out evaluation of variable-length text: padding (incl. all-padding filler rows) changes nothing
+    texts = [s for t in runs["heldout"] for s in t.split(". ")][:11]
+    e8 = evaluate_texts(run, texts, batch_size=8)
+    e3 = evaluate_texts(run, texts, batch_size=3)
+    e_long = evaluate_texts(run, texts, batch_size=8, seq_len=48) if run.config.max_positions >= 48 else None
+    assert np.isfinite(e8["loss"]) and e8["num_predictions"] > 0
+    assert abs(e8["loss"] - e3["loss"]) < 1e-5, (e8, e3)
+    assert e_long is None or abs(e_long["loss"] - e8["loss"]) < 1e-4
+
+
+@pytest.mark.parametrize("model", ["bert", "sibert"])
+def test_export_roundtrip_with_sibert_loader(runs, tmp_path, model, capsys):
+    out = tmp_path / "out"
+    assert cli_main(["export", str(runs[model]), "--to", "hf", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 6
+    run = load_run(runs[model])
+    mcfg, params = load_export(out)
+    assert mcfg == run.model_config
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(run.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert jax.tree.structure(jax.tree.map(np.asarray, params)) == jax.tree.structure(jax.tree.map(np.asarray, run.params))
+    cfg = json.loads((out / "config.json").read_text())
+    if model == "sibert":
+        assert cfg["model_type"] == "sibert"
+        readme = (out / "README.md").read_text()
+        assert "NOT a `transformers` architecture" in readme and "`sibert` package" in readme
+    else:
+        assert cfg["model_type"] == "bert" and cfg["hidden_act"] == "gelu"
+
+
+def test_bert_export_loads_in_transformers_with_equal_logits_and_ids(runs, tmp_path):
+    torch, transformers = _hf()
+    out = tmp_path / "hf"
+    assert cli_main(["export", str(runs["bert"]), "--to", "hf", str(out)]) == 0
+    run = load_run(runs["bert"])
+    tok = transformers.BertTokenizerFast.from_pretrained(str(out))
+    # identical ids on the held-out text (without specials: the training format; with: [CLS] .. [SEP])
+    for text in runs["heldout"]:
+        ours = run.tokenizer.encode(text, add_special_tokens=False).ids
+        assert tok(text, add_special_tokens=False)["input_ids"] == ours
+        assert tok(text)["input_ids"] == [2] + ours + [3]
+    sents = [s for t in runs["heldout"] for s in t.split(". ")][:6]
+    enc = tok(sents, padding="max_length", truncation=True, max_length=run.config.seq_len)
+    ids, mask = np.asarray(enc["input_ids"], np.int32), np.asarray(enc["attention_mask"], np.int32)
+    ex_ids, ex_mask = encode_examples(run.tokenizer, sents, run.config.seq_len)
+    np.testing.assert_array_equal(ids, ex_ids)
+    np.testing.assert_array_equal(mask, ex_mask)
+    assert mask.min() == 0  # the batch really is padded
+    ours = _our_logits(run.model_config, run.params, jnp.asarray(ids), jnp.asarray(mask))
+    theirs = _hf_logits(out, ids, mask)
+    diff = float(np.max(np.abs(ours - theirs)[mask.astype(bool)]))
+    print(f"max |logit diff| vs BertForMaskedLM, trained run, padded: {diff:.2e}")
+    assert diff < TOL
+
+
+def test_export_bad_input_one_line_exit_2_nothing_written(runs, tmp_path, capsys):
+    def err(argv):
+        rc = cli_main(argv)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("scaleinv export: error: "), (rc, lines)
+        return lines[0]
+
+    out = tmp_path / "out"
+    assert "--to" in err(["export", str(runs["bert"]), "--to", "onnx", str(out)])
+    assert "no config.json" in err(["export", str(tmp_path), "--to", "hf", str(out)])
+    assert "is not a directory" in err(["export", str(tmp_path / "missing"), "--to", "hf", str(out)])
+    assert "allowed: 3, 6" in err(["export", str(runs["bert"]), "--to", "hf", str(out), "--step", "5"])
+    with pytest.raises(SystemExit) as e:
+        cli_main(["export", str(runs["bert"])])
+    assert e.value.code == 2 and capsys.readouterr().err.startswith("scaleinv export: error: ")
+    assert not out.exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("x")
+    assert "OUT_DIR" in err(["export", str(runs["bert"]), "--to", "hf", str(busy)])
+    assert sorted(p.name for p in busy.iterdir()) == ["keep.txt"]
+    no_tok = tmp_path / "no_tok"
+    shutil.copytree(runs["bert"], no_tok)
+    (no_tok / "tokenizer.json").unlink()
+    with pytest.raises(RunError, match="tokenizer.json"):
+        load_run(no_tok)
+    assert "tokenizer.json" in err(["export", str(no_tok), "--to", "hf", str(out)])
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp*"))
