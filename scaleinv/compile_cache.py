@@ -12,9 +12,10 @@ subprocesses (fake multi-device runs, CLI tests) inherit it:
 * ``JAX_COMPILATION_CACHE_DIR`` -- the directory (a value already set by the user wins);
 * ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` -- only programs that took at least this long to
   compile are stored (default here 0.2 s; JAX's own default, 1 s, skips most of our CPU programs);
-* ``JAX_COMPILATION_CACHE_MAX_SIZE`` -- LRU bound in bytes (default here 2 GiB, set when the
-  ``filelock`` package is installed: JAX's eviction needs it, and its lock also keeps a process
-  from reading an entry another one is still writing; without it the cache is unbounded).
+* no size bound (entries are small: ~1.6k entries took 14 MB here): JAX's LRU eviction
+  (``JAX_COMPILATION_CACHE_MAX_SIZE``) re-reads the access time of EVERY entry on every write,
+  behind one file lock shared by all processes; a training test under load timed out inside that
+  scan. Delete the directory to reclaim the space.
 
 Off with ``SCALEINV_COMPILE_CACHE=0`` (also ``off``/``false``/``no``). The cache key covers the
 program, the compile options, the XLA flags, the backend and the jax/jaxlib versions, so a
@@ -22,7 +23,6 @@ stale entry is never used for a different program; deleting the directory is alw
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -32,7 +32,6 @@ __all__ = ["ENV_SWITCH", "default_dir", "enabled", "enable"]
 
 ENV_SWITCH = "SCALEINV_COMPILE_CACHE"
 MIN_COMPILE_TIME_S = "0.2"
-MAX_SIZE_BYTES = str(2 * 2**30)
 
 
 def default_dir(env: Optional[MutableMapping[str, str]] = None) -> Path:
@@ -58,8 +57,6 @@ def enable(env: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
         return None
     d = env.setdefault("JAX_COMPILATION_CACHE_DIR", str(default_dir(env)))
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", MIN_COMPILE_TIME_S)
-    if importlib.util.find_spec("filelock") is not None:   # JAX's LRU eviction needs it; it also
-        env.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", MAX_SIZE_BYTES)  # locks reads vs writes
     if env is os.environ and "jax" in sys.modules:
         import jax
 
@@ -67,6 +64,4 @@ def enable(env: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
             jax.config.update("jax_compilation_cache_dir", d)
             jax.config.update("jax_persistent_cache_min_compile_time_secs",
                               float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
-            if "JAX_COMPILATION_CACHE_MAX_SIZE" in env:
-                jax.config.update("jax_compilation_cache_max_size", int(env["JAX_COMPILATION_CACHE_MAX_SIZE"]))
     return d
