@@ -83,7 +83,7 @@ def run(loss_fn: Callable[[Any, jax.Array], jax.Array], opt: optax.GradientTrans
 
     def block(carry, t0):
         carry, rec = step(carry, t0)
-        carry, _ = jax.lax.scan(silent, carry, t0 + jnp.arange(1, record_every))
+        carry, _ = jax.lax.scan(silent, carry, t0 + jnp.arange(1, record_every), unroll=True)
         return carry, rec
 
     (x_final, _), tr = jax.lax.scan(block, carry0, jnp.arange(0, steps, record_every))
