@@ -10,13 +10,13 @@ from typing import List
 
 import sympy as sp
 
-from proofs_check import (clipping, effective_lr, equilibrium, ex1, exp_lr, factorization, gdwd, homogeneity,
-                          rotational, schedules)
+from proofs_check import (adamw_noise, clipping, effective_lr, equilibrium, ex1, exp_lr, factorization, gdwd,
+                          homogeneity, rotational, schedules)
 from proofs_check.derivation import Derivation
 
 # talk order: items 1, 2, 3, 4, 5, 6+9, 7, 8, 10
 TOPICS = (homogeneity, ex1, factorization, effective_lr, exp_lr, equilibrium, clipping, gdwd, rotational,
-          schedules)   # 11: beyond the talk (Defazio 2025)
+          schedules, adamw_noise)   # 11, 12: beyond the talk (Defazio 2025; AdamW pure-noise steady state)
 
 
 @functools.lru_cache(maxsize=1)

@@ -42,8 +42,11 @@ LAG = 0.1                     # lag onset: ratio more than 10 % below its quasi-
 _CACHE: Dict = {}
 
 
-def _Ks(quick: bool):
-    return (10.0, 30.0, 100.0) if quick else (10.0, 30.0, 100.0, 300.0)
+def _Ks(quick: bool, name: str = "sgd"):
+    """Schedule lengths K = eta_max lambda T (AdamW, the costly one, stops at 30 in quick mode)."""
+    if quick:
+        return (10.0, 30.0, 100.0) if name == "sgd" else (10.0, 30.0)
+    return (10.0, 30.0, 100.0, 300.0)
 
 
 def _el(quick: bool) -> float:
@@ -65,10 +68,10 @@ def _eta_t(kind_id, eta_max, T, t):
     return eta_max * jnp.where(kind_id == 0, 1.0 - a, 0.5 * (1.0 + jnp.cos(jnp.pi * a)))
 
 
-def _configs(quick: bool):
-    """Rows (kind_id, K, corrected) shared by both optimizers: every K with the ordinary weight decay,
-    the corrected one at the largest K (quick) / the smallest and largest K (full)."""
-    Ks = _Ks(quick)
+def _configs(quick: bool, name: str):
+    """Rows (kind_id, K, corrected): every K with the ordinary weight decay, the corrected one at the
+    largest K (quick) / the smallest and largest K (full)."""
+    Ks = _Ks(quick, name)
     corr = Ks[-1:] if quick else (Ks[0], Ks[-1])
     return np.array([(k, K, 0) for k in (0, 1) for K in Ks] + [(k, K, 1) for k in (0, 1) for K in corr], dtype=float)
 
@@ -88,12 +91,12 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
     key = (seed, quick)
     if key in _CACHE:
         return _CACHE[key]
-    cfg = _configs(quick)
     EL = _el(quick)
-    Tmax = int(max(_Ks(quick)) / EL)
     res = {}
     with jax.enable_x64(True):
         for i, name in enumerate(("sgd", "adamw")):
+            cfg = _configs(quick, name)
+            Tmax = int(max(_Ks(quick, name)) / EL)
             hp = _hp(name, quick)
             prob = P.constant_sigma(hp["dim"], 1.0)
             grad = jax.grad(prob.loss)
@@ -102,7 +105,7 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
             else:
                 sq0 = hp["eta"] * hp["dim"] / (hp["wd"] * (2.0 - hp["eta"] * hp["wd"]))
 
-            def one(c, k, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL):
+            def one(c, k, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
                 T = c[1] / EL
                 opt = _make_opt(name, hp, c[0], T, c[2])
                 k0, k1 = jax.random.split(k)
@@ -218,7 +221,7 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         form = "sqrt(2 lambda/eta_t) (Defazio)" if name == "sgd" else "2 lambda sigma/(eta_t C) (derived)"
         rows.append(Row(
             f"S1.{len(rows) + 1}", SRC,
-            f"{LABEL[name]}, linear + cosine decay, K = eta_max lambda T in {list(_Ks(quick))}: ||g||/||x|| = {form} "
+            f"{LABEL[name]}, linear + cosine decay, K = eta_max lambda T in {list(_Ks(quick, name))}: ||g||/||x|| = {form} "
             f"wherever the schedule is slow (adiabaticity eps_t <= {ADIABATIC[name]:.0%})",
             *_pm(qs_w), f"max over steps and configs |measured/target - 1| <= {tol_qs[name]:.0%}",
             _worst_close("ratio vs quasi-static target", qs_w, tol_qs[name]),
@@ -364,13 +367,13 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                         label=f"{CLABEL[name]}" if len(dev) == 1 else None)
             else:
                 base.append(p["ratio"].max() / p["ratio"][0])
-                if p["K"] == 100.0:
+                if p["K"] == _Ks(quick, name)[-1]:
                     ax.plot(p["t"] / p["T"], p["ratio"] / p["target"][0], lw=1, ls="--",
-                            color="C0" if name == "sgd" else "C3", label=f"{LABEL[name]} {p['kind']}, K=100")
+                            color="C0" if name == "sgd" else "C3", label=f"{LABEL[name]} {p['kind']}, K={p['K']:g}")
         dev, dev_sq = np.array(dev), np.array(dev_sq)
         rows.append(Row(
             f"S3.{len(rows) + 1}", SRC,
-            f"{CLABEL[name]} (lambda_t = lambda eta_t/eta_max), linear + cosine, K in {list(_Ks(quick))}: "
+            f"{CLABEL[name]} (lambda_t = lambda eta_t/eta_max), linear + cosine, K in {list(_Ks(quick, name))}: "
             f"||g||/||x|| stays at {'sqrt(2 lambda/eta_max)' if name == 'sgd' else '2 lambda sigma/(eta_max C)'} all run",
             *_pm(w_r), f"max_t |ratio_t/target - 1| <= {tol[name]:.0%}",
             _worst_close("ratio vs its eta_max value", w_r, tol[name]),

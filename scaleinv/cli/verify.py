@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 EXTRA_GROUPS = (
     ("toyproblems.claims_rotational", "ROTATIONAL_CLAIMS", "R"),
     ("toyproblems.claims_schedules", "SCHEDULE_CLAIMS", "S"),
+    ("toyproblems.claims_adamw_noise", "ADAMW_NOISE_CLAIMS", "N"),
 )
 
 

@@ -18,17 +18,21 @@ etas = st.floats(1e-3, 1.0)
 lams = st.floats(1e-4, 0.9)
 
 
-def ev(expr, **vals):
-    syms = sorted(sp.sympify(expr).free_symbols, key=lambda s: s.name)
-    return float(sp.lambdify(syms, expr, "numpy")(*[vals[s.name] for s in syms]))
+FORMS = PS.closed_forms()          # sympy once per module (it is slow), lambdified once per form
+FUNCS = {k: (sorted(v.free_symbols, key=lambda s: s.name), v) for k, v in FORMS.items()}
+FUNCS = {k: (syms, sp.lambdify(syms, v, "numpy")) for k, (syms, v) in FUNCS.items()}
+
+
+def ev(name, **vals):
+    syms, f = FUNCS[name]
+    return float(f(*[vals[s.name] for s in syms]))
 
 
 @settings(deadline=None, max_examples=30)
 @given(e=etas, l=lams)
 def test_ratio_closed_forms_match_derivation(e, l):
-    f = PS.closed_forms()
-    np.testing.assert_allclose(TS.steady_grad_ratio_sgd(e, l), ev(f["ratio_leading"], eta=e, **{"lambda": l}), rtol=1e-12)
-    np.testing.assert_allclose(theory.equilibrium_grad_ratio(e, l), ev(f["ratio_exact"], eta=e, **{"lambda": l}),
+    np.testing.assert_allclose(TS.steady_grad_ratio_sgd(e, l), ev("ratio_leading", eta=e, **{"lambda": l}), rtol=1e-12)
+    np.testing.assert_allclose(theory.equilibrium_grad_ratio(e, l), ev("ratio_exact", eta=e, **{"lambda": l}),
                                rtol=1e-12)
     # leading order vs exact: relative size sqrt(1 - eta lambda/2)
     np.testing.assert_allclose(theory.equilibrium_grad_ratio(e, l) / TS.steady_grad_ratio_sgd(e, l),
@@ -52,7 +56,7 @@ def test_lag_onset_solves_first_order_condition(K, c, delta):
     cc, _ = TS.norm_ode_coefficients(c)
     eps = (1 + delta) ** 2 - 1 if c == "sgd" else delta
     a = TS.lag_onset_fraction("linear", K, c, delta)
-    np.testing.assert_allclose(ev(PS.closed_forms()["eps_linear"], c=cc, K=K, a=a), eps, rtol=1e-10)
+    np.testing.assert_allclose(ev("eps_linear", c=cc, K=K, a=a), eps, rtol=1e-10)
     a = TS.lag_onset_fraction("cosine", K, c, delta)
     if a < 1.0:
         e_cos = 2 * np.pi * np.sin(np.pi * a) / (cc * K * (1 - np.cos(np.pi * a)) ** 2)

@@ -1,0 +1,66 @@
+"""scaleinv.theory.adamw_noise (AdamW under pure noise, exact) against proofs_check.adamw_noise, its
+small-eta-lambda limit (R2.3) and a direct NumPy simulation of the model it is exact for."""
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proofs_check import adamw_noise as PA
+from scaleinv import theory
+from scaleinv.theory import adamw_noise as AN
+
+
+FORMS = {k: (sorted(v.free_symbols, key=lambda s: s.name), v) for k, v in PA.closed_forms().items()}
+FUNCS = {k: (syms, sp.lambdify(syms, v, "numpy")) for k, (syms, v) in FORMS.items()}
+
+
+def ev(name, **vals):
+    syms, f = FUNCS[name]
+    return float(f(*[vals[s.name] for s in syms]))
+
+
+@settings(deadline=None, max_examples=40)
+@given(e=st.floats(1e-3, 1.0), l=st.floats(1e-3, 0.9), b=st.floats(0.0, 0.99), d=st.integers(1, 4096))
+def test_closed_forms_match_derivation(e, l, b, d):
+    a = 1 - e * l
+    np.testing.assert_allclose(AN.adamw_noise_sq_norm(e, l, b, d),
+                               d * e**2 * ev("sq_norm_over_d_eta2", alpha=a, beta=b), rtol=1e-10)
+    cos = ev("cross_over_d_eta", alpha=a, beta=b) / np.sqrt(ev("sq_norm_over_d_eta2", alpha=a, beta=b)
+                                                                * ev("ema_var", beta=b))
+    np.testing.assert_allclose(AN.adamw_noise_cosine(e, l, b), cos, rtol=1e-10, atol=1e-15)
+    assert -1.0 <= AN.adamw_noise_cosine(e, l, b) <= 0.0
+
+
+@settings(deadline=None, max_examples=30)
+@given(l=st.floats(0.01, 1.0), b=st.floats(0.0, 0.95), d=st.integers(1, 4096))
+def test_small_eta_lambda_limit_is_r23(l, b, d):
+    e = 1e-7 / l                                    # eta lambda = 1e-7
+    np.testing.assert_allclose(AN.adamw_noise_sq_norm(e, l, b, d), theory.equilibrium_norm_adamw(e, l, d) ** 2,
+                               rtol=1e-5)
+    np.testing.assert_allclose(AN.adamw_noise_sq_norm_ratio_to_r23(e, l, b), 1.0, rtol=1e-5)
+    # the cosine vanishes like -b sqrt(2 eta lambda/(1 - b^2))
+    np.testing.assert_allclose(AN.adamw_noise_cosine(e, l, b), -b * np.sqrt(2e-7 / (1 - b**2)), rtol=1e-3, atol=1e-12)
+
+
+def test_model_simulation_numpy():
+    """The model itself (u = EMA of unit noise, no Adam v) simulated directly: E||W||^2 and the cosine."""
+    rng = np.random.default_rng(0)
+    eta, wd, b, d, T, burn = 0.01, 10.0, 0.9, 2000, 3000, 1000        # eta lambda = 0.1: R2.3 is 47 % off
+    W, m = np.zeros(d), np.zeros(d)
+    sq, cos = [], []
+    for t in range(T):
+        m = b * m + (1 - b) * rng.standard_normal(d)
+        if t >= burn:
+            sq.append(W @ W)
+            cos.append(W @ m / np.linalg.norm(W) / np.linalg.norm(m))
+        W = (1 - eta * wd) * W - eta * m
+    assert np.mean(sq) == pytest.approx(AN.adamw_noise_sq_norm(eta, wd, b, d), rel=0.02)
+    assert np.mean(cos) == pytest.approx(AN.adamw_noise_cosine(eta, wd, b), rel=0.02)
+    assert AN.adamw_noise_sq_norm_ratio_to_r23(eta, wd, b) == pytest.approx(0.5277, abs=1e-3)
+
+
+def test_eps_factor():
+    assert AN.adamw_noise_eps_factor(0.0) == 1.0
+    assert AN.adamw_noise_eps_factor(1.0) == pytest.approx(0.25)
+    assert AN.adamw_noise_eps_factor(1.0, grad_rms=3.0) == pytest.approx(0.5625)
