@@ -26,6 +26,7 @@ EXPECTED_NOTEBOOKS = (
     "05_relative_global_clipping",
     "06_sibert_robustness",
     "07_proofs_report",
+    "08_beyond_the_paper",
 )
 
 
