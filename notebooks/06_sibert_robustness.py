@@ -165,7 +165,8 @@ ax1.axhline(runs["wd_init1"][1]["unigram_baseline"]["train_unigram_xent"], color
 ax1.set_xlabel("step"); ax1.set_ylabel("held-out MLM loss (nats)"); ax1.set_title("SIBERT: loss vs init scale" + RUNS_NOTE, fontsize=10)
 ax2.set_yscale("log"); ax2.set_xlabel("step"); ax2.set_ylabel("encoder parameter norm ||x||")
 ax2.set_title("SIBERT: encoder norm vs init scale")
-ax1.legend(fontsize=7); ax2.legend(fontsize=7, loc="center right")
+ax1.legend(fontsize=7)
+ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # outside: never covers a curve
 save(fig, "06_sibert_init_scales")
 plt.show()
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 from typing import List
 
 import sympy as sp
@@ -19,17 +18,29 @@ TOPICS = (homogeneity, ex1, factorization, effective_lr, exp_lr, equilibrium, cl
           schedules, adamw_noise)   # 11, 12: beyond the talk (Defazio 2025; AdamW pure-noise steady state)
 
 
-@functools.lru_cache(maxsize=1)
-def _cached() -> tuple:
-    out: List[Derivation] = []
-    for mod in TOPICS:
-        out += mod.derivations()
-    return tuple(out)
+_CACHE: List[tuple] = []
 
 
-def all_derivations() -> List[Derivation]:
+def _cached(progress=None) -> tuple:
+    """Every derivation, computed once per process; ``progress`` (a :class:`scaleinv.progress.Progress`
+    or None) is told each topic as it starts and finishes."""
+    if not _CACHE:
+        out: List[Derivation] = []
+        for mod in TOPICS:
+            if progress is not None:
+                progress.item(mod.__name__.rsplit(".", 1)[-1])
+            out += mod.derivations()
+            if progress is not None:
+                progress.update(1)
+        _CACHE.append(tuple(out))
+    elif progress is not None:
+        progress.update(len(TOPICS))
+    return _CACHE[0]
+
+
+def all_derivations(progress=None) -> List[Derivation]:
     """Every derivation, in talk order (fresh copies: callers may mutate them)."""
-    return [copy.copy(d) for d in _cached()]
+    return [copy.copy(d) for d in _cached(progress)]
 
 
 def by_id(derivs: List[Derivation]):

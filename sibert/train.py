@@ -18,7 +18,13 @@
 * Checkpoints: orbax ``CheckpointManager`` under ``RUN_DIR/checkpoints`` every ``ckpt_every``
   steps and at the end: params, both optimizer states, step, RNG key; the data position is the
   step (batches are a pure function of (seed, step), see :mod:`sibert.data`). ``resume=True``
-  restores the latest one and truncates the metric logs to it, so a killed run continues exactly.
+  restores the newest INTACT one (:mod:`sibert.checkpoints`: damaged / unfinished newer ones are
+  reported in one line each and moved to ``RUN_DIR/damaged_checkpoints``) and truncates the
+  metric logs to it, so a killed run continues exactly.
+* Before anything is written: output path, memory estimate from ``jax.eval_shape``
+  (:mod:`sibert.preflight`), resume recipe (:mod:`sibert.resume`), batch size vs corpus; then
+  ``RUN_DIR/.lock`` (:mod:`sibert.runlock`) keeps a second trainer out of the directory.
+* Progress: a live bar on a terminal, a plain line every steps/20 in a log (:mod:`scaleinv.progress`).
 * Non-finite loss or parameters: reported with the step number; the run stops without saving
   (the last good checkpoint stays) and :func:`train` returns status ``"nonfinite"``.
 """
@@ -41,6 +47,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from scaleinv.diagnostics import step_diagnostics, tree_norm
 from scaleinv.optim import sgd_wd, sgd_wd_rgc
+from sibert.checkpoints import (CheckpointError, checkpoint_manager, restore_checkpoint,  # noqa: F401
+                                restore_latest_intact, save_checkpoint)
 from sibert.config import ConfigError, TrainConfig, validate
 from sibert.data import MLMData, load_mlm_data
 from sibert.model import ENCODER, HEAD, MLMModel, ModelConfig, init_params, mlm_loss
@@ -57,12 +65,14 @@ def sgd_schedule(lr: float, steps: int, drops) -> Schedule:
 
 
 def warmup_linear_schedule(lr: float, steps: int, warmup_frac: float) -> Schedule:
-    """Linear warmup 0 -> lr over round(warmup_frac * steps) steps, then linear decay to 0."""
+    """Linear warmup over W = round(warmup_frac * steps) steps, eta_t = lr (t+1)/W for t < W (the
+    first step already moves: lr/W, not 0), then linear decay lr -> 0 from step W to ``steps``."""
     warm = int(round(warmup_frac * steps))
     decay = optax.linear_schedule(lr, 0.0, max(1, steps - warm))
     if warm == 0:
         return decay
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), decay], [warm])
+    ramp = lambda t: lr * jnp.minimum((jnp.asarray(t, jnp.float32) + 1.0) / warm, 1.0)
+    return optax.join_schedules([ramp, decay], [warm])
 
 
 def _matrix_mask(tree):
@@ -187,35 +197,25 @@ def evaluate(eval_fn, params, data: MLMData, cfg: TrainConfig, mesh: Mesh) -> Di
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def checkpoint_manager(run_dir: Path, cfg: TrainConfig):
-    import orbax.checkpoint as ocp
-    opts = ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_ckpts, create=True)
-    return ocp.CheckpointManager((run_dir / "checkpoints").resolve(), options=opts,
-                                 item_names=("state", "meta"))
-
-
-def save_checkpoint(mngr, state, step: int):
-    import orbax.checkpoint as ocp
-    meta = {"step": int(step), "data_position": int(step)}
-    mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                  meta=ocp.args.JsonSave(meta)))
-
-
-def restore_checkpoint(mngr, abstract_state):
-    import orbax.checkpoint as ocp
-    step = mngr.latest_step()
-    if step is None:
-        return None, None
-    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                      meta=ocp.args.JsonRestore()))
-    return out["state"], out["meta"]
+# (orbax manager, save, newest-intact restore: sibert.checkpoints, re-exported above)
+def _read_jsonl_upto(path: Path, max_step: int):
+    """Rows of a metrics/eval log with step <= max_step (a torn last line, from a kill in the
+    middle of a write, is dropped)."""
+    rows = []
+    if path.exists():
+        for l in path.read_text().splitlines():
+            try:
+                r = json.loads(l)
+            except ValueError:
+                continue
+            if r.get("step", max_step + 1) <= max_step:
+                rows.append(r)
+    return rows
 
 
 def _truncate_jsonl(path: Path, max_step: int):
-    if not path.exists():
-        return
-    keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= max_step]
-    path.write_text("".join(l + "\n" for l in keep))
+    if path.exists():
+        path.write_text("".join(json.dumps(r) + "\n" for r in _read_jsonl_upto(path, max_step)))
 
 
 # ----------------------------------------------------------------------------- main loop
@@ -234,9 +234,34 @@ def init_state(cfg: TrainConfig, mcfg, tx, mesh: Mesh, key):
     return jax.device_put(state, state_sh), state_sh
 
 
+def _cleanup_unstarted(run_dir: Path, created: bool, lock) -> None:
+    """After an error before the first step: remove what this call created (nothing else)."""
+    if lock is not None:
+        lock.release()
+    if created and run_dir.is_dir():
+        import shutil
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], None] = None,
           data: Optional[MLMData] = None) -> Dict[str, Any]:
-    """Train ``cfg`` into ``run_dir``; returns the summary dict (also ``summary.json``)."""
+    """Train ``cfg`` into ``run_dir``; returns the summary dict (also ``summary.json``).
+
+    Before anything is written: the config is validated, ``run_dir`` checked (a directory or
+    creatable), the memory estimated from ``jax.eval_shape`` (:mod:`sibert.preflight`), on
+    resume the recipe compared with the run's ``config.json`` (:mod:`sibert.resume`), and
+    ``batch_size`` checked against the corpus. Then ``run_dir/.lock`` is taken
+    (:mod:`sibert.runlock`; :class:`~sibert.runlock.RunLocked` if another trainer holds it).
+    Any error before the first step leaves ``run_dir`` as it was (a directory this call created
+    is removed again). ``resume=True``: continue from the newest intact checkpoint
+    (:func:`sibert.checkpoints.restore_latest_intact`; damaged newer ones are reported),
+    from step 0 if the run never reached a checkpoint; :class:`CheckpointError` if
+    checkpoints exist but none is intact. Resuming a finished run changes nothing and returns
+    its summary."""
+    from sibert.preflight import check_memory, check_run_dir
+    from sibert.resume import check_same_recipe, saved_config
+    from sibert.runlock import RunLock
+
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     validate(cfg)
     maybe_initialize_distributed()
@@ -244,39 +269,90 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     ndev = mesh.shape["data"]
     if cfg.batch_size % ndev:
         raise ConfigError(f"batch_size: must be divisible by the number of devices ({ndev}), got {cfg.batch_size}")
-    run_dir = Path(run_dir).resolve()
+    run_dir = check_run_dir(run_dir)
     is_main = jax.process_index() == 0
+    check_memory(cfg, ndev, jax.local_device_count())
+    cfg_path = run_dir / "config.json"
+    if resume and cfg_path.is_file():
+        check_same_recipe(saved_config(json.loads(cfg_path.read_text())), cfg)
     if data is None:
         data = load_mlm_data(cfg.source, cfg.vocab_size, cfg.seq_len, cfg.heldout_fraction,
                              cfg.mask_prob, cfg.cache_dir or None, log=log)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if is_main and not resume:
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    if is_main and data.tokenizer_path:  # self-contained run directory (sibert.runs)
-        save_tokenizer(run_dir, data.tokenizer_path)
+    if cfg.batch_size > len(data.train):
+        raise ConfigError(f"batch_size: {cfg.batch_size} is larger than the training corpus ({len(data.train)} "
+                          f"rows of {cfg.seq_len} tokens; every batch would repeat rows); allowed: 1..{len(data.train)}")
 
-    mcfg = ModelConfig.from_train(cfg)
-    model = MLMModel(mcfg)
-    tx, enc_lr, _ = make_optimizer(cfg)
-    state, state_sh = init_state(cfg, mcfg, tx, mesh, jax.random.PRNGKey(cfg.seed))
-
-    mngr = checkpoint_manager(run_dir, cfg)
-    start = 0
-    metrics_path, eval_path = run_dir / "metrics.jsonl", run_dir / "eval.jsonl"
-    if resume:
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-        restored, meta = restore_checkpoint(mngr, abstract)
-        if restored is None:
-            raise ConfigError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}")
-        state, start = restored, int(meta["data_position"])
-        log(f"resumed from step {start}")
+    created, lock = not run_dir.exists(), None
+    metrics_path, eval_path, summary_path = run_dir / "metrics.jsonl", run_dir / "eval.jsonl", run_dir / "summary.json"
+    try:
         if is_main:
-            _truncate_jsonl(metrics_path, start - 1)
-            _truncate_jsonl(eval_path, start)
-    elif is_main:
-        for p in (metrics_path, eval_path):
-            p.write_text("")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(run_dir, log)
+            try:
+                lock.acquire()
+            except Exception:
+                lock = None
+                created = False  # the directory may be the other trainer's: never remove it
+                raise
+        mcfg = ModelConfig.from_train(cfg)
+        model = MLMModel(mcfg)
+        tx, enc_lr, _ = make_optimizer(cfg)
+        state, state_sh = init_state(cfg, mcfg, tx, mesh, jax.random.PRNGKey(cfg.seed))
+        mngr = checkpoint_manager(run_dir, cfg)
+        start, last_eval = 0, None
+        if resume:
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+            try:
+                restored, meta, _ = restore_latest_intact(mngr, abstract, run_dir, log=log, move_damaged=is_main)
+            except CheckpointError:
+                mngr.close()
+                raise
+            if restored is None:
+                log(f"resume: no checkpoint in {run_dir / 'checkpoints'} (stopped before the first one); "
+                    f"starting from step 0")
+            else:
+                state, start = restored, int(meta["data_position"])
+                if start > cfg.steps:
+                    mngr.close()
+                    raise ConfigError(f"--resume: the newest intact checkpoint is step {start} > steps={cfg.steps}")
+                log(f"resumed from step {start}")
+                prev = _read_jsonl_upto(eval_path, start)
+                last_eval = prev[-1] if prev and prev[-1]["step"] == start else None
+                if start == cfg.steps and summary_path.is_file():
+                    old = json.loads(summary_path.read_text())
+                    if old.get("status") == "ok" and old.get("steps_done") == cfg.steps:
+                        log(f"run already complete at step {start}: nothing to do (summary.json unchanged)")
+                        mngr.close()
+                        if lock is not None:
+                            lock.release()
+                        return old
+    except BaseException:
+        _cleanup_unstarted(run_dir, created, lock)
+        raise
 
+    try:
+        if is_main:
+            if data.tokenizer_path:  # self-contained run directory (sibert.runs)
+                save_tokenizer(run_dir, data.tokenizer_path)
+            if start == 0:
+                cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
+                for p in (metrics_path, eval_path):
+                    p.write_text("")
+            else:
+                _truncate_jsonl(metrics_path, start - 1)
+                _truncate_jsonl(eval_path, start)
+        return _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, start, last_eval,
+                     is_main, log, metrics_path, eval_path, summary_path)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, start, last_eval, is_main, log,
+          metrics_path, eval_path, summary_path):
+    from scaleinv.progress import Progress
+
+    ndev = mesh.shape["data"]
     train_step, eval_step = build_steps(cfg, model, tx, enc_lr)
     batch_sh = {k: NamedSharding(mesh, P("data")) for k in ("tokens", "mlm_positions", "mlm_labels", "mlm_weights")}
     step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
@@ -285,17 +361,14 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
 
     baseline = data.unigram_baseline()
     tokens_per_step = cfg.batch_size * cfg.seq_len
-    status, bad_step, last_eval = "ok", None, None
+    status, bad_step = "ok", None
     n_clipped = n_logged = 0
     t_start = time.time()
     mfile = open(metrics_path, "a") if is_main else None
     efile = open(eval_path, "a") if is_main else None
-    bar = None
-    if cfg.progress and is_main:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model}/{cfg.optimizer}", unit="step",
-                   dynamic_ncols=True, file=sys.stderr,
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    # a live bar on a terminal; in a log file one plain line every steps/20 (scaleinv.progress)
+    bar = Progress(cfg.steps, f"train {cfg.model}/{cfg.optimizer}", initial=start) \
+        if cfg.progress and is_main else None
     try:
         t_prev = time.time()
         for step in range(start, cfg.steps):
@@ -326,8 +399,13 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 save_checkpoint(mngr, state, done)
             if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{m['loss']:.3f}", heldout=f"{last_eval['heldout_loss']:.3f}" if last_eval else "-")
+                bar.update(1, loss=f"{m['loss']:.3f}",
+                           heldout=f"{last_eval['heldout_loss']:.3f}" if last_eval else "-")
+        if status == "ok" and start == cfg.steps and last_eval is None:
+            # resumed at the final checkpoint without its evaluation row: evaluate it now
+            last_eval = {"step": cfg.steps, **evaluate(eval_fn, state["params"], data, cfg, mesh)}
+            if efile:
+                efile.write(json.dumps(last_eval) + "\n")
     finally:
         if bar:
             bar.close()
@@ -341,11 +419,12 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
                "steps_done": bad_step if status != "ok" else int(jax.device_get(state["step"])),
                "steps": cfg.steps,
                "init_scale": cfg.init_scale, "wall_s": wall, "devices": ndev,
+               "processes": jax.process_count(),
                "clip_rate_this_session": n_clipped / max(n_logged, 1),
                "final_eval": last_eval, "unigram_baseline": baseline,
                # after a non-finite step the (donated) state is gone: no norm to report
                "encoder_x_norm": None if status != "ok" else float(tree_norm(state["params"][ENCODER])),
                "config": cfg.to_dict()}
     if is_main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        summary_path.write_text(json.dumps(summary, indent=1))
     return summary

@@ -30,7 +30,7 @@ from scaleinv.diagnostics import angular_update
 from scaleinv.report import Row, close, verdict, within
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 from toyproblems import problems as P
-from toyproblems.plotting import new_figure, save_figure
+from toyproblems.plotting import new_figure, plain_log_ticks, save_figure
 
 __all__ = ["ROTATIONAL_CLAIMS", "OPTIMIZERS", "simulate_equilibrium"]
 
@@ -254,6 +254,7 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                     [lo * (1 + ANGLE_TOL), hi * (1 + ANGLE_TOL)], color="gray", alpha=0.2, label=f"±{ANGLE_TOL:.0%}")
     ax.set(xscale="log", yscale="log", xlabel="predicted equilibrium angle per step (rad)",
            ylabel="measured RMS angle(x_t, x_t+1) (rad)", title="R1: rotational equilibrium, angle")
+    plain_log_ticks(ax)
     ax.legend(fontsize=7)
     save_figure(fig, Path(out_dir) / "R1.png")
     return rows

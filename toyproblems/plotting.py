@@ -14,6 +14,18 @@ def new_figure(ncols: int = 1):
     return (fig, axes) if ncols > 1 else (fig, axes)
 
 
+def plain_log_ticks(ax, which: str = "xy") -> None:
+    """Log axes labelled at 1, 2, 5 x 10^k in plain numbers, minor ticks unlabelled (matplotlib
+    labels minor ticks of a log axis spanning < ~2 decades, and they collide)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for name in which:
+        axis = ax.xaxis if name == "x" else ax.yaxis
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
 def save_figure(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

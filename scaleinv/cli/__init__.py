@@ -3,12 +3,18 @@
 Each subcommand lives in its own package and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this module only dispatches (imports are lazy so that ``scaleinv proofs``
 does not pay for JAX start-up, and ``train`` never sees the toy runners' float64 mode).
+
+Errors (every command): bad input is reported as one line ``scaleinv <command>: error: ...``
+on stderr with exit code 2 and nothing written (:mod:`scaleinv.usage`): malformed flags by the
+parser, everything else by a command raising :class:`scaleinv.usage.UsageError` (or
+``SystemExit`` with a message) before it writes anything.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+
+from scaleinv.usage import EXIT_USAGE, OneLineParser, UsageError
 
 SUBCOMMANDS = {
     "verify": ("scaleinv.cli.verify", "run every toy-model claim of the talk and print pass/fail"),
@@ -23,8 +29,9 @@ SUBCOMMANDS = {
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="scaleinv", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    parser = OneLineParser(prog="scaleinv", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
+                                parser_class=OneLineParser)
     available = {}
     for name, (module, help_) in SUBCOMMANDS.items():
         try:
@@ -40,16 +47,36 @@ def build_parser():
     return parser, available
 
 
+def _one_line(command: str, msg) -> int:
+    msg = " ".join(str(msg).split())   # one line, whatever the message
+    prefix = f"scaleinv {command}: error: " if command else "scaleinv: error: "
+    print(msg if msg.startswith(prefix) else prefix + msg.removeprefix("error: "), file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv=None) -> int:
     from scaleinv.compile_cache import enable
 
     enable()   # JAX persistent compilation cache (SCALEINV_COMPILE_CACHE=0 turns it off)
     parser, available = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as e:          # --help (0) or a parser error already printed (2)
+        return e.code if isinstance(e.code, int) else _one_line("", e.code)
+    if extra:                        # reported by the command's parser, not the top-level one
+        return _one_line(getattr(args, "command", None) or "", f"unrecognized arguments: {' '.join(extra)} "
+                         f"(see scaleinv {getattr(args, 'command', None) or ''} --help)".replace("  ", " "))
     if args.command is None:
         parser.print_help()
-        return 2
-    return int(available[args.command].run(args) or 0)
+        return EXIT_USAGE
+    try:
+        return int(available[args.command].run(args) or 0)
+    except UsageError as e:
+        return _one_line(args.command, e)
+    except SystemExit as e:          # legacy: SystemExit("message") from a command
+        if isinstance(e.code, int) or e.code is None:
+            raise
+        return _one_line(args.command, e.code)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ full report, ``--markdown PATH`` a README-ready table.
 
 Exit status: 0 if the target is met (loss ``--target-degree``-homogeneous in
 ``--target-group`` and every ``--expect`` holds) or no target was given, 1 otherwise, 2 on bad
-arguments.
+arguments (one line ``scaleinv audit: error: ...``: unknown module / file / function, bad flags,
+unwritable ``--json`` / ``--markdown``, checked before the audit runs; nothing written).
 
 Examples::
 
@@ -94,9 +95,43 @@ def _double_batch(batch):
     return conv(batch)
 
 
+def _check_factory_spec(spec: str) -> None:
+    """UsageError unless ``spec`` names an importable module / existing file (no import yet)."""
+    import importlib.util
+    from pathlib import Path
+
+    from scaleinv.usage import UsageError
+
+    if ":" not in spec:
+        raise UsageError(f"factory must be 'module:function' (or 'path/file.py:function'), got {spec!r}")
+    mod, fn = spec.rsplit(":", 1)
+    if not fn.isidentifier():
+        raise UsageError(f"factory: {fn!r} is not a function name (in {spec!r})")
+    if mod.endswith(".py"):
+        if not Path(mod).is_file():
+            raise UsageError(f"factory: file {mod!r} does not exist")
+        return
+    try:
+        found = importlib.util.find_spec(mod)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise UsageError(f"factory: no module named {mod!r} (give package.module:function or path/file.py:function)")
+
+
 def run(args) -> int:
     import contextlib
     from pathlib import Path
+
+    from scaleinv.usage import UsageError, check_output_file, optional_check
+
+    _check_factory_spec(args.factory)
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
+        optional_check(check_output_file, path, flag)
+    if args.max_depth is not None and args.max_depth < 0:
+        raise UsageError(f"--max-depth: must be >= 0, got {args.max_depth}")
+    if args.rtol is not None and not args.rtol > 0:
+        raise UsageError(f"--rtol: must be > 0, got {args.rtol}")
 
     import jax
 
@@ -117,8 +152,7 @@ def run(args) -> int:
         scales = tuple(float(v) for v in args.scales.split(",")) if args.scales else None
         table_groups = [g.strip() for g in args.table_groups.split(",")] if args.table_groups else None
     except ValueError as e:
-        print(f"scaleinv audit: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
 
     ctx = jax.enable_x64(True) if args.x64 else contextlib.nullcontext()
     with ctx:
@@ -151,6 +185,9 @@ def run(args) -> int:
                     kw[name] = options[name]
             for rx in expect:
                 re.compile(rx)
+        except (ValueError, re.error, ImportError, AttributeError, TypeError) as e:
+            raise UsageError(f"factory {args.factory}: {type(e).__name__}: {e}") from None
+        try:
             if torch_model:
                 from scaleinv.torch.audit import audit as torch_audit
 
@@ -158,8 +195,7 @@ def run(args) -> int:
             else:
                 report = audit(apply_fn, params, batch, **kw)
         except (ValueError, re.error) as e:
-            print(f"scaleinv audit: {e}", file=sys.stderr)
-            return 2
+            raise UsageError(str(e)) from None
     try:
         report.print_table(max_depth=args.max_depth, groups=table_groups, show_identity=args.show_identity)
         if args.markdown:
@@ -167,8 +203,7 @@ def run(args) -> int:
             Path(args.markdown).write_text(report.to_markdown(max_depth=args.max_depth, groups=table_groups,
                                                               show_identity=args.show_identity))
     except ValueError as e:
-        print(f"scaleinv audit: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     if args.json:
         print(f"wrote {report.write_json(args.json)}")
     met = report.target_met

@@ -32,7 +32,8 @@ def _items(only):
     wanted = [w.strip() for w in only.split(",") if w.strip()]
     bad = [w for w in wanted if w not in ITEMS]
     if bad:
-        raise SystemExit(f"--only: unknown item(s) {', '.join(map(repr, bad))}; allowed: {', '.join(ITEMS)}")
+        from scaleinv.usage import UsageError
+        raise UsageError(f"--only: unknown item(s) {', '.join(map(repr, bad))}; allowed: {', '.join(ITEMS)}")
     return wanted
 
 
@@ -43,16 +44,24 @@ def run(args) -> int:
     from benchmarks.rows import print_rows, to_markdown, write_json
     from benchmarks.timing import loadavg, machine_info, procs_running
 
+    from scaleinv.usage import UsageError, check_output_file, optional_check
+
     items = _items(args.only)
     repeats = args.repeats if args.repeats is not None else (5 if args.quick else 7)
     if repeats < 5:
-        raise SystemExit(f"--repeats must be >= 5 (median of at least 5), got {repeats}")
-    if args.peak_tflops is not None and not args.peak_tflops > 0:
-        raise SystemExit(f"--peak-tflops must be > 0, got {args.peak_tflops}")
+        raise UsageError(f"--repeats: must be >= 5 (median of at least 5), got {repeats}")
+    if args.peak_tflops is not None and not (args.peak_tflops > 0 and args.peak_tflops < float("inf")):
+        raise UsageError(f"--peak-tflops: must be a finite number > 0, got {args.peak_tflops}")
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
+        optional_check(check_output_file, path, flag)
     load_start, procs_start = loadavg(), procs_running()
     t_all = time.time()
+    from scaleinv.progress import progress
+
     rows, seconds = [], {}
+    bar = progress(len(items), "scaleinv bench", unit="item")
     for item in items:
+        bar.item(item)
         t = time.time()
         if item == "toy":
             from benchmarks.toy_sweep import bench as b
@@ -70,7 +79,9 @@ def run(args) -> int:
             from benchmarks.scaling import bench as b
             rows += b(args.quick, repeats, args.peak_tflops)
         seconds[item] = round(time.time() - t, 1)
-        print(f"  {item}: {seconds[item]:.1f} s", flush=True)
+        bar.write(f"  {item}: {seconds[item]:.1f} s")
+        bar.update(1)
+    bar.close()
     info = machine_info()
     meta = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

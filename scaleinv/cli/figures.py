@@ -9,7 +9,9 @@ directory ``notebooks/`` and the environment
 
 A notebook fails when its closing assertion cell fails (its headline number disagrees with
 theory); the command then exits 1. ``--ipynb DIR`` also writes the executed ``.ipynb`` files
-(they are generated, never committed).
+(they are generated, never committed). Bad input (unknown ``--only``, unwritable ``--fig-dir`` /
+``--ipynb``, ``--timeout`` < 1, the dev extra not installed) exits 2 with one line before any
+notebook runs.
 """
 from __future__ import annotations
 
@@ -92,25 +94,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import time
 
-    from nbclient.exceptions import CellExecutionError
+    from scaleinv.progress import progress
+    from scaleinv.usage import UsageError, check_output_dir, optional_check, require_modules
 
     books = find_notebooks()
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
         unknown = [w for w in wanted if not any(b.stem.startswith(w) for b in books)]
-        if unknown:
-            raise SystemExit(f"--only: no notebook starts with {unknown}; allowed: "
-                             f"{', '.join(b.stem for b in books)}")
+        if unknown or not wanted:
+            raise UsageError(f"--only: no notebook starts with {', '.join(map(repr, unknown or [args.only]))}; "
+                             f"allowed: {', '.join(b.stem for b in books)}")
         books = [b for b in books if any(b.stem.startswith(w) for w in wanted)]
+    if args.timeout < 1:
+        raise UsageError(f"--timeout: must be >= 1 (seconds per cell), got {args.timeout}")
+    check_output_dir(args.fig_dir, "--fig-dir")
+    optional_check(check_output_dir, args.ipynb, "--ipynb")
+    require_modules("scaleinv figures", ("jupytext", "nbclient", "nbformat", "ipykernel"))
+
+    from nbclient.exceptions import CellExecutionError
+
     failed = []
-    for book in books:
-        t = time.time()
-        try:
-            execute_notebook(book, args.quick, Path(args.fig_dir), args.timeout,
-                             Path(args.ipynb) if args.ipynb else None)
-            print(f"  {book.stem}: ok ({time.time() - t:.0f} s)", flush=True)
-        except CellExecutionError as e:
-            failed.append(book.stem)
-            print(f"  {book.stem}: FAILED ({time.time() - t:.0f} s)\n{str(e)[-2000:]}", flush=True)
+    with progress(len(books), "scaleinv figures", unit="notebook") as bar:
+        for book in books:
+            bar.item(book.stem)
+            t = time.time()
+            try:
+                execute_notebook(book, args.quick, Path(args.fig_dir), args.timeout,
+                                 Path(args.ipynb) if args.ipynb else None)
+                bar.write(f"  {book.stem}: ok ({time.time() - t:.0f} s)")
+            except CellExecutionError as e:
+                failed.append(book.stem)
+                bar.write(f"  {book.stem}: FAILED ({time.time() - t:.0f} s)\n{str(e)[-2000:]}")
+            bar.update(1)
     print(f"{len(books) - len(failed)}/{len(books)} notebooks ok; figures in {args.fig_dir}")
     return 1 if failed else 0

@@ -11,7 +11,6 @@ Several run directories are overlaid (e.g. the init-scale robustness runs).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 
@@ -23,9 +22,18 @@ def add_arguments(p):
 
 
 def _read_jsonl(path: Path):
+    """Rows of a JSON-lines log; a torn LAST line (a run killed mid-write) is skipped."""
     if not path.is_file():
         return []
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    lines = [l for l in path.read_text().splitlines() if l.strip()]
+    rows = []
+    for i, l in enumerate(lines):
+        try:
+            rows.append(json.loads(l))
+        except ValueError:
+            if i < len(lines) - 1:
+                raise ValueError(f"line {i + 1} is not JSON") from None
+    return rows
 
 
 def _smooth(xs, w):
@@ -55,15 +63,27 @@ def predicted_angle(config: dict, lrs):
 
 
 def run(args) -> int:
+    from scaleinv.usage import UsageError, check_output_file
+
     runs = [Path(r) for r in args.runs]
     missing = [str(r) for r in runs if not (r / "metrics.jsonl").is_file()]
     if missing:
-        print(f"scaleinv plot: error: no metrics.jsonl in {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"runs: no metrics.jsonl in {', '.join(missing)} (give run directories of scaleinv train)")
     labels = args.labels.split(",") if args.labels else [r.name for r in runs]
     if len(labels) != len(runs):
-        print(f"scaleinv plot: error: --labels has {len(labels)} names for {len(runs)} runs", file=sys.stderr)
-        return 2
+        raise UsageError(f"--labels: {len(labels)} names for {len(runs)} runs; allowed: one name per run")
+    if args.window < 1:
+        raise UsageError(f"--window: must be an integer >= 1, got {args.window}")
+    out = Path(args.out) if args.out else runs[0] / "curves.png"
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"--out: unknown image type {out.suffix!r}; allowed: .png, .pdf, .svg")
+    check_output_file(out, "--out")
+    for r in runs:
+        for name in ("metrics.jsonl", "eval.jsonl"):
+            try:
+                _read_jsonl(r / name)
+            except ValueError as e:
+                raise UsageError(f"runs: {r / name} is not JSON lines ({e})") from None
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -97,7 +117,6 @@ def run(args) -> int:
         if a.lines:
             a.legend(fontsize=7)
     fig.tight_layout()
-    out = Path(args.out) if args.out else runs[0] / "curves.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -1,6 +1,7 @@
 """``scaleinv proofs``: print the table of derivations (stated vs derived) and the errata, optionally
 write it as JSON (``--json``, rows as scaleinv.report.Row), LaTeX (``--latex``) and/or markdown
-(``--markdown``). Exit 0 unless a row fails; errata are findings about the seed, not failures."""
+(``--markdown``). Exit 0 unless a row fails; errata are findings about the seed, not failures;
+2 on bad input (one line, output paths checked before the derivations run, nothing written)."""
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,21 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
+    from scaleinv.usage import check_output_file, optional_check
+
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown), ("--latex", args.latex)):
+        optional_check(check_output_file, path, flag)
+
     from proofs_check.report import all_derivations, errata_markdown, to_latex
     from scaleinv.report import print_table, to_markdown, write_json
 
+    from proofs_check.report import TOPICS
+    from scaleinv.progress import progress
+
     t = time.time()
-    derivs = all_derivations()
+    # ~20-50 s of sympy the first time: one progress unit per topic of the talk
+    with progress(len(TOPICS), "scaleinv proofs", unit="topic") as bar:
+        derivs = all_derivations(progress=bar)
     rows = [d.as_row() for d in derivs]
     print_table(rows, title="scaleinv proofs: every formula of the talk, derived with sympy")
     for d in derivs:
@@ -33,12 +44,14 @@ def run(args) -> int:
     if args.json:
         write_json(rows, args.json, meta)
     if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(to_markdown(rows))
     if args.latex:
         tex = to_latex(derivs)
         if args.latex == "-":
             print(tex)
         else:
+            Path(args.latex).parent.mkdir(parents=True, exist_ok=True)
             Path(args.latex).write_text(tex)
     counts = {s: sum(r.status == s for r in rows) for s in ("pass", "erratum", "fail")}
     print(json.dumps(counts), f"({meta['seconds']} s)")

@@ -6,19 +6,29 @@
     scaleinv train --config my.toml --out runs/x             # TOML overrides ([train] table or top level)
 
 Precedence: preset < model/optimizer defaults < TOML file < ``--set key=value`` < ``--seed``.
-On ``--resume`` the run's saved ``config.json`` is used; only run-control keys (steps,
-eval_every, eval_batches, ckpt_every, keep_ckpts, progress) may be changed with ``--set``.
-Exit codes: 0 done, 2 bad input (nothing written), 3 stopped at a non-finite loss.
+
+Resume (``--resume``): continue from the newest intact checkpoint in ``--out``. Either give
+only ``--out`` (plus run-control ``--set``: eval_every, eval_batches, ckpt_every, keep_ckpts,
+progress; ``--no-progress``): the run's ``config.json`` is used; or rerun the ORIGINAL command
+plus ``--resume``: the config it builds must equal the run's (else refused naming the fields).
+``steps`` cannot change on resume (the LR schedule depends on it). A run that never reached
+a checkpoint restarts from step 0; a finished run is left unchanged.
+
+Exit codes: 0 done (or already complete), 2 bad input or refused (one line
+``scaleinv train: error: ...``, nothing written; also when another trainer holds ``--out``),
+3 stopped at a non-finite loss (last good checkpoint kept), 4 ``--resume`` found checkpoints
+but none intact (each damaged one reported; nothing changed).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from sibert.config import MODELS, OPTIMIZERS, PRESETS
 
-RESUME_OVERRIDABLE = ("steps", "eval_every", "eval_batches", "ckpt_every", "keep_ckpts", "progress")
+EXIT_OK, EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_NO_INTACT_CHECKPOINT = 0, 2, 3, 4
 
 
 def add_arguments(p):
@@ -40,38 +50,59 @@ def _err(msg: str) -> int:
     return 2
 
 
+def _recipe_args_given(args, sets) -> bool:
+    from sibert.resume import RUN_CONTROL
+    return bool(args.model or args.optimizer or args.preset or args.config or args.seed is not None
+                or any(k not in RUN_CONTROL for k in sets))
+
+
+def _fresh_config(args, sets):
+    from sibert.config import apply_overrides, load_toml, preset
+    cfg = preset(args.preset or "tiny", args.model or "sibert", args.optimizer)
+    if args.config:
+        cfg = apply_overrides(cfg, load_toml(args.config))
+    cfg = apply_overrides(cfg, sets)
+    if args.seed is not None:
+        cfg = apply_overrides(cfg, {"seed": args.seed})
+    return cfg
+
+
 def build_config(args):
-    """TrainConfig from the arguments (raises ConfigError)."""
-    from sibert.config import ConfigError, TrainConfig, apply_overrides, load_toml, parse_set_args, preset, validate
+    """TrainConfig from the arguments (raises ConfigError); checks ``--out`` without writing."""
+    from sibert.config import ConfigError, apply_overrides, parse_set_args, validate
+    from sibert.preflight import check_run_dir
+    from sibert.resume import RUN_CONTROL, check_same_recipe, saved_config
+    from sibert.runlock import lock_holder, is_stale
 
     sets = parse_set_args(args.set)
-    out = Path(args.out)
+    out = check_run_dir(args.out)
+    # multi-host: processes other than 0 share process 0's --out (it holds the lock, writes the logs)
+    secondary = os.environ.get("JAX_PROCESS_ID", "0").strip() not in ("", "0")
+    holder = lock_holder(out) if out.is_dir() and not secondary else None
+    if holder is not None and not is_stale(holder):
+        who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}" if holder else "another process"
+        raise ConfigError(f"--out: {str(out)!r} is in use by a running trainer ({who}); wait for it, or "
+                          f"delete {out / '.lock'} if that process is gone")
     if args.resume:
         cfg_path = out / "config.json"
-        if not (out / "checkpoints").is_dir() or not cfg_path.is_file():
-            raise ConfigError(f"--resume: {str(out)!r} has no checkpoints/ and config.json "
-                              f"(start a new run without --resume)")
-        saved = json.loads(cfg_path.read_text())
-        cfg = apply_overrides(TrainConfig(), saved)
-        for flag in ("model", "optimizer"):
-            v = getattr(args, flag)
-            if v is not None and v != getattr(cfg, flag):
-                raise ConfigError(f"--resume: --{flag} {v} differs from the run's {flag}={getattr(cfg, flag)}")
-        bad = [k for k in sets if k not in RESUME_OVERRIDABLE]
-        if bad or args.config or args.seed is not None or args.preset:
-            what = ", ".join(bad) or "--config/--seed/--preset"
-            raise ConfigError(f"--resume: cannot change {what}; allowed with --set on resume: "
-                              f"{', '.join(RESUME_OVERRIDABLE)}")
-        cfg = apply_overrides(cfg, sets)
+        if not cfg_path.is_file():
+            raise ConfigError(f"--resume: {str(out)!r} has no config.json (no run started there; "
+                              f"start a new run without --resume)")
+        try:
+            saved = saved_config(json.loads(cfg_path.read_text()))
+        except ValueError as e:
+            raise ConfigError(f"--resume: {cfg_path} is not a readable config ({e})") from None
+        if _recipe_args_given(args, sets):
+            # the original command plus --resume: it must build the run's own recipe
+            cfg = _fresh_config(args, sets)
+            check_same_recipe(saved, cfg)
+            cfg = apply_overrides(saved, {k: getattr(cfg, k) for k in RUN_CONTROL})
+        else:
+            cfg = apply_overrides(saved, sets)
     else:
-        if out.exists() and any(out.iterdir()):
+        if not secondary and out.exists() and any(p.name != ".lock" for p in out.iterdir()):
             raise ConfigError(f"--out: {str(out)!r} exists and is not empty (use --resume, or a new directory)")
-        cfg = preset(args.preset or "tiny", args.model or "sibert", args.optimizer)
-        if args.config:
-            cfg = apply_overrides(cfg, load_toml(args.config))
-        cfg = apply_overrides(cfg, sets)
-        if args.seed is not None:
-            cfg = apply_overrides(cfg, {"seed": args.seed})
+        cfg = _fresh_config(args, sets)
     if args.no_progress:
         cfg = apply_overrides(cfg, {"progress": False})
     return validate(cfg)
@@ -87,13 +118,19 @@ def run(args) -> int:
         return _err(str(e))
     from sibert.train import train  # heavy imports (jax) only now
 
+    from sibert.checkpoints import CheckpointError
+    from sibert.runlock import RunLocked
+
     try:
         summary = train(cfg, args.out, resume=args.resume)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, RunLocked) as e:
         return _err(str(e))
+    except CheckpointError as e:
+        print(f"scaleinv train: error: {e}", file=sys.stderr)
+        return EXIT_NO_INTACT_CHECKPOINT
     ev = summary.get("final_eval") or {}
     print(json.dumps({"status": summary["status"], "steps_done": summary["steps_done"],
                       "heldout_loss": ev.get("heldout_loss"), "heldout_accuracy": ev.get("heldout_accuracy"),
                       "unigram_xent": summary["unigram_baseline"]["train_unigram_xent"],
                       "wall_s": round(summary["wall_s"], 1)}))
-    return 0 if summary["status"] == "ok" else 3
+    return EXIT_OK if summary["status"] == "ok" else EXIT_NONFINITE

@@ -3,7 +3,9 @@
 Writes ``OUT/report.json`` (rows as in DESIGN.md), ``OUT/report.md`` (the same rows as a markdown
 table) and one PNG per claim to ``OUT``. Exit code 0
 when no row fails (an ``erratum`` row is a finding about the seed's formula, not a failure of
-the run), 1 when some row fails, 2 on bad arguments.
+the run), 1 when some row fails, 2 on bad arguments (one line ``scaleinv verify: error: ...``,
+checked before any work; nothing written). Progress: a live bar (claims done / total, the
+current claim) on a terminal, one ``[k/N] claim ...`` line per claim otherwise.
 """
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ def selected_claims(only):
         match = by_prefix.get(w) or next((c for c in claims if c.__name__ == w), None)
         if match is None:
             allowed = sorted(by_prefix) + [c.__name__ for c in claims]
-            raise SystemExit(f"--only: unknown claim {w!r}; allowed: {', '.join(allowed)}")
+            from scaleinv.usage import UsageError
+            raise UsageError(f"--only: unknown claim {w!r}; allowed: {', '.join(allowed)}")
         out.append(match)
     return out
 
@@ -62,20 +65,30 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
+    from scaleinv.usage import check_output_dir, check_output_file
+
+    # every input checked before any work or any write
+    out = check_output_dir(args.out, "--out").resolve()
+    if args.json:
+        check_output_file(args.json, "--json")
+    claims = selected_claims(args.only)
+
     import jax
 
+    from scaleinv.progress import progress
     from scaleinv.report import print_table, to_markdown, write_json
 
-    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    claims = selected_claims(args.only)
     rows, timings = [], {}
     t_all = time.time()
-    for claim in claims:
-        t = time.time()
-        rows += claim(args.seed, args.quick, out)
-        timings[claim.__name__] = round(time.time() - t, 2)
-        print(f"  {claim.__name__}: {timings[claim.__name__]:.1f} s", flush=True)
+    with progress(len(claims), "scaleinv verify", unit="claim") as bar:
+        for claim in claims:
+            bar.item(claim.__name__)
+            t = time.time()
+            rows += claim(args.seed, args.quick, out)
+            timings[claim.__name__] = round(time.time() - t, 2)
+            bar.write(f"  {claim.__name__}: {timings[claim.__name__]:.1f} s")
+            bar.update(1, last=claim.__name__)
     meta = {"seed": args.seed, "quick": args.quick, "jax": jax.__version__, "python": platform.python_version(),
             "seconds": round(time.time() - t_all, 1), "claim_seconds": timings}
     print_table(rows, title="scaleinv verify: toy-model claims of the talk and of the newer theory")

@@ -18,7 +18,8 @@ def _args(**kw):
 
 
 def test_only_rejects_unknown_notebook(tmp_path):
-    with pytest.raises(SystemExit, match="no notebook starts with"):
+    from scaleinv.usage import UsageError
+    with pytest.raises(UsageError, match="no notebook starts with"):
         figures_cli.run(_args(only="99", **{"fig-dir": str(tmp_path)}))
 
 

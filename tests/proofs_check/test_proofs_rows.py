@@ -65,6 +65,6 @@ def test_cli_json_latex_and_exit_code(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "p.tex").read_text().startswith(r"\begin{longtable}")
     # a failing row makes the command exit 1
     broken = Derivation("PX.broken", "test", "deliberately failing row", "a", "b", "-", "fail", "test")
-    monkeypatch.setattr(report, "all_derivations", lambda: all_derivations() + [broken])
+    monkeypatch.setattr(report, "all_derivations", lambda **kw: all_derivations() + [broken])
     assert main(["proofs"]) == 1
     assert "FAIL PX.broken" in capsys.readouterr().out

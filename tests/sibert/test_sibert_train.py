@@ -43,7 +43,9 @@ def test_schedules():
     s = sgd_schedule(2.0, 100, (0.6, 0.9))
     assert [float(s(t)) for t in (0, 59, 60, 89, 90, 99)] == pytest.approx([2, 2, 0.2, 0.2, 0.02, 0.02])
     w = warmup_linear_schedule(1.0, 100, 0.1)
-    assert [float(w(t)) for t in (0, 5, 10, 55, 100)] == pytest.approx([0, 0.5, 1.0, 0.5, 0.0])
+    # the first warmup step already has LR lr/W (issue 14: it was 0, so step 0 changed nothing)
+    assert [float(w(t)) for t in (0, 4, 9, 10, 55, 100)] == pytest.approx([0.1, 0.5, 1.0, 1.0, 0.5, 0.0])
+    assert float(warmup_linear_schedule(1.0, 100, 0.0)(0)) == pytest.approx(1.0)
 
 
 @pytest.mark.timeout(300)

@@ -1,5 +1,6 @@
 """`scaleinv verify` end to end on a subset of claims (the full --quick run is CI's main job)."""
 import json
+import re
 import subprocess
 import sys
 
@@ -29,9 +30,12 @@ def test_verify_subset_writes_report_and_figures(tmp_path):
     assert jnp.ones(1).dtype == jnp.float32
 
 
-def test_verify_unknown_claim_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="unknown claim 'C99'.*allowed"):
-        main(["verify", "--only", "C99", "--out", str(tmp_path)])
+def test_verify_unknown_claim_is_a_clear_error(tmp_path, capsys):
+    # exit 2 (was 1) and the out dir is not created (issue 14)
+    assert main(["verify", "--only", "C99", "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"^scaleinv verify: error: --only: unknown claim 'C99'.*allowed", err) and err.count("\n") == 1
+    assert not (tmp_path / "v").exists()
 
 
 def test_console_script_help():

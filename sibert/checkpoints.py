@@ -1,0 +1,167 @@
+"""orbax checkpoints of a training run, restored from the newest INTACT one.
+
+Layout: ``RUN_DIR/checkpoints/<step>/{state,meta}`` written by an orbax ``CheckpointManager``
+(items ``state``: params, optimizer states, step, RNG key; ``meta``: JSON with the step and
+the data position). A save first goes to ``<step>.orbax-checkpoint-tmp-<timestamp>`` and is
+renamed when finished; orbax then writes ``commit_success.txt`` markers in the step folder and
+in every item folder.
+
+:func:`restore_latest_intact` walks the steps newest first and uses the first one that
+
+1. is finalized by orbax's rule (``orbax.checkpoint.path.step.is_path_finalized``: not a
+   temporary folder) and carries the commit markers (when this orbax writes them at all);
+2. has orbax's ``_CHECKPOINT_METADATA``, a ``state/`` item and a ``meta/metadata`` JSON with
+   ``data_position``;
+3. restores: every array file present and readable with the expected shapes and dtypes.
+
+Every rejected step is reported in one line (``checkpoint step 40 is damaged (meta/metadata
+missing); trying step 30``) and moved to ``RUN_DIR/damaged_checkpoints/`` once an intact step
+was found (so that orbax can save that step number again and never lists it as the latest).
+When checkpoints exist but none is intact, :class:`CheckpointError` is raised and nothing is
+moved (``scaleinv train`` exits with code 4).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+__all__ = ["CheckpointError", "checkpoint_manager", "save_checkpoint", "restore_checkpoint",
+           "restore_latest_intact", "step_problem", "list_steps"]
+
+TMP_MARK = ".orbax-checkpoint-tmp"
+MARKER = "commit_success.txt"
+
+
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but none of them is intact (exit code 4 of ``scaleinv train``)."""
+
+
+def checkpoint_manager(run_dir: Path, cfg):
+    import orbax.checkpoint as ocp
+    opts = ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_ckpts, create=True)
+    return ocp.CheckpointManager((Path(run_dir) / "checkpoints").resolve(), options=opts,
+                                 item_names=("state", "meta"))
+
+
+def save_checkpoint(mngr, state, step: int):
+    import orbax.checkpoint as ocp
+    meta = {"step": int(step), "data_position": int(step)}
+    mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                  meta=ocp.args.JsonSave(meta)))
+
+
+def list_steps(ckpt_dir: Path) -> Tuple[List[Tuple[int, Path]], List[Path]]:
+    """(finalized-looking step folders newest first, unfinished orbax temporary folders)."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return [], []
+    steps, tmps = [], []
+    for p in ckpt_dir.iterdir():
+        if TMP_MARK in p.name:
+            tmps.append(p)
+        elif p.name.isdigit():
+            steps.append((int(p.name), p))
+    return sorted(steps, reverse=True), sorted(tmps)
+
+
+def step_problem(path: Path, markers_expected: bool = True) -> Optional[str]:
+    """What is structurally wrong with the step folder ``path`` (None if nothing is)."""
+    import orbax.checkpoint as ocp
+
+    path = Path(path)
+    if not path.is_dir():
+        return "not a directory"
+    if not any(path.iterdir()):
+        return "empty step directory"
+    if not ocp.path.step.is_path_finalized(str(path.resolve())):
+        return "not finalized by orbax (unfinished save)"
+    if markers_expected and not (path / MARKER).is_file():
+        return f"no orbax commit marker ({MARKER}): unfinished save"
+    if not (path / "_CHECKPOINT_METADATA").is_file():
+        return "orbax _CHECKPOINT_METADATA missing"
+    for item in ("state", "meta"):
+        if not (path / item).is_dir():
+            return f"{item}/ missing"
+        if markers_expected and not (path / item / MARKER).is_file():
+            return f"{item}/{MARKER} missing: unfinished save"
+    meta_file = path / "meta" / "metadata"
+    if not meta_file.is_file():
+        return "meta/metadata missing"
+    try:
+        meta = json.loads(meta_file.read_text())
+        int(meta["data_position"])
+    except (ValueError, KeyError, TypeError) as e:
+        return f"meta/metadata unreadable ({type(e).__name__}: {e})"
+    if not (path / "state" / "_METADATA").is_file():
+        return "state/_METADATA missing"
+    return None
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    s = str(e).strip().splitlines()
+    s = s[0] if s else ""
+    return f"{type(e).__name__}: {s[:limit]}"
+
+
+def restore_latest_intact(mngr, abstract_state, run_dir: Path,
+                          log: Callable[[str], None] = print, move_damaged: bool = True):
+    """(state, meta, step) from the newest intact checkpoint; ``(None, None, None)`` when the
+    run has no checkpoint at all; :class:`CheckpointError` when some exist but none is intact.
+
+    Damaged / unfinished newer ones are reported (one line each) and, once an intact step was
+    found, moved to ``run_dir/damaged_checkpoints/`` (``move_damaged=False``: left in place)."""
+    import orbax.checkpoint as ocp
+
+    run_dir = Path(run_dir)
+    steps, tmps = list_steps(run_dir / "checkpoints")
+    for t in tmps:
+        log(f"checkpoint {t.name}: unfinished save (orbax temporary folder, no commit); ignored")
+    if not steps:
+        return None, None, None
+    markers_expected = any((p / MARKER).is_file() for _, p in steps)
+    rejected: List[Tuple[int, Path, str]] = []
+    for i, (step, path) in enumerate(steps):
+        problem = step_problem(path, markers_expected)
+        out = None
+        if problem is None:
+            try:
+                out = mngr.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                if int(out["meta"]["data_position"]) != step:
+                    problem = f"meta says data_position {out['meta']['data_position']}, folder says {step}"
+            except Exception as e:  # orbax / tensorstore raise many types for damaged files
+                problem = f"restore failed ({_first_line(e)})"
+        if problem is None:
+            if move_damaged and (rejected or tmps):
+                dest = run_dir / "damaged_checkpoints"
+                dest.mkdir(exist_ok=True)
+                stamp = time.strftime("%Y%m%dT%H%M%S")
+                for _, p, _ in rejected:
+                    shutil.move(str(p), str(dest / f"{p.name}-{stamp}"))
+                for t in tmps:
+                    shutil.move(str(t), str(dest / f"{t.name}-{stamp}"))
+                mngr.reload()
+                log(f"moved {len(rejected) + len(tmps)} damaged/unfinished checkpoint(s) to {dest}")
+            return out["state"], out["meta"], step
+        nxt = steps[i + 1][0] if i + 1 < len(steps) else None
+        log(f"checkpoint step {step} is damaged ({problem}); "
+            + (f"trying step {nxt}" if nxt is not None else "no older checkpoint left"))
+        rejected.append((step, path, problem))
+    raise CheckpointError(
+        f"no intact checkpoint in {run_dir / 'checkpoints'} (damaged: "
+        + "; ".join(f"step {s}: {p}" for s, _, p in rejected)
+        + "); nothing was changed. Start a new run in a new --out directory")
+
+
+def restore_checkpoint(mngr, abstract_state):
+    """(state, meta) of orbax's latest step, no integrity fallback (``(None, None)`` if none)."""
+    import orbax.checkpoint as ocp
+    step = mngr.latest_step()
+    if step is None:
+        return None, None
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                      meta=ocp.args.JsonRestore()))
+    return out["state"], out["meta"]
