@@ -56,6 +56,11 @@ CASES = [
     (["figures", "--only", "99"], "--only: no notebook starts with '99'; allowed:"),
     (["figures", "--fig-dir", "f.txt"], "--fig-dir: 'f.txt' exists and is not a directory"),
     (["figures", "--timeout", "0"], "--timeout: must be >= 1"),
+    # export
+    (["export", "norun", "--to", "hf", "x"], "RUN_DIR: "),
+    (["export", "run", "--to", "onnx", "x"], "--to: unknown format 'onnx'; allowed: hf"),
+    (["export", "run", "--to", "hf", "f.txt"], "OUT_DIR: "),
+    (["export", "run"], "the following arguments are required: --to"),
     # the dispatcher
     (["nosuchcommand"], "argument {"),
 ]
@@ -80,7 +85,8 @@ def _check(workdir, capsys, argv, needle):
     rc = main(argv)
     err = capsys.readouterr().err
     lines = [l for l in err.splitlines() if l.strip()]
-    cmd = argv[0] if argv[0] in ("verify", "proofs", "train", "plot", "bench", "audit", "figures") else None
+    from scaleinv.cli import SUBCOMMANDS
+    cmd = argv[0] if argv[0] in SUBCOMMANDS else None
     prefix = f"scaleinv {cmd}: error: " if cmd else "scaleinv: error: "
     assert rc == 2, (rc, err)
     assert len(lines) == 1, err                       # one line, no traceback, no usage block
