@@ -19,6 +19,7 @@ do. The token ids of the text itself are the same in both.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -78,16 +79,22 @@ def _restore_params(state_dir: Path):
     import jax
     import orbax.checkpoint as ocp
 
-    ckptr = ocp.PyTreeCheckpointer()
-    tree = ckptr.metadata(state_dir)
-    tree = getattr(tree, "item_metadata", tree)
-    tree = getattr(tree, "tree", tree)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = {"params": jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding),
-                                       tree["params"])}
-    restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract)
-    out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args,
-                                                               partial_restore=True))
+    absl = logging.getLogger("absl")   # orbax warns that the step's metadata file is one level up
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        ckptr = ocp.PyTreeCheckpointer()
+        tree = ckptr.metadata(state_dir)
+        tree = getattr(tree, "item_metadata", tree)
+        tree = getattr(tree, "tree", tree)
+        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = {"params": jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), tree["params"])}
+        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract)
+        out = ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args,
+                                                                   partial_restore=True))
+    finally:
+        absl.setLevel(level)
     return out["params"]
 
 
