@@ -98,14 +98,14 @@ def _worker(ns, quick: bool, repeats: int) -> Dict[str, Dict[str, float]]:
     the first n devices for each n in ``ns``, timed side by side."""
     import jax
 
-    from benchmarks.sibert_bench import _cfg
+    from benchmarks.sibert_bench import bench_config
     from benchmarks.sibert_step import make_step
     from benchmarks.timing import compare
 
     devs = jax.devices()
     if len(devs) != max(ns):
         raise RuntimeError(f"expected {max(ns)} devices, got {len(devs)}")
-    cfg = _cfg("tiny", quick)
+    cfg = bench_config("tiny", quick)
     steps, infos = {}, {}
     for n in ns:
         steps[n], infos[n] = make_step(cfg, devices=devs[:n])
@@ -133,9 +133,9 @@ def run_worker(ns, quick: bool, repeats: int) -> Dict[str, Dict[str, float]]:
 
 def bench(quick: bool, repeats: int, peak_tflops: Optional[float] = None,
           tokens_per_s: Optional[float] = None) -> List[BenchRow]:
-    from benchmarks.sibert_bench import _cfg, describe
+    from benchmarks.sibert_bench import bench_config, describe
 
-    cfg = _cfg("tiny", quick)
+    cfg = bench_config("tiny", quick)
     counts = (1, 2) if quick else (1, 2, 4, 8)
     if quick:   # one subprocess with 2 devices, meshes over 1 and 2 of them (smoke-test time)
         res = {int(k): v for k, v in run_worker(counts, quick, repeats).items()}
@@ -149,10 +149,10 @@ def bench(quick: bool, repeats: int, peak_tflops: Optional[float] = None,
                              base / res[n]["median_s"], "t(N=1) / t(N) (speed-up; NOT claimed on CPU)", "", "report",
                              note="fake devices share the same 2 cores: this checks the sharded program, not scaling",
                              extra={"per_n": res}))
-    from benchmarks.sibert_bench import COSTS, _key
+    from benchmarks.sibert_bench import COSTS, step_key
 
     flops = model_flops_per_token(cfg)
-    known = COSTS.get(_key(cfg), {}).get("flops")   # the throughput item already compiled it
+    known = COSTS.get(step_key(cfg), {}).get("flops")   # the throughput item already compiled it
     xla = known / (cfg.batch_size * cfg.seq_len) if known else xla_flops_per_token(cfg)
     tps = tokens_per_s if tokens_per_s is not None else res[1]["tokens_per_s"]
     cpu = cpu_peak_flops()

@@ -32,7 +32,8 @@ _STEPS: dict = {}
 COSTS: dict = {}
 
 
-def _key(cfg, variant=None):
+def step_key(cfg, variant=None):
+    """Cache key of a compiled step / cost analysis: the config's fields and the optimizer variant."""
     return (tuple(sorted(cfg.to_dict().items())), variant)
 
 
@@ -42,7 +43,7 @@ def _judge(quick: bool, ratio: float, lower=None, upper=None) -> str:
 
 
 def cached_step(cfg, variant=None):
-    k = _key(cfg, variant)
+    k = step_key(cfg, variant)
     if k not in _STEPS:
         _STEPS[k] = make_step(cfg, variant)
     return _STEPS[k]
@@ -54,7 +55,8 @@ def quick_overrides():
                 max_positions=32)
 
 
-def _cfg(preset, quick, model="sibert"):
+def bench_config(preset, quick, model="sibert"):
+    """The benchmark's model config: ``preset`` of ``model``, shrunk by :func:`quick_overrides` if ``quick``."""
     return tiny_config(preset, model, **(quick_overrides() if quick else {}))
 
 
@@ -67,7 +69,7 @@ def bench_clip(quick: bool, repeats: int) -> List[BenchRow]:
     import jax
     import optax
 
-    cfg = _cfg("tiny", quick)
+    cfg = bench_config("tiny", quick)
     variants = ("sgd-wd-rgc", "sgd-wd", "sgd-wd+clip_by_global_norm")
     steps, infos = {}, {}
     for v in variants:
@@ -126,7 +128,7 @@ def _grad_fn(cfg, costs=None):
         ca = ca[0] if isinstance(ca, (list, tuple)) and ca else ca
         costs.update({k: float(v) for k, v in (ca or {}).items()
                       if k in ("flops", "bytes accessed", "transcendentals")})
-        COSTS[_key(cfg)] = dict(costs)
+        COSTS[step_key(cfg)] = dict(costs)
     return lambda: g(params)
 
 
@@ -189,12 +191,12 @@ def bench_throughput(quick: bool, repeats: int) -> List[BenchRow]:
     have_peer = hf_peer.available()
     peer_versions = hf_peer.versions() if have_peer else {}
     for preset in (("tiny",) if quick else ("tiny", "small")):
-        cfg = _cfg(preset, quick)
+        cfg = bench_config(preset, quick)
         shape = (("quick sizes" if quick else preset) + ": " + describe(cfg)
                  + f", {max(1, round(cfg.mask_prob * cfg.seq_len))} masked/row")
         tok = cfg.batch_size * cfg.seq_len
         si_step, si_info = cached_step(cfg)
-        bert_cfg = _cfg(preset, quick, model="bert")
+        bert_cfg = bench_config(preset, quick, model="bert")
         bert_step, bert_info = cached_step(bert_cfg)
         contestants = {"sibert": si_step, "bert": bert_step}
         hf_info, hf_threads = {}, {}

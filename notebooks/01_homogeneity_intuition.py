@@ -42,8 +42,8 @@ import numpy as np
 from scaleinv import theory
 from scaleinv.homogeneity import estimate_degree, euler_residual, gradient_homogeneity_residual, scale_params
 from toyproblems import problems as P
-from toyproblems.claims import _ex1_critical_lr  # grid bisection of the smallest diverging LR
-from toyproblems.experiments import ex1_divergence_map, hessian_max_eig_on_ray, loglog_slope, notebook_env
+from toyproblems.experiments import (ex1_critical_lr, ex1_divergence_map, hessian_max_eig_on_ray, loglog_slope,
+                                     notebook_env)
 
 jax.config.update("jax_enable_x64", True)  # this kernel runs only float64 toy problems
 QUICK, FIG_DIR, save = notebook_env()
@@ -152,7 +152,7 @@ div = ex1_divergence_map(2, X0_map, lr_map, steps)
 X0s = xs * np.logspace(np.log10(1.5), 3 if QUICK else 4, 6 if QUICK else 10)
 crit = {}
 for k in (1, 2, 3):
-    pred, measured = _ex1_critical_lr(k, X0s, rounds=3, pts=24 if QUICK else 32, steps=steps)
+    pred, measured = ex1_critical_lr(k, X0s, rounds=3, pts=24 if QUICK else 32, steps=steps)
     crit[k] = (pred, measured)
     big = X0s >= 10 * xs
     print(f"k = {k}: measured/predicted critical LR for X0 >= 10 X*: "

@@ -35,7 +35,7 @@ import numpy as np
 
 from scaleinv import theory
 from toyproblems import problems as P
-from toyproblems.experiments import first_hit, norm_trajectories, notebook_env
+from toyproblems.experiments import norm_trajectories, notebook_env, time_to_equilibrium
 
 jax.config.update("jax_enable_x64", True)  # this kernel runs only float64 toy problems
 QUICK, FIG_DIR, save = notebook_env()
@@ -107,11 +107,7 @@ plt.show()
 # $1/(-2\ln(1-\eta\lambda))$).
 
 # %%
-steps = first_hit((sq_wd >= eq / 2) & (sq_wd <= 2 * eq))
-big = scales**2 > 10 * eq
-small = scales**2 < ETA**2 * SIGMA**2 / (10 * eq)
-slope_big = float(np.polyfit(np.log(scales[big] ** 2), steps[big], 1)[0])
-slope_small = float(np.polyfit(np.log(scales[small] ** 2), steps[small], 1)[0])
+steps, slope_big, slope_small = time_to_equilibrium(sq_wd, scales, eq, ETA, SIGMA)   # the C6 claim's measure
 pred_slope = theory.t0_slope(ETA, WD)
 exact_slope = 1.0 / (-2.0 * np.log(1 - ETA * WD))
 exact_steps = np.array([theory.steps_to_equilibrium(s**2, ETA, WD, SIGMA) for s in scales])

@@ -24,7 +24,7 @@
 # (`theory.max_sq_norm_growth_with_clip`). At the constant-$\sigma$ equilibrium
 # $\|g\|/\|x\| = \sqrt{\lambda(2-\eta\lambda)/\eta}$, so for $C \ge 1$ it never fires there: it
 # only cuts the tail. The fraction of clipped steps is predicted by a mean-field balance
-# $v = \mathbb E[\min(f^2, Cv)]$, rate $= P(f^2 > Cv)$ (`toyproblems.claims._predicted_clip_rate`).
+# $v = \mathbb E[\min(f^2, Cv)]$, rate $= P(f^2 > Cv)$ (`scaleinv.theory.predicted_clip_rate`).
 #
 # Noise model (part 1): each stochastic loss is multiplied by $f_\gamma$, with probability 1% a
 # Pareto(2.5) spike of at least 10x, normalised to $\mathbb E f^2 = 1$
@@ -37,7 +37,6 @@ import numpy as np
 
 from scaleinv import theory
 from toyproblems import problems as P
-from toyproblems.claims import _predicted_clip_rate  # mean-field clip-rate prediction
 from toyproblems.experiments import clip_rate_vs_C, heavy_tailed, norm_trajectories, notebook_env
 
 jax.config.update("jax_enable_x64", True)  # this kernel runs only float64 toy problems
@@ -107,7 +106,7 @@ T2 = 20000 if QUICK else 60000
 Cs = np.array([1.5, 2.0, 4.0, 8.0, 16.0])
 eq = float(theory.equilibrium_sq_norm(ETA2, WD2, 1.0))
 rates, tr_c = clip_rate_vs_C(cprob, Cs, ETA2, WD2, T2, x0_scale=np.sqrt(eq), seed=0, burn_in=T2 // 10)
-pred = np.array([_predicted_clip_rate(cprob.meta["factor_np"], c, 0)[0] for c in Cs])
+pred = np.array([theory.predicted_clip_rate(cprob.meta["factor_np"], c, 0)[0] for c in Cs])
 # spike probability of the noise itself: P(f^2 > C) with E f^2 = 1 (clipping at the unclipped equilibrium)
 f2 = cprob.meta["factor_np"](np.random.default_rng(1), 2_000_000) ** 2
 naive = np.array([np.mean(f2 > c) for c in Cs])
@@ -118,7 +117,7 @@ for c, r, p in zip(Cs, rates, pred):
 fig, ax = plt.subplots(figsize=(6.2, 4.2))
 ax.plot(Cs, rates, "o", label="measured fraction of clipped steps")
 Cd = np.linspace(Cs[0], Cs[-1], 30)
-ax.plot(Cd, [_predicted_clip_rate(cprob.meta["factor_np"], c, 0, n=400_000)[0] for c in Cd], "-",
+ax.plot(Cd, [theory.predicted_clip_rate(cprob.meta["factor_np"], c, 0, n=400_000)[0] for c in Cd], "-",
         label="mean-field prediction P(f^2 > C v), v = E min(f^2, C v)")
 ax.plot(Cs, naive, ":", label="P(f^2 > C) (no feedback of clipping on the norm)")
 ax.axhline(0.01, color="gray", ls="--", lw=0.8, label="talk: clipping on ~1% of steps")

@@ -1,9 +1,10 @@
-"""One function per claim of the talk: run the experiment, compare with the prediction.
+"""One function per claim of the talk: experiment call + verdict + figure.
 
 Every claim function has the signature ``claim_x(seed, quick, out_dir) -> list[Row]``, runs in
 float64 (``jax.enable_x64`` inside), saves ONE figure ``out_dir/<id>.png`` and returns report
 rows (:class:`scaleinv.report.Row`) with a stated tolerance and status pass / fail / erratum.
-Predictions come from :mod:`scaleinv.theory`; nothing here is tuned to the measurement.
+Predictions come from :mod:`scaleinv.theory`, the sweeps from :mod:`toyproblems.experiments`
+(shared with the notebooks) and :mod:`toyproblems.run`; nothing here is tuned to the measurement.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from scaleinv.homogeneity import estimate_degree, euler_residual
 from scaleinv.optim import exponential_lr, sgd_wd, sgd_wd_rgc
 from scaleinv.report import TALK, Row, close, verdict, within
 from toyproblems import problems as P
+from toyproblems.experiments import (best_lr_curve, ex1_critical_lr, first_hit, loglog_slope, sgd_wd_iterates,
+                                     time_to_equilibrium)
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.run import run, sweep
 
@@ -28,20 +31,6 @@ __all__ = ["CLAIMS"]
 
 def _src(slide: str) -> str:
     return f"{TALK}, {slide}"
-
-
-def _batched(tree, n):
-    return jax.tree.map(lambda v: jnp.broadcast_to(v, (n,) + jnp.shape(v)), tree)
-
-
-def _first_hit(mask: np.ndarray) -> np.ndarray:
-    """Index of the first True along the last axis (np.inf where never)."""
-    mask = np.asarray(mask)
-    return np.where(mask.any(-1), mask.argmax(-1), np.inf)
-
-
-def _loglog_slope(x, y):
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 # ============================================================== claim 1: homogeneity degrees
@@ -98,30 +87,6 @@ def claim_homogeneity(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== claim 2: Ex 1 divergence LR
-def _ex1_critical_lr(k, X0s, rounds, pts, steps):
-    """Smallest diverging LR for GD on Ex1 from x_i(0) = X0^(1/2k), by vmapped grid bisection."""
-    prob = P.ex1(k)
-    xs = P.ex1_x_star()
-    X0s = np.asarray(X0s, float)
-    pred = np.asarray(theory.ex1_divergence_lr(X0s, np.asarray(P.ex1_tilde_grad(jnp.asarray(X0s))), k))
-    lo, hi = 0.05 * pred, 1.5 * pred
-
-    @jax.jit
-    def diverged(x0, lr):
-        tr = jax.vmap(lambda p, l: run(prob.loss, optax.sgd(l), p, steps, jax.random.PRNGKey(0)))(x0, lr)
-        X = jnp.prod(tr.final, axis=-1)
-        return ~(jnp.isfinite(X) & (jnp.abs(X) < 10 * jnp.maximum(jnp.repeat(jnp.asarray(X0s), pts), xs)))
-
-    x0 = jnp.repeat(jnp.asarray(X0s) ** (1.0 / (2 * k)), pts)[:, None] * jnp.ones((1, 2 * k))
-    for _ in range(rounds):
-        grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, pts)[None, :]
-        d = np.asarray(diverged(x0, jnp.asarray(grid.reshape(-1)))).reshape(len(X0s), pts)
-        first = np.where(d.any(1), d.argmax(1), pts - 1)
-        hi = grid[np.arange(len(X0s)), first]
-        lo = grid[np.arange(len(X0s)), np.maximum(first - 1, 0)]
-    return pred, hi
-
-
 def _ex1_at_threshold_row(src: str) -> Row:
     """GD at LR = eta* exactly (float64), X0 = 10 X*, k = 2, 3, 4: the first step lands on -x(0)
     (2-cycle), and a deviation delta from the cycle grows by the predicted factor
@@ -196,7 +161,7 @@ def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     with jax.enable_x64(True):
         above_ok, above_n = 0, 0
         for k in (2, 3, 4):
-            pred, crit = _ex1_critical_lr(k, X0s, rounds=3, pts=24 if quick else 32, steps=steps)
+            pred, crit = ex1_critical_lr(k, X0s, rounds=3, pts=24 if quick else 32, steps=steps)
             curves[k] = (pred, crit)
             # (a) divergence for every LR > formula: test LR = formula * (1 + {1e-3, 0.1, 1, 3})
             prob = P.ex1(k)
@@ -215,7 +180,7 @@ def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                             f"k={k}: smallest diverging LR / formula, X0 in [10X*, {X0s[-1]:.0f}]",
                             1.0, [round(float(v), 4) for v in ratio], "|ratio - 1| < 1% (grid bisection)",
                             verdict([close("critical LR / formula", ratio.tolist(), 1.0, atol=0.01)])))
-            slope = _loglog_slope(X0s[-4:], crit[-4:])
+            slope = loglog_slope(X0s[-4:], crit[-4:])
             rows.append(Row(f"C2.k{k}.slope", src,
                             f"k={k}: d ln(eta_crit)/d ln X0 at large X0 (unbounded smoothness)",
                             round(1.0 / k - 1.0, 4), round(slope, 4), "abs. error < 0.02",
@@ -252,14 +217,10 @@ def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== claim 3: Ex 2 GD vs Adam
-def _best_steps(opt_fn, prob, alpha, lrs, steps, eps):
-    p0 = _batched(prob.init(alpha), len(lrs))
-    tr = sweep(lambda lr: opt_fn(lr), prob.loss, p0, steps, jax.random.PRNGKey(0), {"lr": jnp.asarray(lrs)})
-    L = np.asarray(tr.loss)
-    L = np.where(np.isfinite(L), L, np.inf)
-    hit = _first_hit(L < eps)
-    final = L[:, -1]
-    return float(hit.min()), float(final.min()), L[int(np.argmin(final))], float(lrs[int(np.argmin(final))])
+def _best(opt_fn, prob, alpha, lrs, steps, eps):
+    """(steps to eps of the fastest LR, final loss, curve and LR of the best final loss)."""
+    r = best_lr_curve(opt_fn, prob, alpha, lrs, steps, eps)
+    return r["steps"], r["final"], r["curve"], r["lr"]
 
 
 def claim_unbalanced_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
@@ -271,8 +232,8 @@ def claim_unbalanced_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     eps = 1e-3
     rows = []
     with jax.enable_x64(True):
-        gd_hit, gd_final, gd_curve, gd_lr = _best_steps(optax.sgd, prob, 100.0, lrs, T, eps)
-        ad_hit, ad_final, ad_curve, ad_lr = _best_steps(optax.adam, prob, 100.0, lrs, T, eps)
+        gd_hit, gd_final, gd_curve, gd_lr = _best(optax.sgd, prob, 100.0, lrs, T, eps)
+        ad_hit, ad_final, ad_curve, ad_lr = _best(optax.adam, prob, 100.0, lrs, T, eps)
         plateau = prob.meta["b_only_optimum"]
         rows.append(Row("C3.gd", src, f"alpha=100: best-tuned GD ({len(lrs)} LRs in [1e-7,1]) loss after {T} steps "
                         "stays near the B-only optimum", plateau, gd_final, ">= 0.5 x 0.25 (far from optimum 0)",
@@ -282,11 +243,11 @@ def claim_unbalanced_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                         note=f"best LR {ad_lr:.2g}, loss < {eps} at step {ad_hit:.0f}"))
         alphas = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
         T2 = 20000 if quick else 100000
-        gd_steps = np.array([_best_steps(optax.sgd, prob, a, lrs, T2, eps)[0] for a in alphas])
-        ad_steps = np.array([_best_steps(optax.adam, prob, a, lrs, T2, eps)[0] for a in alphas])
+        gd_steps = np.array([_best(optax.sgd, prob, a, lrs, T2, eps)[0] for a in alphas])
+        ad_steps = np.array([_best(optax.adam, prob, a, lrs, T2, eps)[0] for a in alphas])
         fin = np.isfinite(gd_steps)
-        e_gd = _loglog_slope(alphas[fin], gd_steps[fin]) if fin.sum() >= 2 else float("inf")
-        e_ad = _loglog_slope(alphas, ad_steps)
+        e_gd = loglog_slope(alphas[fin], gd_steps[fin]) if fin.sum() >= 2 else float("inf")
+        e_ad = loglog_slope(alphas, ad_steps)
         rows.append(Row("C3.scaling", src, "steps-to-1e-3 vs alpha (1..16, best LR per alpha): fitted exponent GD vs Adam",
                         "GD polynomial (>= 1.5); Adam <= 1.1 (moves each coordinate ~LR per step)",
                         [round(e_gd, 3), round(e_ad, 3)], "GD exponent >= 1.5 and Adam exponent <= 1.1",
@@ -320,7 +281,7 @@ def claim_normalized_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     with jax.enable_x64(True):
         p0 = jax.vmap(prob.init)(jnp.asarray(alphas))
         tr = sweep(lambda: sgd_wd(eta, wd), prob.loss, p0, T, jax.random.PRNGKey(seed), {}, eval_fn=full)
-        steps = _first_hit(np.asarray(tr.loss) < eps)
+        steps = first_hit(np.asarray(tr.loss) < eps)
         # T0 (talk form) for the slowest group: ||A0||^2 = alpha^2, ||B0||^2 = 1/alpha^2
         t0 = np.maximum(theory.t0_bound(eta, wd, alphas**2), theory.t0_bound(eta, wd, alphas**-2.0))
         ratio = steps / t0
@@ -431,9 +392,8 @@ def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         keys = jax.random.split(jax.random.PRNGKey(seed + 1), 6)
         scales = np.logspace(-3, 3, 6)
         p0 = jax.vmap(lambda k, s: lp.init(s, k))(keys, jnp.asarray(scales))
-        tr = sweep(lambda: sgd_wd(eta, wd), lp.loss, p0, Tl, jax.random.PRNGKey(seed + 2), {})
-        gsq = np.asarray(jax.jit(jax.vmap(jax.vmap(lp.meta["grad_sq_on_sphere"])))(
-            _traj_dirs(lp, p0, eta, wd, Tl, seed + 2, stride=50)))
+        tr, xs = sgd_wd_iterates(lp, p0, eta, wd, Tl, jax.random.PRNGKey(seed + 2), stride=50)
+        gsq = np.asarray(jax.jit(jax.vmap(jax.vmap(lp.meta["grad_sq_on_sphere"])))(xs))
         sq_l = np.asarray(tr.sq_norm)
         sig_lo, sig_hi = float(np.sqrt(gsq.min())), float(np.sqrt(gsq.max()))
         lo, hi = theory.sgd_wd_norm_band(eta, wd, sig_lo, sig_hi)
@@ -475,22 +435,6 @@ def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     return rows
 
 
-def _traj_dirs(prob, p0, eta, wd, T, seed, stride):
-    """Re-run and return the iterates every ``stride`` steps (for sigma estimates)."""
-    def one(p, key):
-        opt = sgd_wd(eta, wd)
-        vg = jax.grad(prob.loss)
-
-        def step(c, t):
-            x, s = c
-            u, s = opt.update(vg(x, jax.random.fold_in(key, t)), s, x)
-            return (x + u, s), x
-        _, xs = jax.lax.scan(step, (p, opt.init(p)), jnp.arange(T))
-        return xs[::stride]
-    keys = jax.random.split(jax.random.PRNGKey(seed), p0.shape[0])
-    return jax.jit(jax.vmap(one))(p0, keys)
-
-
 # ============================================================== claim 6: log dependence on init
 def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, "Convergence Results for GD + WD": T0 ~ (1/2 eta lambda)|ln(||x0||^2/eta)|; without
@@ -508,11 +452,7 @@ def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         tr = sweep(lambda: sgd_wd(eta, wd), prob.loss, p0, T, jax.random.PRNGKey(seed), {})
         eq = float(theory.equilibrium_sq_norm(eta, wd, sigma))
         sq = np.asarray(tr.sq_norm)
-        steps = _first_hit((sq >= eq / 2) & (sq <= 2 * eq))
-        big = scales**2 > 10 * eq
-        small = scales**2 < eta**2 * sigma**2 / (10 * eq)  # first step dominates: ||x1||^2 > 10 x*^2
-        s_big = float(np.polyfit(np.log(scales[big] ** 2), steps[big], 1)[0])
-        s_small = float(np.polyfit(np.log(scales[small] ** 2), steps[small], 1)[0])
+        steps, s_big, s_small = time_to_equilibrium(sq, scales, eq, eta, sigma)
         pred = theory.t0_slope(eta, wd)
         exact = 1.0 / (-2.0 * np.log(1 - eta * wd))
         rows.append(Row("C6.wd_large", src, "SGD+WD, ||x0|| > x*: d steps / d ln||x0||^2 (T0 slope 1/(2 eta lambda))",
@@ -533,12 +473,12 @@ def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         d0 = lp.init(1.0, kk[0])
         p_wd = jnp.asarray(sc_wd)[:, None] * d0[None, :]
         tr_wd = sweep(lambda: sgd_wd(eta2, wd2), lp.loss, p_wd, 4000, jax.random.PRNGKey(0), {})
-        st_wd = _first_hit(np.asarray(tr_wd.loss) < eps)
+        st_wd = first_hit(np.asarray(tr_wd.loss) < eps)
         sc_no = np.logspace(0, 1.5 if quick else 2, 7)
         p_no = jnp.asarray(sc_no)[:, None] * d0[None, :]
         T_no = 60000 if quick else 400000
         tr_no = sweep(lambda: optax.sgd(eta2), lp.loss, p_no, T_no, jax.random.PRNGKey(0), {})
-        st_no = _first_hit(np.asarray(tr_no.loss) < eps)
+        st_no = first_hit(np.asarray(tr_no.loss) < eps)
         fit = sc_wd >= 10
         s_wd = float(np.polyfit(np.log(sc_wd[fit] ** 2), st_wd[fit], 1)[0])
         pred2 = theory.t0_slope(eta2, wd2)
@@ -547,7 +487,7 @@ def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                         verdict([close("slope", s_wd, pred2, rtol=0.10)]),
                         note=f"steps {st_wd.tolist()}"))
         fin = np.isfinite(st_no) & (sc_no >= 3)
-        e_no = _loglog_slope(sc_no[fin] ** 2, st_no[fin]) if fin.sum() >= 2 else float("nan")
+        e_no = loglog_slope(sc_no[fin] ** 2, st_no[fin]) if fin.sum() >= 2 else float("nan")
         rows.append(Row("C6.linreg_nowd", src, "GD without WD: steps ~ (||x0||^2)^p (effective LR eta/||x0||^2); fitted p",
                         1.0, round(e_no, 3), "|p - 1| < 0.1", verdict([close("exponent p", e_no, 1.0, atol=0.1)]),
                         note=f"||x0|| {np.round(sc_no, 2).tolist()} -> steps {st_no.tolist()}"))
@@ -693,7 +633,7 @@ def claim_clipping(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                         "clipped excess (spike - 1) <= half the unclipped excess",
                         verdict([within("clipped excess / unclipped excess", (s_clip - 1) / (s_plain - 1), lo=0.0, hi=0.5)])))
         frac = float(np.mean(clip.clipped[T // 10:]))
-        pred_rate, v = _predicted_clip_rate(prob.meta["factor_np"], C, seed)
+        pred_rate, v = theory.predicted_clip_rate(prob.meta["factor_np"], C, seed)
         rows.append(Row("C8.rate", src, "fraction of steps clipped (C=2) under heavy-tailed noise, after burn-in",
                         round(pred_rate, 4), round(frac, 4),
                         "|measured - predicted| <= 15% predicted + 0.001 (both ways), and < 5% (talk: ~1%)",
@@ -730,21 +670,6 @@ def claim_clipping(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     ax2.set_ylabel("fraction of steps with growth > r - 1"); ax2.legend(fontsize=7)
     save_figure(fig, out_dir / "C8.png")
     return rows
-
-
-def _predicted_clip_rate(sample_np, C, seed, n=2_000_000):
-    """Mean-field clip rate of SGD+WD+RGC on the constant-sigma loss with noise factor f.
-
-    With u = ||x||^4 at the clipped equilibrium and small eta*lambda, the norm balance
-    2 eta lambda u = eta^2 sigma^2 E[min(f^2, 2 C lambda u/(eta sigma^2))] reads, with
-    v = 2 lambda u / (eta sigma^2):  v = E[min(f^2, C v)]  (unique fixed point, C > 1).
-    Clipping fires when f^2 > C v, so the predicted rate is P(f^2 > C v).
-    """
-    f2 = sample_np(np.random.default_rng(seed), n) ** 2
-    v = 1.0
-    for _ in range(200):
-        v = float(np.mean(np.minimum(f2, C * v)))
-    return float(np.mean(f2 > C * v)), v
 
 
 CLAIMS = [

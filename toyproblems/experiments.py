@@ -1,17 +1,22 @@
-"""Small reusable experiments behind the notebooks (``notebooks/*.py``).
+"""The public experiments layer, shared by the claims (``claims.py``), the notebooks
+(``notebooks/*.py``) and the benchmarks.
 
 Each function runs one sweep on a :mod:`toyproblems.problems` problem with the optimizers of
-:mod:`scaleinv.optim` and returns NumPy arrays; the notebooks only plot and assert. Call them
-inside ``with jax.enable_x64(True):`` for float64 (the notebooks do). Predictions stay in
-:mod:`scaleinv.theory`; nothing here is fitted to a measurement.
+:mod:`scaleinv.optim` and returns NumPy arrays; the callers only compare, plot and assert. Call
+them inside ``with jax.enable_x64(True):`` for float64 (the claims and notebooks do). Predictions
+stay in :mod:`scaleinv.theory`; nothing here is fitted to a measurement.
 
 * :func:`notebook_env`          -- NOTEBOOK_QUICK / NOTEBOOK_FIG_DIR switches and a PNG saver.
+* :func:`first_hit`, :func:`loglog_slope`, :func:`batched` -- small array helpers.
 * :func:`ex1_divergence_map`    -- diverged? on a (X(0), LR) grid for GD on Ex 1.
+* :func:`ex1_critical_lr`       -- smallest diverging LR for GD on Ex 1 (vmapped grid bisection).
 * :func:`hessian_max_eig_on_ray`-- lambda_max(Hessian L)(c x) along a ray (unbounded smoothness).
 * :func:`best_lr_curve`         -- best-of-an-LR-grid loss curve and steps-to-eps.
 * :func:`normalized_mf_steps`   -- GD+WD on the normalized factorization: steps-to-eps vs alpha.
 * :func:`wd_vs_exp_lr`          -- GD+WD vs plain GD with the exponential LR schedules.
 * :func:`norm_trajectories`     -- ||x_t||^2 of SGD(+WD) from many init scales.
+* :func:`time_to_equilibrium`   -- steps into the equilibrium band and its slopes in ln||x0||^2.
+* :func:`sgd_wd_iterates`       -- SGD+WD traces plus every ``stride``-th iterate x_t.
 * :func:`heavy_tailed`          -- multiply a stochastic loss by a heavy-tailed factor f_gamma.
 * :func:`clip_rate_vs_C`        -- fraction of steps relative global clipping fires, per C.
 """
@@ -36,12 +41,16 @@ __all__ = [
     "notebook_env",
     "first_hit",
     "loglog_slope",
+    "batched",
     "ex1_divergence_map",
+    "ex1_critical_lr",
     "hessian_max_eig_on_ray",
     "best_lr_curve",
     "normalized_mf_steps",
     "wd_vs_exp_lr",
     "norm_trajectories",
+    "time_to_equilibrium",
+    "sgd_wd_iterates",
     "heavy_tailed",
     "clip_rate_vs_C",
 ]
@@ -80,7 +89,8 @@ def loglog_slope(x, y) -> float:
     return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
 
 
-def _batched(tree, n):
+def batched(tree, n):
+    """Every leaf of ``tree`` broadcast to a leading batch axis of size ``n`` (for :func:`sweep`)."""
     return jax.tree.map(lambda v: jnp.broadcast_to(v, (n,) + jnp.shape(v)), tree)
 
 
@@ -100,6 +110,36 @@ def ex1_divergence_map(k: int, X0s: Sequence[float], lrs: Sequence[float], steps
     return ~(np.isfinite(X) & (np.abs(X) < bound))
 
 
+def ex1_critical_lr(k: int, X0s: Sequence[float], rounds: int, pts: int, steps: int):
+    """Smallest diverging LR for GD on Ex 1 from x_i(0) = X0^(1/2k), by vmapped grid bisection.
+
+    Returns ``(pred, crit)``: the talk's threshold 2 X0^(1/k-1)/|L~'(X0)|
+    (:func:`scaleinv.theory.ex1_divergence_lr`) and the measured smallest diverging LR per X0.
+    Each of ``rounds`` rounds evaluates ``pts`` LRs between the last non-diverging and the first
+    diverging grid point (initial bracket [0.05, 1.5] x the prediction); diverged = |X_T| not
+    finite or above 10 max(X0, X*) after ``steps`` steps."""
+    prob = P.ex1(k)
+    xs = P.ex1_x_star()
+    X0s = np.asarray(X0s, float)
+    pred = np.asarray(theory.ex1_divergence_lr(X0s, np.asarray(P.ex1_tilde_grad(jnp.asarray(X0s))), k))
+    lo, hi = 0.05 * pred, 1.5 * pred
+
+    @jax.jit
+    def diverged(x0, lr):
+        tr = jax.vmap(lambda p, l: run(prob.loss, optax.sgd(l), p, steps, jax.random.PRNGKey(0)))(x0, lr)
+        X = jnp.prod(tr.final, axis=-1)
+        return ~(jnp.isfinite(X) & (jnp.abs(X) < 10 * jnp.maximum(jnp.repeat(jnp.asarray(X0s), pts), xs)))
+
+    x0 = jnp.repeat(jnp.asarray(X0s) ** (1.0 / (2 * k)), pts)[:, None] * jnp.ones((1, 2 * k))
+    for _ in range(rounds):
+        grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, pts)[None, :]
+        d = np.asarray(diverged(x0, jnp.asarray(grid.reshape(-1)))).reshape(len(X0s), pts)
+        first = np.where(d.any(1), d.argmax(1), pts - 1)
+        hi = grid[np.arange(len(X0s)), first]
+        lo = grid[np.arange(len(X0s)), np.maximum(first - 1, 0)]
+    return pred, hi
+
+
 def hessian_max_eig_on_ray(loss_fn: Callable, x, scales: Sequence[float]) -> np.ndarray:
     """lambda_max of the Hessian of ``loss_fn`` (a function of one flat array) at c x, per c."""
     hess = jax.jit(jax.hessian(loss_fn))
@@ -114,7 +154,7 @@ def best_lr_curve(opt_fn: Callable[[float], optax.GradientTransformation], prob:
     call). Returns the curve of the LR with the lowest final loss and the smallest
     steps-to-(loss < eps) over the grid (np.inf if none gets there)."""
     lrs = np.asarray(lrs, float)
-    p0 = _batched(prob.init(alpha), len(lrs))
+    p0 = batched(prob.init(alpha), len(lrs))
     tr = sweep(lambda lr: opt_fn(lr), prob.loss, p0, steps, jax.random.PRNGKey(0), {"lr": jnp.asarray(lrs)})
     L = np.asarray(tr.loss)
     L = np.where(np.isfinite(L), L, np.inf)
@@ -181,6 +221,31 @@ def norm_trajectories(prob: P.Problem, scales: Sequence[float], eta: float, wd: 
     return sweep(make, prob.loss, p0, steps, jax.random.PRNGKey(seed + 1), {}, eval_fn=eval_fn)
 
 
+def time_to_equilibrium(sq_norm, scales: Sequence[float], eq: float, eta: float, sigma: float):
+    """Steps until ||x_t||^2 first enters the band [eq/2, 2 eq] (``sq_norm``: [scale, step]),
+    and the least-squares slopes of those steps against ln||x0||^2 for the large inits
+    (||x0||^2 > 10 eq: WD decays the norm) and the tiny inits (||x0||^2 < eta^2 sigma^2/(10 eq):
+    the first step throws the norm up to ~eta^2 sigma^2/||x0||^2). Returns
+    ``(steps, slope_large, slope_small)``; the T0 bound predicts +-1/(2 eta lambda)
+    (:func:`scaleinv.theory.t0_slope`)."""
+    scales, sq = np.asarray(scales, float), np.asarray(sq_norm)
+    steps = first_hit((sq >= eq / 2) & (sq <= 2 * eq))
+    big = scales**2 > 10 * eq
+    small = scales**2 < eta**2 * sigma**2 / (10 * eq)
+    s_big = float(np.polyfit(np.log(scales[big] ** 2), steps[big], 1)[0])
+    s_small = float(np.polyfit(np.log(scales[small] ** 2), steps[small], 1)[0])
+    return steps, s_big, s_small
+
+
+def sgd_wd_iterates(prob: P.Problem, p0, eta: float, wd: float, steps: int, key: jax.Array, stride: int):
+    """SGD+WD from every row of ``p0`` (one vmapped :func:`toyproblems.run.sweep`): the trace
+    and the iterates x_t for t = 0, stride, 2 stride, ... (array [config, t // stride, dim]),
+    e.g. to measure sigma = ||grad L_gamma|| along the runs. The trace's ``loss`` field holds
+    the iterates, not the loss."""
+    tr = sweep(lambda: sgd_wd(eta, wd), prob.loss, p0, steps, key, {}, eval_fn=lambda x: x)
+    return tr, tr.loss[:, ::stride]
+
+
 # ------------------------------------------------------------------ heavy-tailed noise / clipping
 def heavy_tailed(prob: P.Problem, heavy_tail: float, spike_prob: float = 1.0, spike_scale: float = 1.0
                  ) -> P.Problem:
@@ -204,7 +269,7 @@ def clip_rate_vs_C(prob: P.Problem, Cs: Sequence[float], eta: float, wd: float, 
     plus the traces."""
     Cs = np.asarray(Cs, float)
     x0 = prob.init(x0_scale, jax.random.PRNGKey(seed))
-    p0 = _batched(x0, len(Cs))
+    p0 = batched(x0, len(Cs))
     tr = sweep(lambda C: sgd_wd_rgc(eta, wd, C=C), prob.loss, p0, steps, jax.random.PRNGKey(seed),
                {"C": jnp.asarray(Cs)})
     return np.asarray(tr.clipped)[:, burn_in:].mean(1), tr

@@ -27,6 +27,7 @@ __all__ = [
     "clip_threshold",
     "clip_never_fires_min_C",
     "max_sq_norm_growth_with_clip",
+    "predicted_clip_rate",
     "exp_lr_schedule",
     "exp_lr_schedule_as_stated",
     "wd_to_exp_lr_rescale",
@@ -139,6 +140,24 @@ def max_sq_norm_growth_with_clip(eta, wd, C=2.0):
     Without clipping the ratio is unbounded (heavy-tailed gradients produce norm spikes).
     """
     return (1.0 - eta * wd) ** 2 + 2.0 * C * eta * wd
+
+
+def predicted_clip_rate(sample_np, C, seed, n=2_000_000):
+    """Mean-field clip rate of SGD+WD+relative global clipping on a constant-sigma loss whose
+    stochastic gradient is multiplied by a noise factor f with E f^2 = 1 (talk, "Ingredient 3:
+    Global Relative Clipping": clipping fires on few steps). Returns ``(rate, v)``.
+
+    With u = ||x||^4 at the clipped equilibrium and small eta*lambda, the norm balance
+    2 eta lambda u = eta^2 sigma^2 E[min(f^2, 2 C lambda u/(eta sigma^2))] reads, with
+    v = 2 lambda u / (eta sigma^2):  v = E[min(f^2, C v)]  (unique fixed point, C > 1).
+    Clipping fires when f^2 > C v, so the predicted rate is P(f^2 > C v). The expectation is
+    a Monte-Carlo mean over ``n`` draws ``sample_np(np.random.default_rng(seed), n)`` of f.
+    """
+    f2 = sample_np(np.random.default_rng(seed), n) ** 2
+    v = 1.0
+    for _ in range(200):
+        v = float(np.mean(np.minimum(f2, C * v)))
+    return float(np.mean(f2 > C * v)), v
 
 
 # ---------------------------------------------------------------- WD <=> exponential LR

@@ -53,9 +53,9 @@ def test_model_flops_formula_close_to_xla_count():
     """The MFU numerator (matmul FLOPs, 3x forward) vs XLA's cost analysis of fwd+bwd (which also
     counts elementwise work): within 10% at the smoke-test sizes."""
     from benchmarks.scaling import model_flops_per_token, xla_flops_per_token
-    from benchmarks.sibert_bench import _cfg
+    from benchmarks.sibert_bench import bench_config
 
-    cfg = _cfg("tiny", True)
+    cfg = bench_config("tiny", True)
     f, x = model_flops_per_token(cfg), xla_flops_per_token(cfg)
     assert x is not None and abs(f / x - 1) < 0.10, (f, x)
 
