@@ -4,7 +4,7 @@ Every claim has the signature ``claim_x(seed, quick, out_dir) -> list[Row]``, ru
 (``jax.enable_x64`` inside), saves ONE figure ``out_dir/<row-id prefix>.png`` and returns rows with
 a stated tolerance. Predictions come from :mod:`scaleinv.theory`; nothing is fitted to the data.
 
-Toy: the constant-sigma loss of :func:`toyproblems.problems.constant_sigma` (dimension C,
+Toy: the constant-sigma loss of :func:`toyproblems.problems.constant_sigma` (dimension ``dim``,
 L_gamma(x) = arccos(<xi_gamma, x/||x||>), gradient sigma * unit(P_x-perp xi)/||x||): a
 scale-invariant weight with independent isotropic random gradients -- exactly the random-walk
 model of the paper. sigma is applied as a gradient scale (``optax.scale(sigma)`` in front of the
@@ -13,7 +13,11 @@ optimizer). Each configuration starts from ||x(0)|| = 3 x the predicted equilibr
 Measured quantity: the paper's expected angular update is RMS-type,
 eta_r = sqrt(E||Delta x_perp||^2 / E||x||^2), so we compare it with the RMS of the per-step angle
 angle(x_t, x_{t+1}) over the last 40 % of the run (the mean is reported too; in dimension
-C >= 256 they differ by < 0.1 %), and the equilibrium norm with the RMS of ||x_t|| there.
+dim >= 256 they differ by < 0.1 %), and the equilibrium norm with the RMS of ||x_t|| there.
+
+Naming: in code the dimension is ``dim`` (``C`` is the clipping constant everywhere else); the
+row texts keep the paper's "C=<dimension>" and its formulas' C (= dim) so that the ``scaleinv
+verify`` report stays as it was.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import optax
 
 from scaleinv import theory
 from scaleinv.diagnostics import angular_update
+from scaleinv.optim import sgd_wd
 from scaleinv.report import Row, close, verdict, within
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 from toyproblems import problems as P
@@ -56,13 +61,13 @@ def _setup(quick: bool):
     radial (norm) dynamics is not under-damped (alpha <= 0.8 here).
     """
     if quick:
-        C, steps = 256, 4000
+        dim, steps = 256, 4000
         sgd_el = [(0.15, 0.01), (0.3, 0.01), (0.3, 0.02)]         # eta*lambda = 1.5e-3 .. 6e-3
         adam_el = [(0.015, 0.1), (0.03, 0.1), (0.03, 0.2)]
         lion_el = [(0.0015, 1.0), (0.003, 1.0), (0.003, 2.0)]
         lion_b2 = 0.9
     else:
-        C, steps = 1024, 24000
+        dim, steps = 1024, 24000
         sgd_el = [(0.025, 0.01), (0.05, 0.01), (0.05, 0.02)]        # 2.5e-4 .. 1e-3
         adam_el = [(0.0025, 0.1), (0.005, 0.1), (0.005, 0.2)]
         lion_el = [(0.00025, 1.0), (0.0005, 1.0), (0.0005, 2.0)]
@@ -74,13 +79,13 @@ def _setup(quick: bool):
         "lion": [(e, w, b, 1.0, lion_b2) for (e, w) in lion_el for b in (0.5, 0.9)],
         "adam_l2": [(e, w, 0.9, s, 0.99) for (e, w) in adam_el for s in (1.0, 8.0)],
     }
-    return C, steps, grids
+    return dim, steps, grids
 
 
 def _make_opt(name: str):
     def make(eta, wd, beta, sigma, beta2):
         if name == "sgd":
-            o = optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta))
+            o = sgd_wd(eta, wd)
         elif name == "sgdm":
             o = optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta, momentum=beta))
         elif name == "adamw":
@@ -95,7 +100,7 @@ def _make_opt(name: str):
     return make
 
 
-def predict(name: str, eta, wd, beta, sigma, beta2, C, lion_form: str = "arcsin"):
+def predict(name: str, eta, wd, beta, sigma, beta2, dim, lion_form: str = "arcsin"):
     """(angle, norm) predictions of :mod:`scaleinv.theory` for one configuration (NumPy)."""
     T = theory
     if name == "sgd":
@@ -103,14 +108,14 @@ def predict(name: str, eta, wd, beta, sigma, beta2, C, lion_form: str = "arcsin"
     if name == "sgdm":
         return T.equilibrium_angle_sgdm(eta, wd, beta), T.equilibrium_norm_sgdm(eta, wd, beta, sigma)
     if name == "adamw":
-        return T.equilibrium_angle_adamw(eta, wd, beta), T.equilibrium_norm_adamw(eta, wd, C)
+        return T.equilibrium_angle_adamw(eta, wd, beta), T.equilibrium_norm_adamw(eta, wd, dim)
     if name == "lion":
         if lion_form == "kosson":
-            return T.equilibrium_angle_lion(eta, wd, beta, beta2), T.equilibrium_norm_lion(eta, wd, beta, beta2, C)
+            return T.equilibrium_angle_lion(eta, wd, beta, beta2), T.equilibrium_norm_lion(eta, wd, beta, beta2, dim)
         return (T.equilibrium_angle_lion_arcsin(eta, wd, beta, beta2),
-                T.equilibrium_norm_lion_arcsin(eta, wd, beta, beta2, C))
+                T.equilibrium_norm_lion_arcsin(eta, wd, beta, beta2, dim))
     if name == "adam_l2":
-        return T.equilibrium_angle_adam_l2(eta, wd, beta, sigma, C), T.equilibrium_norm_adam_l2(eta, wd, sigma, C)
+        return T.equilibrium_angle_adam_l2(eta, wd, beta, sigma, dim), T.equilibrium_norm_adam_l2(eta, wd, sigma, dim)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
@@ -120,11 +125,11 @@ def _simulate_all(seed: int, quick: bool) -> dict:
     key = (seed, quick)
     if key in _CACHE:
         return _CACHE[key]
-    C, steps, grids = _setup(quick)
-    prob = P.constant_sigma(C, 1.0)
+    dim, steps, grids = _setup(quick)
+    prob = P.constant_sigma(dim, 1.0)
     grad = jax.grad(prob.loss)
     cfgs = {n: np.array(grids[n], dtype=float) for n in OPTIMIZERS}
-    preds = {n: np.array([predict(n, *c, C) for c in cfgs[n]], dtype=float) for n in OPTIMIZERS}
+    preds = {n: np.array([predict(n, *c, dim) for c in cfgs[n]], dtype=float) for n in OPTIMIZERS}
 
     def family(name):
         make = _make_opt(name)
@@ -169,7 +174,7 @@ def _simulate_all(seed: int, quick: bool) -> dict:
     res = {}
     for n in OPTIMIZERS:
         angle, norm = traces[n][0].T, traces[n][1].T      # (configs, steps)
-        res[n] = dict(name=n, C=C, steps=steps, cfg=cfgs[n], pred_angle=preds[n][:, 0], pred_norm=preds[n][:, 1],
+        res[n] = dict(name=n, dim=dim, steps=steps, cfg=cfgs[n], pred_angle=preds[n][:, 0], pred_norm=preds[n][:, 1],
                       angle=angle, norm=norm,
                       rms_angle=np.sqrt(np.mean(angle[:, w] ** 2, axis=1)), mean_angle=np.mean(angle[:, w], axis=1),
                       eq_norm=np.sqrt(np.mean(norm[:, w] ** 2, axis=1)))
@@ -220,7 +225,7 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         worst = int(np.argmax(np.abs(err)))
         rows.append(Row(
             f"R1.{len(rows) + 1}", SRC,
-            f"{LABELS[name]}: equilibrium RMS angle per step = {forms[name]} (C={r['C']}, {len(err)} configs)",
+            f"{LABELS[name]}: equilibrium RMS angle per step = {forms[name]} (C={r['dim']}, {len(err)} configs)",
             round(float(r["pred_angle"][worst]), 6), round(float(r["rms_angle"][worst]), 6),
             f"max rel. err over grid <= {ANGLE_TOL:.0%}",
             verdict([close("RMS angle", r["rms_angle"].tolist(), r["pred_angle"].tolist(), rtol=ANGLE_TOL)]),
@@ -231,7 +236,7 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         ax.scatter(r["pred_angle"], r["rms_angle"], marker=markers[name], label=LABELS[name], alpha=0.8)
         allv += list(r["pred_angle"]) + list(r["rms_angle"])
         if name == "lion":
-            kos = np.array([predict(name, *c, r["C"], lion_form="kosson")[0] for c in r["cfg"]])
+            kos = np.array([predict(name, *c, r["dim"], lion_form="kosson")[0] for c in r["cfg"]])
             e2 = _rel(r["rms_angle"], kos)
             w2 = int(np.argmax(np.abs(e2)))
             rows.append(Row(
@@ -274,7 +279,7 @@ def claim_equilibrium_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         err = _rel(r["eq_norm"], r["pred_norm"])
         worst = int(np.argmax(np.abs(err)))
         rows.append(Row(
-            f"R2.{len(rows) + 1}", SRC, f"{LABELS[name]}: equilibrium norm = {forms[name]} (C={r['C']})",
+            f"R2.{len(rows) + 1}", SRC, f"{LABELS[name]}: equilibrium norm = {forms[name]} (C={r['dim']})",
             round(float(r["pred_norm"][worst]), 5), round(float(r["eq_norm"][worst]), 5),
             f"max rel. err over grid <= {NORM_TOL:.0%}",
             verdict([close("equilibrium norm", r["eq_norm"].tolist(), r["pred_norm"].tolist(), rtol=NORM_TOL)]),
@@ -315,7 +320,7 @@ def claim_equilibrium_time(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         el = eta * wd
         if name in ("sgd", "adamw"):
             T_pred = np.array([theory.equilibrium_approach_steps(name, c[0], c[1], start=START_FACTOR, band=0.1,
-                                                                 beta2=c[4], sigma=c[3], dim=r["C"])
+                                                                 beta2=c[4], sigma=c[3], dim=r["dim"])
                                for c in r["cfg"]], dtype=float)
             err = T_eq / T_pred - 1
             w = int(np.argmax(np.abs(err)))
@@ -396,10 +401,10 @@ def claim_rotational_wrapper(seed: int, quick: bool, out_dir: Path) -> List[Row]
     "From the start" is up to the wrapper's own EMA of ||u||^2 (beta 0.9, memory ~10 steps) and
     the inner optimizer's moment warm-up (~1/(1 - beta1) steps): the early window is steps
     20-99; steps 1-19 are reported in the note."""
-    n_neurons, C = 16, 256
+    n_neurons, dim = 16, 256
     steps = 300 if quick else 2000
     e0, e1 = 20, 100
-    prob = P.constant_sigma(C, 1.0)
+    prob = P.constant_sigma(dim, 1.0)
     loss = _rows_loss(prob)
     # the prediction is the closed form written out here from the SAME hyper-parameters the
     # optimizers get (Kosson et al. 2024, eqs. for eta_r), independent of scaleinv.theory, which
@@ -426,7 +431,7 @@ def claim_rotational_wrapper(seed: int, quick: bool, out_dir: Path) -> List[Row]
     with jax.enable_x64(True):
         k0, k1 = jax.random.split(jax.random.PRNGKey(seed))
         scales = jnp.logspace(-1, 1, n_neurons)            # neurons far from equilibrium, both sides
-        W0 = jax.random.normal(k0, (n_neurons, C))
+        W0 = jax.random.normal(k0, (n_neurons, dim))
         W0 = scales[:, None] * W0 / jnp.linalg.norm(W0, axis=1, keepdims=True)
         opts = {}
         for name, (rv, base, _) in cases.items():
