@@ -67,11 +67,11 @@ from scaleinv.audit.explain import NONHOMOGENEOUS_PRIMITIVES
 from scaleinv.audit.factory import audit_factory, call_factory, load_factory
 from scaleinv.audit.fitting import Fit, default_rtol, degree_from_samples
 from scaleinv.audit.report import AuditReport, AuditRow
-from scaleinv.audit.signatures import DEFAULT_INPUT_DEGREES, Signature, block_signature
+from scaleinv.audit.signatures import DEFAULT_INPUT_DEGREES, JitCache, Signature, block_signature
 
 __all__ = [
     "Fit", "Signature", "AuditRow", "AuditReport", "degree_from_samples", "default_rtol",
     "block_signature", "audit", "flag_breaks", "audit_factory", "call_factory", "load_factory", "mask_from_regex", "parse_notation",
-    "DEFAULT_INPUT_DEGREES", "NONHOMOGENEOUS_PRIMITIVES",
+    "DEFAULT_INPUT_DEGREES", "NONHOMOGENEOUS_PRIMITIVES", "JitCache",
 ]
 

@@ -1,9 +1,14 @@
-"""Capturing every flax module call and sown value of one forward pass (``_Recorder``, ``_full_pass``)."""
+"""Capturing every flax module call and sown value of one forward pass (``_Recorder``, ``_full_pass``).
+
+Module calls are seen through ``flax.linen.intercept_methods``. ``Module.sow`` has no such hook,
+so :func:`_recording_sow` swaps it for a recording wrapper for the duration of one forward pass
+(process-wide: do not run two audits concurrently in threads).
+"""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-import unittest.mock
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -29,6 +34,8 @@ class _Call:
     identity: bool = False      # returned its (first) input unchanged (e.g. deterministic Dropout)
     postnorm: Optional[str] = None  # class of the norm child whose output is returned (PostNorm)
     producer: Optional[int] = None  # innermost earlier call whose output is this call's first input
+    args_kwargs_def: Any = None     # (args, kwargs) tree without its arrays (see _split_arrays)
+    out_def: Any = None             # output tree without its arrays
 
 
 class _Recorder:
@@ -38,6 +45,7 @@ class _Recorder:
         self.eager = eager
         self.calls: List[_Call] = []
         self.sows: List[Tuple[Tuple[str, ...], str, str, Any, int]] = []
+        self.sow_defs: List[Any] = []   # each sown value's tree without its arrays
         self.stack: List[int] = []
         self.counter = 0
 
@@ -97,18 +105,31 @@ class _Recorder:
         self.sows = [(p, col, n, _rebuild(d, v), o) for (p, col, n, _, o), d, v in
                      zip(self.sows, self.sow_defs, values["sows"])]
 
+    def record_sow(self, module, col: str, name: str, value) -> None:
+        path = tuple(str(s) for s in module.path) or (type(module).__name__,)
+        self.sows.append((path, col, name, value, self.counter))
+        self.counter += 1
+
     def run(self, fn, *a):
-        orig_sow = nn.Module.sow
-        rec = self
-
-        def sow(module, col, name, value, *sa, **sk):
-            path = tuple(str(s) for s in module.path) or (type(module).__name__,)
-            rec.sows.append((path, col, name, value, rec.counter))
-            rec.counter += 1
-            return orig_sow(module, col, name, value, *sa, **sk)
-
-        with unittest.mock.patch.object(nn.Module, "sow", sow), nn.intercept_methods(self.interceptor):
+        with _recording_sow(self.record_sow), nn.intercept_methods(self.interceptor):
             return fn(*a)
+
+
+@contextlib.contextmanager
+def _recording_sow(hook: Callable[..., None]) -> Iterator[None]:
+    """Within the block, every ``Module.sow(col, name, value)`` first calls
+    ``hook(module, col, name, value)``, then stores the value as usual."""
+    orig_sow = nn.Module.sow
+
+    def sow(module, col, name, value, *sa, **sk):
+        hook(module, col, name, value)
+        return orig_sow(module, col, name, value, *sa, **sk)
+
+    nn.Module.sow = sow  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.sow = orig_sow  # type: ignore[method-assign]
 
 
 def _split_arrays(tree):
@@ -141,7 +162,6 @@ def _full_pass(apply_fn, batch, params, jit: bool):
             c.args_kwargs_def, io = _split_arrays((c.args, c.kwargs))
             c.out_def, o = _split_arrays(c.out)
             payload["calls"].append({"io": io, "out": o, "vars": c.variables})
-        rec.sow_defs = []
         for srec in rec.sows:
             d, v = _split_arrays(srec[3])
             rec.sow_defs.append(d)

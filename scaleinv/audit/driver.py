@@ -12,13 +12,13 @@ from scaleinv.audit.capture import _Call, _captured, _call_names, _full_pass, _s
 from scaleinv.audit.explain import _explain
 from scaleinv.audit.fitting import _float_leaves, _is_float, default_rtol, degree_from_samples
 from scaleinv.audit.report import AuditReport, AuditRow
-from scaleinv.audit.signatures import (DEFAULT_INPUT_DEGREES, Signature, _fit_signature, _module_key,
+from scaleinv.audit.signatures import (DEFAULT_INPUT_DEGREES, JitCache, Signature, _fit_signature, _module_key,
                                        _primitives, _signature_problem)
 from scaleinv.diagnostics import group_masks_by_prefix
 from scaleinv.homogeneity import DEFAULT_SCALES, scale_params
 
 _REUSE_LIMIT = 20_000_000   # recorded variable elements up to which the recording pass is reused
-_JIT_CACHE: Dict[Any, Any] = {}   # identical block calls (same class, attributes, shapes) compile once
+_SHARED_JIT_CACHE = JitCache()   # default for audit(jit_cache=None): shared by successive audits
 
 
 def mask_from_regex(params, pattern: str):
@@ -69,7 +69,8 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
           depths: Sequence[int] = (1, 2), target_group: str = "all", target_degree: Optional[int] = None,
           expect: Optional[Mapping[str, str]] = None, scales: Sequence[float] = DEFAULT_SCALES,
           input_degrees: Sequence[int] = DEFAULT_INPUT_DEGREES, rtol: Optional[float] = None,
-          signatures: bool = True, jit: bool = True, generic: bool = True, seed: int = 0) -> AuditReport:
+          signatures: bool = True, jit: bool = True, generic: bool = True, seed: int = 0,
+          jit_cache: Optional[JitCache] = None) -> AuditReport:
     """Homogeneity audit of ``apply_fn(params, batch) -> loss`` (or ``(loss, aux)``).
 
     groups: extra named bool masks over ``params`` (user groups); always present: "all" and
@@ -84,6 +85,9 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
     zero bias hides the non-homogeneity it causes as soon as training moves it, so the audit
     describes the architecture rather than this initialisation. ``generic=False`` audits
     ``params`` exactly. The replaced leaves are listed in ``report.meta["randomized_zero_leaves"]``.
+
+    jit_cache: where the compiled signature functions are kept (:class:`JitCache`); default: one
+    cache shared by successive audits in this process, so repeated blocks compile once.
     """
     params, randomized = _generic_point(params, seed) if generic else (params, [])
     scales = tuple(float(c) for c in scales)
@@ -174,9 +178,7 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
                              fit(lambda s, j=j: s["aux"][j], leaf)))
 
     # local signatures (target group)
-    jit_cache = _JIT_CACHE
-    if len(jit_cache) > 512:
-        jit_cache.clear()
+    jit_cache = jit_cache if jit_cache is not None else _SHARED_JIT_CACHE
     if signatures:
         for i, c in enumerate(calls):
             if c.module is None or all(r.identity for r in rows_by_call.get(i, [])):

@@ -70,7 +70,7 @@ class Signature:
 
 
 def _signature_problem(fn: Callable, variables, inputs: Sequence[Any], var_mask, input_degrees,
-                       scales, rtol, jit: bool = True, cache: Optional[dict] = None, cache_key=None):
+                       scales, rtol, jit: bool = True, cache: Optional[JitCache] = None, cache_key=None):
     """Build p (pytree fed to estimate_degree) and g(p) = fn(vars, inputs scaled by probe**x).
 
     p = {"vars": variables, "probe": 1, "x": x, "inputs": array inputs}; the mask scales the
@@ -98,12 +98,31 @@ def _signature_problem(fn: Callable, variables, inputs: Sequence[Any], var_mask,
         if cache is not None and cache_key is not None:
             key = (cache_key, tuple(is_float), tuple(repr(a) for a in static),
                    jax.tree.structure(p), tuple((l.shape, str(l.dtype)) for l in jax.tree.leaves(p)))
-            if key not in cache:
-                cache[key] = jax.jit(g)
-            g = cache[key]
+            g = cache.jit(key, g)
         else:
             g = jax.jit(g)
     return p, mask, g, len(float_inputs)
+
+
+class JitCache:
+    """Compiled signature functions of identical block calls (same class, attributes, method,
+    input shapes), so that repeated layers compile once; at most ``max_entries`` functions (the
+    store is emptied when full)."""
+
+    def __init__(self, max_entries: int = 512):
+        self.max_entries = max_entries
+        self._store: Dict[Any, Callable] = {}
+
+    def jit(self, key, fn: Callable) -> Callable:
+        """``jax.jit(fn)`` compiled once per ``key``."""
+        if key not in self._store:
+            if len(self._store) >= self.max_entries:
+                self._store.clear()
+            self._store[key] = jax.jit(fn)
+        return self._store[key]
+
+    def __len__(self) -> int:
+        return len(self._store)
 
 
 def _module_key(call) -> Any:
