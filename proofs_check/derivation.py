@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import sympy as sp
@@ -144,7 +144,3 @@ def leq_on(expr_lo, expr_hi, var: sp.Symbol, interval: sp.Interval) -> bool:
     sol = sp.solve_univariate_inequality(sp.simplify(expr_hi - expr_lo) >= 0, var, relational=False,
                                          domain=interval)
     return interval.is_subset(sol)
-
-
-def all_rows(derivs: Iterable[Derivation]):
-    return [d.as_row() for d in derivs]

@@ -1,8 +1,11 @@
 """The ``scaleinv`` console script: ``scaleinv verify | proofs | train | plot | bench | audit | figures | export``.
 
-Each subcommand lives in its own package and exposes ``add_arguments(parser)`` and
-``run(args) -> int``; this module only dispatches (imports are lazy so that ``scaleinv proofs``
-does not pay for JAX start-up, and ``train`` never sees the toy runners' float64 mode).
+One module per subcommand, each exposing ``add_arguments(parser)`` and ``run(args) -> int``:
+``verify`` (toyproblems claims), ``proofs`` (proofs_check), ``train`` / ``plot`` / ``export``
+(sibert), ``bench`` (benchmarks), ``audit`` (scaleinv.audit), ``figures`` (notebooks). This
+package is the console layer, the only code that names the wings; this module only dispatches
+(heavy imports happen inside each ``run``, so that ``scaleinv proofs`` does not pay for JAX
+start-up and ``train`` never sees the toy runners' float64 mode).
 
 Errors (every command): bad input is reported as one line ``scaleinv <command>: error: ...``
 on stderr with exit code 2 and nothing written (:mod:`scaleinv.usage`): malformed flags by the
@@ -34,13 +37,7 @@ def build_parser():
                                 parser_class=OneLineParser)
     available = {}
     for name, (module, help_) in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and (module == e.name or module.startswith(e.name + ".")):
-                continue  # that subcommand's package is not part of this checkout yet
-
-            raise
+        mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_, description=help_)
         mod.add_arguments(p)
         available[name] = mod
@@ -78,6 +75,3 @@ def main(argv=None) -> int:
             raise
         return _one_line(args.command, e.code)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
