@@ -1,10 +1,16 @@
-"""scaleinv: verify the theory of scale-invariant training (Li et al., ICML 2022).
+"""scaleinv: verify the theory of scale-invariant training (Li et al., ICML 2022) on any JAX loss.
 
-Core modules, usable on any JAX loss:
-  homogeneity  -- estimate the degree k of f(c x) = c^k f(x); Euler's identity
-  optim        -- optax transforms: sgd_wd, relative_global_clip, exponential_lr
-  theory       -- closed-form predictions of the talk/paper
-  diagnostics  -- per-step norms, effective LR, angular update, clip fired
+The library (imports no wing: toyproblems, proofs_check, sibert, benchmarks; docs/ARCHITECTURE.md):
+  homogeneity  -- estimate the degree k of f(c x) = c^k f(x); Euler's identity; scale_params
+  optim        -- optax transforms: sgd_wd, relative_global_clip, sgd_wd_rgc, exponential_lr
+  theory       -- closed-form predictions, one module per paper (li2022, kosson2024)
+  diagnostics  -- per-step norms, effective LR, angular update, clip fired; prefix groups
+  angular      -- angular update / norm per group, per layer, per neuron
+  rotational   -- the rotational (REQ) wrapper as an optax transform
   report       -- the report row (claim, predicted, measured, tolerance, status)
+  testing      -- hypothesis strategies and assertions for homogeneity tests
+  audit        -- homogeneity audit of flax models (subpackage)
+  torch        -- optional PyTorch bridge (needs the torch extra)
+  cli          -- the ``scaleinv`` console script: the only code that names the wings
 """
 __version__ = "0.1.0"

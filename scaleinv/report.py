@@ -1,4 +1,4 @@
-"""Report rows shared by ``scaleinv verify`` and ``scaleinv proofs`` (see DESIGN.md).
+"""Report rows shared by ``scaleinv verify`` and ``scaleinv proofs`` (format: docs/CONVENTIONS.md).
 
 A row: id, source (seed file + slide/theorem), statement, predicted, measured, tolerance,
 status in {"pass", "fail", "erratum"}. "erratum" means the seed's formula disagrees with the

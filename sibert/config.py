@@ -4,7 +4,7 @@ One flat dataclass, :class:`TrainConfig`, three presets (``tiny``, ``small``, ``
 ``--set key=value`` / TOML overrides, and :func:`validate`, which names the bad field and the
 allowed values (the CLI turns :class:`ConfigError` into exit code 2 before anything is written).
 
-Optimizer recipes (paper Sec. 5 / talk "Ingredient 2, 3"; see PAPER_NOTES.md):
+Optimizer recipes (paper Sec. 5 / talk "Ingredient 2, 3"; see docs/PAPER_NOTES.md):
 
 * ``sgd-wd-rgc`` (SIBERT default): encoder = relative global clipping + SGD + WD, no momentum,
   no warmup, LR divided by 10 at 60% and 90% of training:

@@ -8,7 +8,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", default=None, help="write the rows (DESIGN.md format) to this path")
+    p.add_argument("--json", default=None, help="write the rows (format: docs/CONVENTIONS.md) to this path")
     p.add_argument("--latex", nargs="?", const="-", default=None,
                    help="emit the table as LaTeX (to stdout, or to the given path)")
     p.add_argument("--markdown", default=None, help="write the rows as a markdown table to this path")
