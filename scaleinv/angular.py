@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional
 import jax
 import jax.numpy as jnp
 
-from scaleinv.diagnostics import angular_update, tree_norm
+from scaleinv.diagnostics import angular_update, path_name, tree_norm
 
 __all__ = [
     "neuron_rows",
@@ -31,19 +31,6 @@ __all__ = [
     "angular_summary",
     "path_name",
 ]
-
-
-def path_name(path) -> str:
-    """'a/b/0' style name of a pytree key path."""
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
 
 
 def neuron_rows(x, neuron_axis: int = 0):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from scaleinv.optim import clip_stats, masked_tree_norm
 
-__all__ = ["tree_norm", "tree_inner", "angular_update", "step_diagnostics", "group_masks_by_prefix"]
+__all__ = ["tree_norm", "tree_inner", "angular_update", "step_diagnostics", "group_masks_by_prefix", "path_name"]
 
 
 def tree_norm(tree, mask=None) -> jax.Array:
@@ -67,16 +67,21 @@ def group_masks_by_prefix(params, depth: int = 1) -> Dict[str, Any]:
     """One bool mask per parameter group, grouping leaves by the first ``depth`` keys of their
     path (e.g. depth=1: per top-level submodule; depth=2: per layer)."""
     paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-
-    def key_str(k):
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                return str(getattr(k, attr))
-        return str(k)
-
-    names = sorted({"/".join(key_str(k) for k in p[:depth]) for p in paths})
+    names = sorted({path_name(p[:depth]) for p in paths})
     masks = {}
     for name in names:
-        masks[name] = jax.tree_util.tree_map_with_path(
-            lambda p, _: "/".join(key_str(k) for k in p[:depth]) == name, params)
+        masks[name] = jax.tree_util.tree_map_with_path(lambda p, _: path_name(p[:depth]) == name, params)
     return masks
+
+
+def path_name(path) -> str:
+    """'a/b/0' style name of a pytree key path (dict keys, attribute names, sequence indices)."""
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)

@@ -187,7 +187,8 @@ def _split_output(out):
 
 
 def _call_names(calls: List[_Call]) -> List[str]:
-    names, seen = [], {}
+    names: List[str] = []
+    seen: Dict[str, int] = {}
     for c in calls:
         base = "/".join(c.path) if c.path else c.cls
         if c.method != "__call__":

@@ -14,7 +14,7 @@ from scaleinv.audit.fitting import _float_leaves, _is_float, default_rtol, degre
 from scaleinv.audit.report import AuditReport, AuditRow
 from scaleinv.audit.signatures import (DEFAULT_INPUT_DEGREES, JitCache, Signature, _fit_signature, _module_key,
                                        _primitives, _signature_problem)
-from scaleinv.diagnostics import group_masks_by_prefix
+from scaleinv.diagnostics import group_masks_by_prefix, path_name
 from scaleinv.homogeneity import DEFAULT_SCALES, scale_params
 
 _REUSE_LIMIT = 20_000_000   # recorded variable elements up to which the recording pass is reused
@@ -24,15 +24,7 @@ _SHARED_JIT_CACHE = JitCache()   # default for audit(jit_cache=None): shared by 
 def mask_from_regex(params, pattern: str):
     """Bool mask selecting the leaves whose path "a/b/c" matches ``pattern`` (re.search)."""
     rx = re.compile(pattern)
-
-    def key_str(k):
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                return str(getattr(k, attr))
-        return str(k)
-
-    mask = jax.tree_util.tree_map_with_path(lambda p, _: bool(rx.search("/".join(key_str(k) for k in p))),
-                                            params)
+    mask = jax.tree_util.tree_map_with_path(lambda p, _: bool(rx.search(path_name(p))), params)
     if not any(jax.tree.leaves(mask)):
         raise ValueError(f"group regex {pattern!r} selects no parameter")
     return mask
@@ -98,18 +90,7 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
         raise ValueError("input_degrees must not be empty")
     if any(int(d) < 1 for d in depths):
         raise ValueError(f"depths must be >= 1, got {tuple(depths)}")
-    all_groups: Dict[str, Any] = {"all": jax.tree.map(lambda _: True, params)}
-    for d in depths:
-        for name, m in group_masks_by_prefix(params, int(d)).items():
-            if name not in all_groups and not any(jax.tree.leaves(m) == jax.tree.leaves(o)
-                                                  for o in all_groups.values()):
-                all_groups[name] = m
-    for name, m in (groups or {}).items():
-        if name in all_groups:
-            raise ValueError(f"group name {name!r} is already taken by a built-in group")
-        if jax.tree.structure(m) != jax.tree.structure(params):
-            raise ValueError(f"group {name!r}: mask must have the structure of params")
-        all_groups[name] = m
+    all_groups = _all_groups(params, depths, groups)
     if target_group not in all_groups:
         raise ValueError(f"target_group {target_group!r} is not a group; allowed: {list(all_groups)}")
     expect = dict(expect or {})
@@ -167,11 +148,11 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
                            identity=identity, call=i)
             rows_by_call.setdefault(i, []).append(row)
             rows.append(row)
-    for k, (path, col, sname, value, order) in enumerate(rec.sows):
+    for si, (path, col, sname, value, order) in enumerate(rec.sows):
         for j, (key, leaf) in enumerate(_float_leaves(value)):
             rname = "/".join(path) + f"/sow:{col}/{sname}{key if len(_float_leaves(value)) > 1 else ''}"
             rows.append(AuditRow(rname, "sow", "sow", max(len(path), 1) + 1, order, order,
-                                 fit(lambda s, k=k, j=j: s["sows"][k][j], leaf)))
+                                 fit(lambda s, si=si, j=j: s["sows"][si][j], leaf)))
     _, aux = _split_output(out)
     for j, (key, leaf) in enumerate(_float_leaves(aux) if aux is not None else []):
         rows.append(AuditRow(f"aux{key}", "aux", "aux", 1, 10**9 - 1, 10**9 - 1,
@@ -220,6 +201,24 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
                                "n_module_calls": len(calls), "n_sows": len(rec.sows),
                                "randomized_zero_leaves": randomized})
     return report
+
+
+def _all_groups(params, depths: Sequence[int], groups: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """"all", the prefix groups for each depth (duplicates of an earlier mask dropped), then the user's."""
+    all_groups: Dict[str, Any] = {"all": jax.tree.map(lambda _: True, params)}
+    for d in depths:
+        for name, m in group_masks_by_prefix(params, int(d)).items():
+            if name not in all_groups and not any(jax.tree.leaves(m) == jax.tree.leaves(o)
+                                                  for o in all_groups.values()):
+                all_groups[name] = m
+    for name, m in (groups or {}).items():
+        if name in all_groups:
+            raise ValueError(f"group name {name!r} is already taken by a built-in group")
+        if jax.tree.structure(m) != jax.tree.structure(params):
+            raise ValueError(f"group {name!r}: mask must have the structure of params")
+        all_groups[name] = m
+    return all_groups
+
 
 
 def _generic_point(params, seed: int):

@@ -2,6 +2,8 @@
 update and norm per optimizer, the approach time scale and the mean-field approach."""
 from __future__ import annotations
 
+from typing import Any, Callable, Dict
+
 import numpy as np
 
 from scaleinv.theory._xp import _xp
@@ -219,8 +221,9 @@ def equilibrium_angle(optimizer: str, eta, wd, **hp):
     """Dispatch: ``optimizer`` in {"sgd", "sgdm", "adamw", "lion", "adam_l2"} with the extra
     hyper-parameters of the matching ``equilibrium_angle_*`` (momentum / beta1 / beta2 /
     sigma, dim)."""
-    fns = {"sgd": equilibrium_angle_sgd, "sgdm": equilibrium_angle_sgdm, "adamw": equilibrium_angle_adamw,
-           "lion": equilibrium_angle_lion, "adam_l2": equilibrium_angle_adam_l2}
+    fns: Dict[str, Callable[..., Any]] = {
+        "sgd": equilibrium_angle_sgd, "sgdm": equilibrium_angle_sgdm, "adamw": equilibrium_angle_adamw,
+        "lion": equilibrium_angle_lion, "adam_l2": equilibrium_angle_adam_l2}
     if optimizer not in fns:
         raise ValueError(f"optimizer must be one of {sorted(fns)}, got {optimizer!r}")
     return fns[optimizer](eta, wd, **hp)
