@@ -5,6 +5,10 @@ float64 (``jax.enable_x64`` inside), saves ONE figure ``out_dir/<id>.png`` and r
 rows (:class:`scaleinv.report.Row`) with a stated tolerance and status pass / fail / erratum.
 Predictions come from :mod:`scaleinv.theory`, the sweeps from :mod:`toyproblems.experiments`
 (shared with the notebooks) and :mod:`toyproblems.run`; nothing here is tuned to the measurement.
+
+Longer than 400 lines on purpose: the eight claims of the talk (C1..C8) read as one document in
+slide order, each ~50 lines of rows with their tolerances and a figure; a new claim of another
+paper goes into its own ``claims_<paper>.py``.
 """
 from __future__ import annotations
 

@@ -15,6 +15,9 @@ eta_r = sqrt(E||Delta x_perp||^2 / E||x||^2), so we compare it with the RMS of t
 angle(x_t, x_{t+1}) over the last 40 % of the run (the mean is reported too; in dimension
 dim >= 256 they differ by < 0.1 %), and the equilibrium norm with the RMS of ||x_t|| there.
 
+Longer than 400 lines on purpose: the five claims of the paper (R1..R5) share one cached
+simulation of every optimizer family (``_simulate_all``) and its grids, which belong next to them.
+
 Naming: in code the dimension is ``dim`` (``C`` is the clipping constant everywhere else); the
 row texts keep the paper's "C=<dimension>" and its formulas' C (= dim) so that the ``scaleinv
 verify`` report stays as it was.

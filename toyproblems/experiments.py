@@ -1,5 +1,5 @@
-"""The public experiments layer, shared by the claims (``claims.py``), the notebooks
-(``notebooks/*.py``) and the benchmarks.
+"""The public experiments layer, shared by the claims (``claims.py``) and the notebooks
+(``notebooks/*.py``).
 
 Each function runs one sweep on a :mod:`toyproblems.problems` problem with the optimizers of
 :mod:`scaleinv.optim` and returns NumPy arrays; the callers only compare, plot and assert. Call
