@@ -17,6 +17,8 @@ Modules:
   clipping      -- item 7: relative global clipping
   gdwd          -- item 8: the GD+WD theorem (descent step, T0)
   rotational    -- item 10: rotational-equilibrium angles (Kosson et al. 2024)
+  schedules     -- item 11: LR schedules vs the weight-decay equilibrium (Defazio 2025)
+  adamw_noise   -- item 12: AdamW under pure-noise gradients, exactly
   report        -- every derivation as report rows; LaTeX / markdown
 
 Imports sympy and ``scaleinv.report`` only (docs/ARCHITECTURE.md).

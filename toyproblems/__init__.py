@@ -7,6 +7,8 @@ Modules:
   experiments       -- the public experiments layer shared by the claims and the notebooks
   claims            -- one function per claim of the talk (rows C1..C8): experiment + verdict + figure
   claims_rotational -- the claims of Kosson et al. 2024 (rows R1..R5)
+  claims_schedules  -- the claims of Defazio 2025, LR schedules vs the equilibrium (rows S1..)
+  claims_adamw_noise -- AdamW under pure-noise gradients, exactly (rows N1..)
   plotting          -- figure helpers
 
 Imports the library ``scaleinv`` only (docs/ARCHITECTURE.md).
