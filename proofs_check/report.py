@@ -10,12 +10,12 @@ from typing import List
 import sympy as sp
 
 from proofs_check import (adamw_noise, clipping, effective_lr, equilibrium, ex1, exp_lr, factorization, gdwd,
-                          homogeneity, rotational, schedules)
+                          homogeneity, rotational, schedules, timescale)
 from proofs_check.derivation import Derivation
 
 # talk order: items 1, 2, 3, 4, 5, 6+9, 7, 8, 10
 TOPICS = (homogeneity, ex1, factorization, effective_lr, exp_lr, equilibrium, clipping, gdwd, rotational,
-          schedules, adamw_noise)   # 11, 12: beyond the talk (Defazio 2025; AdamW pure-noise steady state)
+          schedules, adamw_noise, timescale)   # 11-13: beyond the talk (Defazio 2025; AdamW pure noise; Wang & Aitchison)
 
 
 _CACHE: List[tuple] = []

@@ -64,3 +64,31 @@ def test_eps_factor():
     assert AN.adamw_noise_eps_factor(0.0) == 1.0
     assert AN.adamw_noise_eps_factor(1.0) == pytest.approx(0.25)
     assert AN.adamw_noise_eps_factor(1.0, grad_rms=3.0) == pytest.approx(0.5625)
+
+
+# ---------------------------------------------------------------- Wang & Aitchison timescale (M group)
+from proofs_check import timescale as PT  # noqa: E402
+from scaleinv.theory import wang2025 as W25  # noqa: E402
+
+_I = PT.closed_forms()["influence"]
+_ISYMS = sorted(_I.free_symbols, key=lambda s: s.name)
+_IF = sp.lambdify(_ISYMS, _I, "numpy")
+
+
+@settings(deadline=None, max_examples=40)
+@given(e=st.floats(1e-3, 0.5), l=st.floats(1e-3, 0.9), b=st.floats(0.0, 0.95), L=st.integers(1, 300))
+def test_gradient_influence_matches_derivation(e, l, b, L):
+    a = 1 - e * l
+    if abs(a - b) < 1e-3:
+        return                                          # the alpha = beta branch is not the closed form's
+    vals = {"alpha": a, "beta": b, "L": L}
+    derived = e * float(_IF(*[vals[s.name] for s in _ISYMS]))
+    np.testing.assert_allclose(W25.gradient_influence(e, l, L, beta1=b) if b > 0 else W25.gradient_influence(e, l, L),
+                               derived if b > 0 else e * a ** (L - 1), rtol=1e-9)
+
+
+def test_timescales():
+    assert W25.wd_timescale(0.01, 1.0) == pytest.approx(100.0)
+    assert W25.wd_timescale_exact(0.01, 1.0) == pytest.approx(99.4992, rel=1e-5)
+    # SGD is the beta1 -> 0 limit of the AdamW form
+    assert W25.gradient_influence(0.1, 0.1, 7, beta1=1e-12) == pytest.approx(W25.gradient_influence(0.1, 0.1, 7), rel=1e-9)
