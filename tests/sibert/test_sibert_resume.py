@@ -48,6 +48,16 @@ def test_sigkill_then_resume_reproduces_uninterrupted_run(tmp_path):
         if any(s >= 12 for s in _ckpt_steps(killed)) or proc.poll() is not None:
             break
         time.sleep(0.02)
+    # a second trainer on the same --out while the first runs: refused, one line, exit 2, nothing touched
+    # (the first is paused with SIGSTOP meanwhile: alive, holding its lock, and unable to finish)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGSTOP)
+    before = sorted(p.name for p in killed.iterdir())
+    r2 = subprocess.run(_cmd(killed, cache, resume=True), env=env, capture_output=True, text=True, timeout=240)
+    assert r2.returncode == 2, r2.stderr[-2000:]
+    assert len(r2.stderr.strip().splitlines()) == 1 and f"in use by a running trainer (PID {proc.pid}" in r2.stderr
+    assert {"metrics.jsonl", "config.json", ".lock"} <= set(before)
+    assert sorted(p.name for p in killed.iterdir()) == before
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
@@ -58,6 +68,9 @@ def test_sigkill_then_resume_reproduces_uninterrupted_run(tmp_path):
     r = subprocess.run(_cmd(killed, cache, resume=True), env=env, capture_output=True, timeout=240)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert f"resumed from step {at_kill}".encode() in r.stderr or b"resumed from step" in r.stderr
+    # the dead trainer's lock (kill -9 left it) was detected as stale by its PID and taken over
+    assert f"took over a stale lock of PID {proc.pid}".encode() in r.stderr, r.stderr.decode()[-2000:]
+    assert not (killed / ".lock").exists()
     steps_f, loss_f, ev_f = _losses(full)
     steps_k, loss_k, ev_k = _losses(killed)
     assert steps_k == steps_f == list(range(STEPS))
