@@ -226,7 +226,8 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             *_pm(qs_w), f"max over steps and configs |measured/target - 1| <= {tol_qs[name]:.0%}",
             _worst_close("ratio vs quasi-static target", qs_w, tol_qs[name]),
             note=f"slow part of each run: {np.round(n_slow, 2).tolist()} of the steps; per config max dev "
-                 f"{np.round(qs_err, 4).tolist()}; tolerance = first-order lag at eps = 5 % + O(eta lambda)"))
+                 f"{np.round(qs_err, 4).tolist()}; tolerance = first-order lag at eps = {ADIABATIC[name]:.0%} + O(eta lambda)"
+                 + (" + the random-walk fluctuation of ||x||^2 (S3)" if name == "adamw" else "")))
         if name == "sgd":
             stmt = ("SGD+WD: the linear norm ODE y' = -4 lambda eta_t y + 2 sigma^2 eta_t^2 (y = ||x||^4, closed form "
                     "TS.norm_ode_solution) predicts ||g||/||x|| at every step, end-of-training lag included")

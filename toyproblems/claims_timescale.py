@@ -168,7 +168,7 @@ def claim_gradient_influence(seed: int, quick: bool, out_dir: Path) -> List[Row]
         ax.plot(L * el, r["infl"][i] / c[1], color=f"C{j}", lw=1.2, label=_name(c) + (f", beta2 {c[3]:g}" if c[0] > 0 else ""))
         ax.plot(L * el, r["pred"][i] / c[1], color="k", ls=":", lw=0.8, label="EMA theory" if j == 0 else None)
     ax.set(yscale="log", xlabel="L eta lambda = (t - s) / tau", ylabel="||Delta W_{s+L}|| / (eta ||delta||)",
-           title="M1: memory of one gradient decays on tau = 1/(eta lambda)")
+           title="M1: one gradient's memory, tau = 1/(eta lambda)")
     ax.legend(fontsize=6)
     save_figure(fig, Path(out_dir) / "M1.png")
     return rows
