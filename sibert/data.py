@@ -254,13 +254,18 @@ class MLMData:
                 "train_unigram_xent": float(-(p_held[nz] * np.log(q[nz])).sum())}
 
 
-def load_mlm_data(source: str, vocab_size: int, seq_len: int, heldout_fraction: float = 0.05,
-                  mask_prob: float = 0.15, cache_dir: Optional[str] = None, log=None) -> MLMData:
-    """Build (or load from ``cache_dir``) the tokenizer and packed token rows."""
+def cache_entry(source: str, vocab_size: int, heldout_fraction: float, cache_dir: Optional[str] = None) -> Path:
+    """The token-cache directory of (source, vocab, split): tokenizer.json, train.npy, heldout.npy."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     key = hashlib.sha1(f"{source}|{source_fingerprint(source)}|{vocab_size}|{heldout_fraction}"
                        .encode()).hexdigest()[:16]
-    d = cache / key
+    return cache / key
+
+
+def load_mlm_data(source: str, vocab_size: int, seq_len: int, heldout_fraction: float = 0.05,
+                  mask_prob: float = 0.15, cache_dir: Optional[str] = None, log=None) -> MLMData:
+    """Build (or load from ``cache_dir``) the tokenizer and packed token rows."""
+    d = cache_entry(source, vocab_size, heldout_fraction, cache_dir)
     tok_path, tr_path, he_path = d / "tokenizer.json", d / "train.npy", d / "heldout.npy"
     if not (tok_path.is_file() and tr_path.is_file() and he_path.is_file()):
         if log:

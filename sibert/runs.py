@@ -98,6 +98,15 @@ def _restore_params(state_dir: Path):
     return out["params"]
 
 
+def _cached_tokenizer_hint(cfg) -> str:
+    """Where the token cache of ``cfg`` keeps its tokenizer (for the error message only)."""
+    try:
+        from sibert.data import cache_entry
+        return str(cache_entry(cfg.source, cfg.vocab_size, cfg.heldout_fraction, cfg.cache_dir or None) / TOKENIZER_FILE)
+    except Exception:  # source gone: no precise path
+        return "the run's token cache (SCALEINV_CACHE, default ~/.cache/scaleinv/sibert/<key>/tokenizer.json)"
+
+
 def load_run(run_dir, step: Optional[int] = None) -> Run:
     """Load ``run_dir`` (its newest checkpoint, or ``step``); :class:`RunError` names what is missing."""
     from tokenizers import Tokenizer
@@ -117,8 +126,8 @@ def load_run(run_dir, step: Optional[int] = None) -> Run:
         raise RunError(f"RUN_DIR: {cfg_path} is not a valid run config: {e}") from None
     tok_path = run_dir / TOKENIZER_FILE
     if not tok_path.is_file():
-        raise RunError(f"RUN_DIR: {str(run_dir)!r} has no {TOKENIZER_FILE} (runs trained before the tokenizer "
-                       f"was saved in the run directory: `scaleinv train --resume --out RUN_DIR` adds it)")
+        raise RunError(f"RUN_DIR: {str(run_dir)!r} has no {TOKENIZER_FILE} (a run trained before the tokenizer "
+                       f"was saved in the run directory: copy it there from {_cached_tokenizer_hint(cfg)})")
     steps = checkpoint_steps(run_dir)
     if not steps:
         raise RunError(f"RUN_DIR: {str(run_dir)!r} has no checkpoint under {CHECKPOINTS}/")
