@@ -8,7 +8,9 @@
 * Per-step metrics (``metrics.jsonl``, one JSON object per step): loss, MLM accuracy, encoder
   ||x||, ||g|| (before clipping), LR eta_t, effective LR eta_t / ||x||^2, clip fired, angular
   update angle(x_t, x_{t+1}) of the encoder (:func:`scaleinv.diagnostics.step_diagnostics`),
-  tokens/s. Held-out evaluation every ``eval_every`` steps (``eval.jsonl``).
+  tokens/s (mean over the window of up to ``FETCH_EVERY`` steps whose metrics are fetched from the
+  device together: the host never waits for a single step). Held-out evaluation every
+  ``eval_every`` steps (``eval.jsonl``).
 * Parallelism: a 1-D ``jax.sharding.Mesh`` with axis ``data`` over all devices (all hosts, after
   ``jax.distributed.initialize()`` when JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
   JAX_PROCESS_ID are set). The batch is sharded over ``data``; parameters and optimizer states are
@@ -55,6 +57,7 @@ from sibert.model import ENCODER, HEAD, MLMModel, ModelConfig, init_params, mlm_
 from sibert.runs import save_tokenizer
 
 Schedule = Callable[[Any], Any]
+FETCH_EVERY = 16   # steps whose metrics are fetched from the device in one transfer (see train)
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -370,36 +373,55 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
     bar = Progress(cfg.steps, f"train {cfg.model}/{cfg.optimizer}", initial=start) \
         if cfg.progress and is_main else None
     try:
+        # The host does not wait for each step: steps are dispatched asynchronously, the next
+        # batch is built while the current step runs (prefetch), and the metrics of up to
+        # FETCH_EVERY steps are fetched in one transfer, before any evaluation or checkpoint
+        # (so a non-finite step is still caught before its state can be saved), then written one
+        # line per step as before. tokens/s is the mean over the fetched window.
         t_prev = time.time()
+        pending = []
+        batch = shard_batch(data.train_batch(start, cfg.batch_size, cfg.seed), mesh) if start < cfg.steps else None
         for step in range(start, cfg.steps):
-            batch = shard_batch(data.train_batch(step, cfg.batch_size, cfg.seed), mesh)
-            new_state, m = step_fn(state, batch)
-            m = _to_py(jax.device_get(m))
-            now = time.time()
-            m["tokens_per_s"] = tokens_per_step / max(now - t_prev, 1e-9)
-            t_prev = now
-            if not (math.isfinite(m["loss"]) and m["params_finite"]):
-                status, bad_step = "nonfinite", step
-                log(f"non-finite loss/parameters at step {step} (loss={m['loss']}); stopping, the last "
-                    f"good checkpoint is step {mngr.latest_step()}")
-                break
-            state = new_state
-            n_logged += 1
-            n_clipped += int(m.get("clipped", False))
-            if mfile:
-                rec = {"step": step, **{k: v for k, v in m.items() if k != "params_finite"}}
-                mfile.write(json.dumps(rec) + "\n")
-                mfile.flush()
+            state, m_dev = step_fn(state, batch)
+            pending.append((step, m_dev))
             done = step + 1
-            if done % cfg.eval_every == 0 or done == cfg.steps:
+            if done < cfg.steps:
+                batch = shard_batch(data.train_batch(done, cfg.batch_size, cfg.seed), mesh)
+            at_eval = done % cfg.eval_every == 0 or done == cfg.steps
+            at_ckpt = done % cfg.ckpt_every == 0 or done == cfg.steps
+            if not (at_eval or at_ckpt or len(pending) >= FETCH_EVERY):
+                continue
+            fetched = jax.device_get([m_ for _, m_ in pending])
+            now = time.time()
+            tps = tokens_per_step * len(pending) / max(now - t_prev, 1e-9)
+            t_prev = now
+            for (s_, _), m in zip(pending, fetched):
+                m = _to_py(m)
+                m["tokens_per_s"] = tps
+                if not (math.isfinite(m["loss"]) and m["params_finite"]):
+                    status, bad_step = "nonfinite", s_
+                    log(f"non-finite loss/parameters at step {s_} (loss={m['loss']}); stopping, the last "
+                        f"good checkpoint is step {mngr.latest_step()}")
+                    break
+                n_logged += 1
+                n_clipped += int(m.get("clipped", False))
+                if mfile:
+                    rec = {"step": s_, **{k: v for k, v in m.items() if k != "params_finite"}}
+                    mfile.write(json.dumps(rec) + "\n")
+            if mfile:
+                mfile.flush()
+            n_window, pending = len(pending), []
+            if status != "ok":
+                break
+            if at_eval:
                 last_eval = {"step": done, **evaluate(eval_fn, state["params"], data, cfg, mesh)}
                 if efile:
                     efile.write(json.dumps(last_eval) + "\n")
                     efile.flush()
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            if at_ckpt:
                 save_checkpoint(mngr, state, done)
             if bar:
-                bar.update(1, loss=f"{m['loss']:.3f}",
+                bar.update(n_window, loss=f"{m['loss']:.3f}",
                            heldout=f"{last_eval['heldout_loss']:.3f}" if last_eval else "-")
         if status == "ok" and start == cfg.steps and last_eval is None:
             # resumed at the final checkpoint without its evaluation row: evaluate it now
