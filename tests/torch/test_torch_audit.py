@@ -156,5 +156,5 @@ def test_cli_audits_a_torch_factory(tmp_path):
     rep = json.loads((tmp_path / "a.json").read_text())
     assert rep["meta"]["framework"] == "torch" and rep["target_met"] is True and rep["first_break"] is None
     bad = _cli("scaleinv.torch.examples:si_encoder", "--target-group", "nope", "--json", str(tmp_path / "b.json"))
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("scaleinv audit: target_group 'nope' is not a group")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("scaleinv audit: error: target_group 'nope' is not a group")
     assert not (tmp_path / "b.json").exists()
