@@ -144,7 +144,7 @@ def bench(quick: bool, repeats: int, peak_tflops: Optional[float] = None,
     base = res[1]["median_s"]
     rows = []
     for n in counts[1:]:
-        rows.append(BenchRow(f"B5.devices{n}", f"SIBERT step, data parallel over N fake CPU devices (same global batch; "
+        rows.append(BenchRow(f"B5.devices{n}", "SIBERT step, data parallel over N fake CPU devices (same global batch; "
                              + describe(cfg) + ")", f"N = {n}", "N = 1", res[n]["median_s"], base, "s/step",
                              base / res[n]["median_s"], "t(N=1) / t(N) (speed-up; NOT claimed on CPU)", "", "report",
                              note="fake devices share the same 2 cores: this checks the sharded program, not scaling",

@@ -9,7 +9,7 @@ For a parameter group S (a bool mask pytree; default all leaves):
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp

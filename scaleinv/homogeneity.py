@@ -13,7 +13,7 @@ magnitude, and accepted only if the fit residual is small: a function such as so
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp

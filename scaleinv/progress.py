@@ -38,7 +38,7 @@ class Progress:
         self.tty = (getattr(self.file, "isatty", lambda: False)() if tty is None else tty) and enabled
         self.lines = 0           # plain lines written (for tests)
         self._t0, self._n0 = time.time(), self.n
-        self._postfix = {}
+        self._postfix: dict = {}
         self._bar = None
         if self.tty:
             from tqdm import tqdm

@@ -373,7 +373,6 @@ def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         stated_sq = theory.equilibrium_sq_norm_as_stated(g[:, 0], g[:, 1], g[:, 2])
         pred_ratio = theory.equilibrium_grad_ratio(g[:, 0], g[:, 1])
         err = np.abs(meas_sq / pred_sq - 1)
-        err_stated = np.abs(meas_sq / stated_sq - 1)
         err_ratio = np.abs(meas_ratio / pred_ratio - 1)
         n = len(g)
         rows.append(Row("C5.norm_stated", src, f"||x||^2 -> sqrt(2 eta/(lambda(2-eta lambda))) sigma as stated ({n} configs)",
@@ -519,7 +518,6 @@ def claim_exp_lr(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     rows = []
     with jax.enable_x64(True):
         x0 = prob.init(1.0, jax.random.PRNGKey(seed))
-        key = jax.random.PRNGKey(0)
 
         def traj(opt, p):
             def step(c, t):

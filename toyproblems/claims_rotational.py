@@ -451,7 +451,6 @@ def claim_rotational_wrapper(seed: int, quick: bool, out_dir: Path) -> List[Row]
         rms_first = np.sqrt(np.mean(ang[1:e0] ** 2, axis=0))
         base_early = np.sqrt(np.mean(ang_b[e0:e1] ** 2, axis=0))
         norm_dev = float(np.max(np.abs(nrm / n0[None] - 1.0)))
-        err_all = rms_all / target - 1
         err_neuron = float(np.max(np.abs(rms_neuron / target - 1)))
         err_early = float(np.max(np.abs(rms_early / target - 1)))
         rows.append(Row(

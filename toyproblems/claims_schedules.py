@@ -287,11 +287,11 @@ def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             slope_first = float(np.polyfit(np.log(Ks), np.log(first), 1)[0])
             slope_ode = float(np.polyfit(np.log(Ks), np.log(ode_on), 1)[0])
             if name == "sgd":     # verdict against the first-order formula; the ODE in the note
-                pred, err, spred, how = first, e_first, slope_first, "first-order formula (TS.lag_onset_fraction)"
+                pred, _, spred, how = first, e_first, slope_first, "first-order formula (TS.lag_onset_fraction)"
                 tol_on = 0.10
                 other = f"norm ODE onset {np.round(ode_on, 4).tolist()} (max rel. err {e_ode.max():.2%})"
             else:                 # Adam's v lag is not in the first-order formula: verdict against the mean field
-                pred, err, spred, how = ode_on, e_ode, slope_ode, "mean field with Adam's v lag"
+                pred, _, spred, how = ode_on, e_ode, slope_ode, "mean field with Adam's v lag"
                 tol_on = 0.15
                 other = (f"first-order formula (no v lag) {np.round(first, 4).tolist()} (max rel. err "
                          f"{e_first.max():.2%}, slope {slope_first:.3f}): v lag adds to the lag")
@@ -313,7 +313,6 @@ def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 verdict([close("log-log slope", slope, spred, atol=tol_s)]),
                 note=f"large-K asymptote of the first-order formula {TS.lag_onset_exponent(kind):.4f} "
                      "(eta ~ a^p near the end -> -1/(p+1))"))
-            e_blow = np.abs(blow / blow_ode - 1)
             tol_b = 0.02 if name == "sgd" else 0.06
             rows.append(Row(
                 f"S2.{len(rows) + 1}", SRC + "; norm ODE derived here",

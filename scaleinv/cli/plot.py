@@ -91,11 +91,11 @@ def run(args) -> int:
     fig, ax = plt.subplots(2, 2, figsize=(11, 7))
     for run_dir, label in zip(runs, labels):
         m = _read_jsonl(run_dir / "metrics.jsonl")
-        e = _read_jsonl(run_dir / "eval.jsonl")
+        ev = _read_jsonl(run_dir / "eval.jsonl")
         steps = [r["step"] for r in m]
         line, = ax[0, 0].plot(steps, _smooth([r["loss"] for r in m], 10), lw=0.8, label=f"{label} (train)")
-        if e:
-            ax[0, 0].plot([r["step"] for r in e], [r["heldout_loss"] for r in e], "o-", ms=3,
+        if ev:
+            ax[0, 0].plot([r["step"] for r in ev], [r["heldout_loss"] for r in ev], "o-", ms=3,
                           color=line.get_color(), label=f"{label} (held-out)")
         ax[0, 1].plot(steps, [r["x_norm"] for r in m], lw=1, color=line.get_color(), label=label)
         if m and "clipped" in m[0]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 from sibert.config import MODELS, OPTIMIZERS, PRESETS
 

@@ -64,7 +64,6 @@ def run(args) -> int:
     import json
     import platform
     import time
-    from pathlib import Path
 
     from scaleinv.usage import check_output_dir, check_output_file
 

@@ -3,7 +3,6 @@
 XLA_FLAGS=--xla_force_host_platform_device_count=8 only acts before JAX initialises, so every
 configuration runs in its own subprocess."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -4,7 +4,6 @@
 same steps as one process with 4 devices; the per-step losses and the held-out loss agree to
 float32 tolerance."""
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -29,7 +29,6 @@ def test_plot_missing_metrics(tmp_path, capsys):
 
 
 def test_predicted_angle_matches_theory():
-    from scaleinv import theory
     from scaleinv.cli.plot import predicted_angle
     sgd = predicted_angle({"optimizer": "sgd-wd-rgc", "weight_decay": 0.01}, [0.1, 0.01])
     np.testing.assert_allclose(sgd, [np.sqrt(2 * 0.1 * 0.01), np.sqrt(2 * 0.01 * 0.01)], rtol=1e-12)

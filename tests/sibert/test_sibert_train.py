@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _sibert_helpers import tiny_overrides  # noqa: E402
 
 from sibert.config import apply_overrides, preset
-from sibert.train import checkpoint_manager, restore_checkpoint, sgd_schedule, train, warmup_linear_schedule
+from sibert.train import checkpoint_manager, sgd_schedule, train, warmup_linear_schedule
 
 
 def _read(path):
