@@ -2,7 +2,10 @@
 
 RUN_DIR: `scaleinv train --model {bert,sibert} --preset tiny --set steps=... ` (see README.md here).
 For each seed: the pretrained encoder and, as a control, a freshly initialised one (same split)."""
-import json, sys, dataclasses, jax
+import json
+import sys
+import dataclasses
+import jax
 from sibert.data import load_documents
 from sibert.finetune import article_task, finetune
 from sibert.runs import load_run
