@@ -225,13 +225,13 @@ def _one_thread(preset: str, quick: bool, repeats: int):
     return json.loads(p.stdout.strip().splitlines()[-1]), ""
 
 
-def bench_throughput(quick: bool, repeats: int) -> List[BenchRow]:
+def bench_throughput(quick: bool, repeats: int, presets=None) -> List[BenchRow]:
     from benchmarks import hf_peer
 
     rows: List[BenchRow] = []
     have_peer = hf_peer.available()
     peer_versions = hf_peer.versions() if have_peer else {}
-    for preset in (("tiny",) if quick else ("tiny", "small")):
+    for preset in (("tiny",) if quick else tuple(presets or ("tiny", "small"))):
         cfg = bench_config(preset, quick)
         shape = (("quick sizes" if quick else preset) + ": " + describe(cfg)
                  + f", {max(1, round(cfg.mask_prob * cfg.seq_len))} masked/row")

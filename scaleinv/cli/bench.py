@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", default=None, help="write the results table (markdown) to this path")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per contestant (>= 5; default 5, full 7)")
     p.add_argument("--only", default=None, help=f"comma-separated items among {', '.join(ITEMS)}")
+    p.add_argument("--presets", default=None,
+                   help="throughput presets, comma-separated among tiny, small (default: both; --quick: quick sizes)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="accelerator peak for the MFU row (default: nominal CPU estimate)")
 
@@ -47,6 +49,12 @@ def run(args) -> int:
     from scaleinv.usage import UsageError, check_output_file, optional_check
 
     items = _items(args.only)
+    presets = None
+    if getattr(args, "presets", None):
+        presets = tuple(w.strip() for w in args.presets.split(",") if w.strip())
+        bad = [w for w in presets if w not in ("tiny", "small")]
+        if bad or not presets:
+            raise SystemExit(f"--presets: unknown preset(s) {', '.join(map(repr, bad))}; allowed: tiny, small")
     repeats = args.repeats if args.repeats is not None else (5 if args.quick else 7)
     if repeats < 5:
         raise UsageError(f"--repeats: must be >= 5 (median of at least 5), got {repeats}")
@@ -71,7 +79,7 @@ def run(args) -> int:
             rows += bench_clip(args.quick, repeats if args.quick else max(repeats, 11))
         elif item == "throughput":
             from benchmarks.sibert_bench import bench_throughput
-            rows += bench_throughput(args.quick, repeats)
+            rows += bench_throughput(args.quick, repeats, presets)
         elif item == "memory":
             from benchmarks.memory import bench as b
             rows += b(args.quick)
