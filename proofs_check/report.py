@@ -9,13 +9,13 @@ from typing import List
 
 import sympy as sp
 
-from proofs_check import (adamw_noise, clipping, effective_lr, equilibrium, ex1, exp_lr, factorization, gdwd,
+from proofs_check import (adamw_noise, clipping, eos, effective_lr, equilibrium, ex1, exp_lr, factorization, gdwd,
                           homogeneity, rotational, schedules, timescale)
 from proofs_check.derivation import Derivation
 
 # talk order: items 1, 2, 3, 4, 5, 6+9, 7, 8, 10
 TOPICS = (homogeneity, ex1, factorization, effective_lr, exp_lr, equilibrium, clipping, gdwd, rotational,
-          schedules, adamw_noise, timescale)   # 11-13: beyond the talk (Defazio 2025; AdamW pure noise; Wang & Aitchison)
+          schedules, adamw_noise, timescale, eos)   # 11-14: beyond the talk (issue 12)
 
 
 _CACHE: List[tuple] = []

@@ -27,6 +27,7 @@ EXTRA_GROUPS = (
     ("toyproblems.claims_schedules", "SCHEDULE_CLAIMS", "S"),
     ("toyproblems.claims_adamw_noise", "ADAMW_NOISE_CLAIMS", "N"),
     ("toyproblems.claims_timescale", "TIMESCALE_CLAIMS", "M"),
+    ("toyproblems.claims_eos", "EOS_CLAIMS", "E"),
 )
 
 
