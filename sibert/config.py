@@ -35,10 +35,11 @@ from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional
 
 MODELS = ("sibert", "bert")
-OPTIMIZERS = ("sgd-wd-rgc", "sgd-wd", "sgd", "adamw")
+OPTIMIZERS = ("sgd-wd-rgc", "sgd-wd", "sgd", "adamw", "rv-sgd-wd", "rv-adamw")
+SGD_FAMILY = ("sgd-wd-rgc", "sgd-wd", "sgd", "rv-sgd-wd")
 HEAD_OPTIMIZERS = ("lamb", "adamw")
 HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
-PRESETS = ("tiny", "small", "base")
+PRESETS = ("mini", "tiny", "small", "base")
 
 
 class ConfigError(ValueError):
@@ -78,13 +79,15 @@ class TrainConfig:
     weight_decay: float = 1e-2            # encoder WD (lambda)
     clip_C: float = 2.0                   # relative global clipping constant C > 1
     lr_drops: str = "0.6,0.9"             # SGD: LR /10 at these fractions of training
-    warmup_frac: float = 0.1              # AdamW / LAMB linear warmup fraction
+    warmup_frac: float = 0.0              # encoder LR linear warmup fraction (recipes: SGD 0, AdamW 0.1)
+    head_warmup_frac: float = 0.1         # head (LAMB / AdamW) LR linear warmup fraction
     head_lr: float = 1e-2
     head_weight_decay: float = 1e-2
     adam_b1: float = 0.9
     adam_b2: float = 0.999
     # run
     seed: int = 0
+    log_layer_angles: bool = True         # per-matrix angular update + norm of the encoder in metrics.jsonl
     eval_every: int = 100
     eval_batches: int = 8
     ckpt_every: int = 100
@@ -101,6 +104,12 @@ class TrainConfig:
 
 
 _PRESET_DIMS = {
+    # The experiment preset (docs/results/sibert/, experiments/*.toml), sized by measurement on the
+    # shared 2-core CPU: batch 16 x seq 64 gave the most tokens/s under load (4.4k vs 2.8k at batch
+    # 64, single-threaded XLA); 12k steps = 192k sequences, as many as the batch-64 x 3k-step run
+    # that left the unigram plateau; eval over 64 fixed held-out batches (1,024 rows, ~10k predictions).
+    "mini": dict(vocab_size=2048, hidden=128, layers=2, heads=2, ffn=512, max_positions=64,
+                 seq_len=64, batch_size=16, steps=12000, eval_every=500, eval_batches=64, ckpt_every=500),
     # CPU minutes. ~0.3 M encoder params (+1 M embedding).
     "tiny": dict(vocab_size=8192, hidden=128, layers=2, heads=2, ffn=512, max_positions=128,
                  seq_len=128, batch_size=32, steps=1500, eval_every=100, ckpt_every=250),
@@ -114,9 +123,9 @@ _PRESET_DIMS = {
 _MODEL_DEFAULTS = {
     # tiny-tuned SGD values for small presets; the paper's values for base (see module doc).
     "sibert": dict(optimizer="sgd-wd-rgc", head_optimizer="lamb", lr=0.1, weight_decay=1e-2,
-                   head_lr=1e-2),
+                   head_lr=1e-2, warmup_frac=0.0),
     "bert": dict(optimizer="adamw", head_optimizer="adamw", lr=1e-3, weight_decay=1e-2,
-                 head_lr=1e-3),
+                 head_lr=1e-3, warmup_frac=0.1),
 }
 
 
@@ -136,7 +145,8 @@ def preset(name: str, model: str = "sibert", optimizer: Optional[str] = None) ->
         kw.update(lr=8e-4, weight_decay=1e-2, head_lr=8e-4, clip_C=4.0)  # paper: sqrt(C) = 2
     if optimizer is not None and optimizer != kw["optimizer"]:
         kw["optimizer"] = optimizer
-        if optimizer == "adamw":
+        kw["warmup_frac"] = 0.0 if optimizer in SGD_FAMILY else 0.1
+        if optimizer in ("adamw", "rv-adamw"):
             kw.update(lr=1e-3, weight_decay=1e-2)
         elif kw["model"] == "bert":  # SGD on BERT: same SGD LR/WD as the sibert tiny values
             kw.update(lr=_MODEL_DEFAULTS["sibert"]["lr"], weight_decay=_MODEL_DEFAULTS["sibert"]["weight_decay"])
@@ -243,7 +253,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(math.isfinite(v) and v >= 0, f"{name}: must be a finite number >= 0, got {v!r}")
     need(math.isfinite(cfg.clip_C) and cfg.clip_C > 1,
          f"clip_C: must be > 1 (talk default 2; paper sqrt(C)=2 i.e. 4), got {cfg.clip_C!r}")
-    if cfg.optimizer in ("sgd-wd-rgc", "sgd-wd"):
+    if cfg.optimizer in ("sgd-wd-rgc", "sgd-wd", "rv-sgd-wd", "rv-adamw"):
         need(cfg.weight_decay > 0, f"weight_decay: must be > 0 for optimizer {cfg.optimizer!r} "
                                    f"(use optimizer=sgd for no WD), got {cfg.weight_decay!r}")
         need(cfg.lr * cfg.weight_decay < 1,
@@ -252,6 +262,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(0 < cfg.heldout_fraction < 1, f"heldout_fraction: must be in (0, 1), got {cfg.heldout_fraction!r}")
     need(0 <= cfg.dropout < 1, f"dropout: must be in [0, 1), got {cfg.dropout!r}")
     need(0 <= cfg.warmup_frac < 1, f"warmup_frac: must be in [0, 1), got {cfg.warmup_frac!r}")
+    need(0 <= cfg.head_warmup_frac < 1, f"head_warmup_frac: must be in [0, 1), got {cfg.head_warmup_frac!r}")
     need(0 < cfg.adam_b1 < 1 and 0 < cfg.adam_b2 < 1, "adam_b1/adam_b2: must be in (0, 1)")
     need(cfg.attn_eps > 0 and cfg.ln_eps > 0, "attn_eps/ln_eps: must be > 0")
     need(cfg.hidden_act in HIDDEN_ACTS,

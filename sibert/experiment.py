@@ -1,133 +1,347 @@
-"""The tiny-preset experiments of issue 8, run one after another (2-core CPU friendly):
+"""Experiments as config files: every SIBERT / BERT run and figure of ``docs/results/sibert/``.
 
-1. SIBERT + SGD + WD + relative global clipping vs BERT + AdamW, equal steps: held-out MLM loss
-   against the unigram baselines of the held-out set.
-2. Robustness to the initialisation scale (paper Fig. 1/2): SIBERT with every encoder parameter
-   multiplied by 0.1, 1, 10, trained with SGD + WD + clipping (wd 5e-2, eta lambda = 5e-3, so the
-   norm can equilibrate within the short run) and with plain SGD (no WD; relative clipping needs
-   lambda > 0, so none).
+An experiment is a TOML file under ``experiments/`` (see ``experiments/README.md``)::
 
-    python -m sibert.experiment --runs runs/sibert_exp --results docs/results/sibert \\
-        [--main-steps 2000] [--robust-steps 800] [--only main|robust]
+    name = "robustness"                  # results go to RESULTS/robustness/
+    preset = "mini"                      # sibert.config preset of every run
+    [set]                                # overrides for every run (any TrainConfig field)
+    steps = 3000
+    [[group]]                            # one group of runs = one line style in the figures
+    name = "wd"                          # run names: wd_c0.1_s0, wd_c1_s0, ...
+    model = "sibert"
+    optimizer = "sgd-wd-rgc"
+    set = { weight_decay = 5e-2 }
+    grid = { init_scale = [0.1, 1, 10, 100], seed = [0, 1] }   # cartesian product
+    priority = 0                         # lower runs first (default 0)
 
-Per run it copies a small record to ``--results``: ``<name>.summary.json``, ``<name>.eval.jsonl``
-and ``<name>.metrics.jsonl`` decimated to every ``--every`` steps; and writes ``table.json`` +
-``table.md`` (the README table) and two PNGs. A run directory that already has a summary.json
-is reused (so the script can be re-run after an interruption).
+The runs of all given files are executed one after another (one process, the 2-core CPU is
+the bottleneck) in the order (priority, seed, file, group, grid), so every experiment gets its
+seed-0 runs before any second seed. Each run trains with :func:`sibert.train.train` into
+``RUNS/<experiment>/<run>/`` and checkpoints every ``ckpt_every`` steps, so the driver is
+**resumable**: rerun the same command after an interruption (also after a reboot) and finished
+runs are skipped, an interrupted run continues from its last checkpoint, and a run without a
+checkpoint starts again.
+
+After every run the driver refreshes ``RESULTS/<experiment>/``: per run ``<run>.summary.json``,
+``<run>.eval.jsonl`` and ``<run>.metrics.jsonl`` (decimated to every ``record_every`` steps),
+``table.json`` + ``table.md``, and the experiment's figures (:mod:`sibert.experiment_figures`).
+
+    python -m sibert.experiment experiments/main.toml experiments/robustness.toml
+    python -m sibert.experiment experiments/*.toml --report-only     # tables + figures only
+    python -m sibert.experiment experiments/robustness.toml --only 'wd_*' --set steps=20  # smoke
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import fnmatch
+import itertools
 import json
 import shutil
 import statistics
 import sys
+import time
+import tomllib
 from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from sibert.config import ConfigError, apply_overrides, parse_set_args, preset, validate
+
+__all__ = ["Run", "Experiment", "load_experiment", "plan", "run_experiments", "record_run",
+           "summarize", "main"]
+
+# short names of grid keys in run names (anything else: the field name itself)
+_SHORT = {"init_scale": "c", "seed": "s", "lr": "lr", "warmup_frac": "warm", "steps": "T",
+          "weight_decay": "wd"}
 
 
-def _runs(main_steps: int, robust_steps: int, only: str):
-    out = []
-    if only in ("all", "main"):
-        out += [("main_sibert_sgdwdrgc", "sibert", "sgd-wd-rgc", {"steps": main_steps}),
-                ("main_bert_adamw", "bert", "adamw", {"steps": main_steps})]
-    if only in ("all", "robust"):
-        # WD runs at eta*lambda = 5e-3 (wd 5e-2): the norm has to move by 10x within the short run,
-        # which takes ~ln(100) / (2 eta lambda) ~ 460 steps (at eta*lambda = 1e-3 it would be 2300)
-        for opt, tag, extra in (("sgd-wd-rgc", "wd", {"weight_decay": 5e-2}), ("sgd", "nowd", {})):
-            for s in (0.1, 1.0, 10.0):
-                out.append((f"robust_{tag}_init{s:g}", "sibert", opt,
-                            {"steps": robust_steps, "init_scale": s, **extra}))
-    return out
+@dataclasses.dataclass(frozen=True)
+class Run:
+    experiment: str
+    name: str
+    group: str
+    model: str
+    optimizer: str
+    overrides: Dict[str, Any]
+    order: tuple
+
+    def config(self, preset_name: str, extra: Optional[Dict[str, Any]] = None):
+        cfg = apply_overrides(preset(preset_name, self.model, self.optimizer), self.overrides)
+        return validate(apply_overrides(cfg, extra or {}))
 
 
-def _record(name: str, run: Path, results: Path, every: int) -> dict:
-    s = json.loads((run / "summary.json").read_text())
-    m = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
-    (results / f"{name}.eval.jsonl").write_text((run / "eval.jsonl").read_text())
-    keep = [r for r in m if r["step"] % every == 0 or r["step"] == len(m) - 1]
-    (results / f"{name}.metrics.jsonl").write_text("".join(json.dumps(
-        {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}) + "\n" for r in keep))
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: Path
+    preset: str
+    title: str
+    runs: List[Run]
+    record_every: int
+    figures: List[str]
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def load_experiment(path, file_index: int = 0) -> Experiment:
+    """Parse one experiment TOML file (ConfigError naming the bad key on a bad file)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"experiment file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"experiment file {str(path)!r} is not valid TOML: {e}") from None
+    for key in ("name", "preset", "group"):
+        if key not in data:
+            raise ConfigError(f"{path}: missing key {key!r}")
+    base = dict(data.get("set", {}))
+    runs = []
+    for gi, g in enumerate(data["group"]):
+        for key in ("name", "model", "optimizer"):
+            if key not in g:
+                raise ConfigError(f"{path}: group {gi}: missing key {key!r}")
+        grid = g.get("grid", {})
+        keys = list(grid)
+        for ci, combo in enumerate(itertools.product(*(grid[k] for k in keys)) if keys else [()]):
+            over = {**base, **g.get("set", {}), **dict(zip(keys, combo))}
+            suffix = "".join(f"_{_SHORT.get(k, k)}{_fmt(v)}" for k, v in zip(keys, combo))
+            seed = int(over.get("seed", 0))
+            runs.append(Run(data["name"], g["name"] + suffix, g["name"], g["model"], g["optimizer"], over,
+                            (int(g.get("priority", 0)), seed, file_index, gi, ci)))
+    names = [r.name for r in runs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{path}: duplicate run names {dup}")
+    exp = Experiment(data["name"], path, data["preset"], data.get("title", data["name"]), runs,
+                     int(data.get("record_every", 25)), list(data.get("figures", [])))
+    for r in runs:  # validate every run up front: a typo fails before hours of training
+        r.config(exp.preset)
+    return exp
+
+
+def plan(experiments: List[Experiment], only: Optional[str] = None) -> List[Run]:
+    runs = [r for e in experiments for r in e.runs if only is None or fnmatch.fnmatch(r.name, only)]
+    return sorted(runs, key=lambda r: r.order)
+
+
+def _read_jsonl(path: Path) -> List[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def run_state(run_dir: Path, steps: int, record: Optional[Path] = None) -> str:
+    """'done' (a finished run: its summary in the run dir, or its committed record ``record``,
+    so a fresh checkout knows which runs are done), 'resume' (a checkpoint exists) or 'fresh'."""
+    for s in (run_dir / "summary.json", record):
+        if s is not None and s.is_file():
+            summ = json.loads(s.read_text())
+            if summ.get("status") == "nonfinite" or summ.get("steps_done") == steps:
+                return "done"
+    ck = run_dir / "checkpoints"
+    if ck.is_dir() and any(p.name.isdigit() for p in ck.iterdir()):
+        return "resume"
+    return "fresh"
+
+
+def find_identical(runs_root: Path, cfg, exclude: Path) -> Optional[Path]:
+    """A finished run under ``runs_root/*/*`` whose config.json equals ``cfg`` (all fields but the
+    progress switch), e.g. the init-scale-1 run shared by the main and robustness experiments.
+    Training is deterministic on a given machine, so its records stand for this run too."""
+    want = {k: v for k, v in cfg.to_dict().items() if k != "progress"}
+    for cand in sorted(runs_root.glob("*/*/config.json")):
+        rd = cand.parent
+        if rd == exclude or not (rd / "summary.json").is_file() or run_state(rd, cfg.steps) != "done":
+            continue
+        got = {k: v for k, v in json.loads(cand.read_text()).items() if k != "progress"}
+        if got == want:
+            return rd
+    return None
+
+
+def _round(v):
+    if isinstance(v, float):
+        return float(f"{v:.6g}")
+    return v
+
+
+def record_run(run: Run, run_dir: Path, out: Path, every: int) -> dict:
+    """Copy a finished run's small record into ``out`` and return its table row."""
+    s = json.loads((run_dir / "summary.json").read_text())
+    m = _read_jsonl(run_dir / "metrics.jsonl")
+    (out / f"{run.name}.eval.jsonl").write_text((run_dir / "eval.jsonl").read_text())
+    last = m[-1]["step"] if m else -1
+    keep = [r for r in m if r["step"] % every == 0 or r["step"] == last]
+    (out / f"{run.name}.metrics.jsonl").write_text(
+        "".join(json.dumps({k: _round(v) for k, v in r.items()}) + "\n" for r in keep))
     clipped = [r["clipped"] for r in m if "clipped" in r]
     tps = [r["tokens_per_s"] for r in m[5:]] or [0.0]
-    ev = s["final_eval"] or {}
-    row = {"run": name, "model": s["model"], "optimizer": s["optimizer"], "init_scale": s["init_scale"],
-           "steps": s["steps_done"], "status": s["status"],
-           "heldout_loss": ev.get("heldout_loss"), "heldout_accuracy": ev.get("heldout_accuracy"),
-           "train_loss_last50": statistics.fmean(r["loss"] for r in m[-50:]),
-           "clip_rate": (sum(clipped) / len(clipped)) if clipped else None,
-           "encoder_norm_init": m[0]["x_norm"], "encoder_norm_final": s["encoder_x_norm"],
-           "wall_s": s["wall_s"], "median_tokens_per_s": statistics.median(tps),
-           "unigram_baseline": s["unigram_baseline"]}
-    small = {k: v for k, v in s.items() if k != "config"}
-    small["config"] = s["config"]
-    (results / f"{name}.summary.json").write_text(json.dumps(small, indent=1))
+    ev = s.get("final_eval") or {}
+    ub = s["unigram_baseline"]
+    hl = ev.get("heldout_loss")
+    cfg = s["config"]
+    row = {"run": run.name, "group": run.group, "model": s["model"], "optimizer": s["optimizer"],
+            "init_scale": s["init_scale"], "seed": cfg["seed"], "lr": cfg["lr"],
+            "weight_decay": cfg["weight_decay"], "warmup_frac": cfg.get("warmup_frac"),
+            "steps": s["steps_done"], "status": s["status"],
+            "heldout_loss": hl, "heldout_accuracy": ev.get("heldout_accuracy"),
+            "below_unigram": None if hl is None else ub["train_unigram_xent"] - hl,
+            "train_loss_last50": statistics.fmean(r["loss"] for r in m[-50:]) if m else None,
+            "clip_rate": (sum(clipped) / len(clipped)) if clipped else None,
+            "encoder_norm_init": m[0]["x_norm"] if m else None, "encoder_norm_final": s["encoder_x_norm"],
+            "wall_s": s["wall_s"], "median_tokens_per_s": statistics.median(tps),
+            "unigram_xent": ub["train_unigram_xent"], "unigram_entropy": ub["heldout_entropy"]}
+    small = dict(s, run=run.name, group=run.group, experiment=run.experiment, row=row)
+    (out / f"{run.name}.summary.json").write_text(json.dumps(small, indent=1))
     return row
 
 
-def _table_md(rows) -> str:
-    ub = rows[0]["unigram_baseline"]
-    lines = [f"Held-out unigram baselines: entropy H = {ub['heldout_entropy']:.3f} nats; cross-entropy "
-             f"under the train unigram = {ub['train_unigram_xent']:.3f} nats.", "",
-             "| run | model | encoder optimizer | init scale | steps | held-out MLM loss | held-out acc | "
-             "clip rate | encoder norm init -> final | wall (s) | tokens/s (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+def in_progress_row(run: Run, run_dir: Path, out: Path, exp: Experiment) -> dict:
+    """Row (status 'in progress') of a run that has not finished: its held-out curve so far is
+    copied to ``<run>.eval.jsonl`` so the figures show it; no summary record is written, so the
+    run is still trained (resumed) by the next call."""
+    ev = _read_jsonl(run_dir / "eval.jsonl")
+    m = _read_jsonl(run_dir / "metrics.jsonl")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    (out / f"{run.name}.eval.jsonl").write_text((run_dir / "eval.jsonl").read_text())
+    keep = [x for x in m if x["step"] % exp.record_every == 0]
+    (out / f"{run.name}.metrics.jsonl").write_text(
+        "".join(json.dumps({k: _round(v) for k, v in x.items()}) + "\n" for x in keep))
+    from sibert.data import load_mlm_data  # the unigram baseline of the run's tokenizer (cached)
+
+    data = load_mlm_data(cfg["source"], cfg["vocab_size"], cfg["seq_len"], cfg["heldout_fraction"],
+                         cfg["mask_prob"], cfg["cache_dir"] or None, log=lambda s: None)
+    ub = data.unigram_baseline()
+    hl = ev[-1]["heldout_loss"]
+    clipped = [x["clipped"] for x in m if "clipped" in x]
+    return {"run": run.name, "group": run.group, "model": cfg["model"], "optimizer": cfg["optimizer"],
+            "init_scale": cfg["init_scale"], "seed": cfg["seed"], "lr": cfg["lr"],
+            "weight_decay": cfg["weight_decay"], "warmup_frac": cfg.get("warmup_frac"),
+            "steps": ev[-1]["step"], "status": f"in progress, {ev[-1]['step']}/{cfg['steps']} steps",
+            "heldout_loss": hl, "heldout_accuracy": ev[-1]["heldout_accuracy"],
+            "below_unigram": ub["train_unigram_xent"] - hl,
+            "train_loss_last50": statistics.fmean(x["loss"] for x in m[-50:]) if m else None,
+            "clip_rate": (sum(clipped) / len(clipped)) if clipped else None,
+            "encoder_norm_init": m[0]["x_norm"] if m else None, "encoder_norm_final": m[-1]["x_norm"] if m else None,
+            "wall_s": float("nan"), "median_tokens_per_s": statistics.median([x["tokens_per_s"] for x in m[5:]] or [0.0]),
+            "unigram_xent": ub["train_unigram_xent"], "unigram_entropy": ub["heldout_entropy"]}
+
+
+def _cell(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+def table_md(exp: Experiment, rows: List[dict]) -> str:
+    if not rows:
+        return f"# {exp.title}\n\nNo finished run yet.\n"
+    ub = rows[0]
+    lines = [f"# {exp.title}", "",
+             f"Preset `{exp.preset}`, config `{exp.path.as_posix()}`. Held-out unigram baselines of the same "
+             f"tokenizer: cross-entropy under the train unigram {ub['unigram_xent']:.3f} nats, "
+             f"held-out entropy {ub['unigram_entropy']:.3f} nats.", "",
+             "| run | model | encoder optimizer | init scale | seed | lr | wd | warmup | steps | held-out loss | "
+             "below unigram (nat) | held-out acc | clip rate | encoder norm init -> final | wall (s) | tokens/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        clip = "-" if r["clip_rate"] is None else f"{100 * r['clip_rate']:.1f}%"
-        hl = "-" if r["heldout_loss"] is None else f"{r['heldout_loss']:.3f}"
-        ha = "-" if r["heldout_accuracy"] is None else f"{r['heldout_accuracy']:.3f}"
-        fin = "-" if r["encoder_norm_final"] is None else f"{r['encoder_norm_final']:.1f}"
-        lines.append(f"| {r['run']} | {r['model']} | {r['optimizer']} | {r['init_scale']:g} | {r['steps']} | "
-                     f"{hl} | {ha} | {clip} | {r['encoder_norm_init']:.1f} -> {fin} | "
-                     f"{r['wall_s']:.0f} | {r['median_tokens_per_s']:.0f} |")
+        clip = "-" if r["clip_rate"] is None else f"{100 * r['clip_rate']:.2f}%"
+        status = "" if r["status"] == "ok" else f" ({r['status']})"
+        lines.append(
+            f"| {r['run']}{status} | {r['model']} | {r['optimizer']} | {r['init_scale']:g} | {r['seed']} | "
+            f"{r['lr']:g} | {r['weight_decay']:g} | {_cell(r['warmup_frac'], 'g')} | {r['steps']} | "
+            f"{_cell(r['heldout_loss'], '.3f')} | {_cell(r['below_unigram'], '.3f')} | "
+            f"{_cell(r['heldout_accuracy'], '.3f')} | {clip} | {_cell(r['encoder_norm_init'], '.1f')} -> "
+            f"{_cell(r['encoder_norm_final'], '.1f')} | {r['wall_s']:.0f} | {r['median_tokens_per_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", default="runs/sibert_exp")
-    p.add_argument("--results", default="docs/results/sibert")
-    p.add_argument("--main-steps", type=int, default=1500)
-    p.add_argument("--robust-steps", type=int, default=800)
-    p.add_argument("--only", choices=("all", "main", "robust"), default="all")
-    p.add_argument("--every", type=int, default=50)
-    p.add_argument("--set", action="append", default=[], help="extra key=value for every run")
-    args = p.parse_args(argv)
-    from scaleinv.cli import main as cli_main
-
-    runs_root, results = Path(args.runs), Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
+def summarize(exp: Experiment, runs_root: Path, results_root: Path, figures: bool = True) -> List[dict]:
+    """(Re)write RESULTS/<exp>/ : the record of every run finished in ``runs_root`` (copied
+    there), then the table and figures from all records (also those committed by an earlier
+    session whose run directories are gone)."""
+    out = results_root / exp.name
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, model, opt, over in _runs(args.main_steps, args.robust_steps, args.only):
-        run = runs_root / name
-        if not (run / "summary.json").is_file():
-            if run.exists():
-                shutil.rmtree(run)
-            sets = []
-            for k, v in over.items():
-                sets += ["--set", f"{k}={v}"]
-            for kv in args.set:
-                sets += ["--set", kv]
-            print(f"=== {name}", flush=True)
-            rc = cli_main(["train", "--model", model, "--optimizer", opt, "--preset", "tiny",
-                           "--out", str(run), "--no-progress", *sets])
-            if rc not in (0, 3):
-                return rc
-        rows.append(_record(name, run, results, args.every))
-        print(json.dumps(rows[-1]), flush=True)
-    old = json.loads((results / "table.json").read_text()) if (results / "table.json").is_file() else []
-    merged = {r["run"]: r for r in old}
-    merged.update({r["run"]: r for r in rows})
-    rows = sorted(merged.values(), key=lambda r: r["run"])
-    (results / "table.json").write_text(json.dumps(rows, indent=1))
-    (results / "table.md").write_text(_table_md(rows))
-    print(_table_md(rows))
-    groups = {"main": [r for r in rows if r["run"].startswith("main_")],
-              "robust": [r for r in rows if r["run"].startswith("robust_")]}
-    for g, rs in groups.items():
-        dirs = [str(runs_root / r["run"]) for r in rs if (runs_root / r["run"] / "metrics.jsonl").is_file()]
-        if dirs:
-            cli_main(["plot", *dirs, "--out", str(results / f"{g}.png"),
-                      "--labels", ",".join(Path(d).name for d in dirs)])
+    for r in exp.runs:
+        rd = runs_root / exp.name / r.name
+        rec = out / f"{r.name}.summary.json"
+        if (rd / "summary.json").is_file():
+            rows.append(record_run(r, rd, out, exp.record_every))
+        elif rec.is_file():
+            rows.append(json.loads(rec.read_text())["row"])
+        elif (rd / "eval.jsonl").is_file() and _read_jsonl(rd / "eval.jsonl"):
+            rows.append(in_progress_row(r, rd, out, exp))
+    (out / "table.json").write_text(json.dumps(rows, indent=1))
+    (out / "table.md").write_text(table_md(exp, rows))
+    if figures and rows:
+        from sibert import experiment_figures
+
+        for fig in exp.figures:
+            getattr(experiment_figures, fig)(exp, rows, out)
+    return rows
+
+
+def run_experiments(experiments: List[Experiment], runs_root: Path, results_root: Path,
+                    only: Optional[str] = None, extra: Optional[Dict[str, Any]] = None,
+                    log: Callable[[str], None] = print, train_fn=None, max_runs: Optional[int] = None) -> int:
+    """Train every planned run that is not done (resuming interrupted ones), refreshing the
+    results after each. Returns the number of runs trained in this call."""
+    from sibert.train import train
+
+    train_fn = train_fn or train
+    by_name = {e.name: e for e in experiments}
+    todo = plan(experiments, only)
+    trained = 0
+    for i, r in enumerate(todo):
+        exp = by_name[r.experiment]
+        cfg = r.config(exp.preset, extra)
+        rd = runs_root / exp.name / r.name
+        state = run_state(rd, cfg.steps, results_root / exp.name / f"{r.name}.summary.json")
+        if state == "done":
+            continue
+        if max_runs is not None and trained >= max_runs:
+            break
+        if state == "fresh" and rd.exists():
+            shutil.rmtree(rd)
+        same = find_identical(runs_root, cfg, rd) if state == "fresh" else None
+        if same is not None:
+            log(f"=== {exp.name}/{r.name}: identical to the finished run {same}, copied")
+            shutil.copytree(same, rd, ignore=shutil.ignore_patterns("checkpoints"))
+            summarize(exp, runs_root, results_root)
+            continue
+        log(f"=== [{i + 1}/{len(todo)}] {exp.name}/{r.name} ({state}) {time.strftime('%H:%M:%S')}")
+        train_fn(cfg, rd, resume=(state == "resume"), log=log)
+        trained += 1
+        summarize(exp, runs_root, results_root)
+    return trained
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sibert.experiment", description=__doc__.splitlines()[0])
+    p.add_argument("configs", nargs="+", help="experiment TOML files (experiments/*.toml)")
+    p.add_argument("--runs", default="runs/experiments", help="run directories root")
+    p.add_argument("--results", default="docs/results/sibert", help="results root (committed)")
+    p.add_argument("--only", default=None, help="glob over run names, e.g. 'wd_*'")
+    p.add_argument("--set", action="append", default=[], help="extra key=value for every run (smoke tests)")
+    p.add_argument("--report-only", action="store_true", help="only rewrite tables and figures")
+    p.add_argument("--max-runs", type=int, default=None, help="stop after training this many runs")
+    args = p.parse_args(argv)
+    try:
+        exps = [load_experiment(c, i) for i, c in enumerate(args.configs)]
+        extra = parse_set_args(args.set)
+        for r in plan(exps, args.only):
+            r.config(next(e.preset for e in exps if e.name == r.experiment), extra)
+    except ConfigError as e:
+        print(f"python -m sibert.experiment: error: {e}", file=sys.stderr)
+        return 2
+    runs_root, results_root = Path(args.runs).resolve(), Path(args.results)
+    if not args.report_only:
+        run_experiments(exps, runs_root, results_root, args.only, extra, max_runs=args.max_runs)
+    for e in exps:
+        summarize(e, runs_root, results_root)
+        print((results_root / e.name / "table.md").read_text())
     return 0
 
 

@@ -46,10 +46,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from scaleinv import theory
+from scaleinv.angular import leaf_angle, path_name
 from scaleinv.diagnostics import step_diagnostics, tree_norm
 from scaleinv.optim import sgd_wd, sgd_wd_rgc
 from sibert.checkpoints import (CheckpointError, checkpoint_manager, restore_checkpoint,  # noqa: F401
                                 restore_latest_intact, save_checkpoint)
+from scaleinv.rotational import rotational_adamw, rotational_sgdm
 from sibert.config import ConfigError, TrainConfig, validate
 from sibert.data import MLMData, load_mlm_data
 from sibert.model import ENCODER, HEAD, MLMModel, ModelConfig, init_params, mlm_loss
@@ -60,10 +63,16 @@ FETCH_EVERY = 16   # steps whose metrics are fetched from the device in one tran
 
 
 # ----------------------------------------------------------------------------- optimizers
-def sgd_schedule(lr: float, steps: int, drops) -> Schedule:
-    """eta_t = lr * 0.1^(number of drop points <= t), drop points = round(f * steps)."""
+def sgd_schedule(lr: float, steps: int, drops, warmup_frac: float = 0.0) -> Schedule:
+    """eta_t = lr * 0.1^(number of drop points <= t), drop points = round(f * steps); with
+    ``warmup_frac`` > 0 a linear warmup lr/W, 2 lr/W, ..., lr over the first W = round(warmup_frac *
+    steps) steps (the SIBERT recipe has none: warmup_frac = 0)."""
     bounds = {max(1, int(round(f * steps))): 0.1 for f in drops}
-    return optax.piecewise_constant_schedule(lr, bounds)
+    const = optax.piecewise_constant_schedule(lr, bounds)
+    warm = int(round(warmup_frac * steps))
+    if warm == 0:
+        return const
+    return lambda t: jnp.minimum((jnp.asarray(t, jnp.float32) + 1.0) / warm, 1.0) * const(t)
 
 
 def warmup_linear_schedule(lr: float, steps: int, warmup_frac: float) -> Schedule:
@@ -84,7 +93,7 @@ def _matrix_mask(tree):
 
 def make_head_optimizer(cfg: TrainConfig):
     """(head tx, head LR schedule): LAMB or AdamW, warmup + linear decay, WD on matrices only."""
-    head_lr = warmup_linear_schedule(cfg.head_lr, cfg.steps, cfg.warmup_frac)
+    head_lr = warmup_linear_schedule(cfg.head_lr, cfg.steps, cfg.head_warmup_frac)
     if cfg.head_optimizer == "lamb":
         head = optax.lamb(head_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.head_weight_decay,
                           mask=_matrix_mask)
@@ -100,21 +109,54 @@ def encoder_head_transform(encoder_tx, head_tx):
     return optax.multi_transform({ENCODER: encoder_tx, HEAD: head_tx}, labels)
 
 
+def make_encoder_optimizer(cfg: TrainConfig):
+    """(encoder tx, encoder LR schedule) for ``cfg.optimizer``.
+
+    ``sgd-wd-rgc`` / ``sgd-wd`` / ``sgd``: :mod:`scaleinv.optim`, LR :func:`sgd_schedule`.
+    ``adamw``: optax AdamW, WD on matrices, LR :func:`warmup_linear_schedule`.
+    ``rv-sgd-wd`` / ``rv-adamw``: the rotational variants of SGD + WD and AdamW
+    (:mod:`scaleinv.rotational`, Kosson et al. 2024): every encoder matrix (ndim >= 2, one
+    rotating vector per tensor) keeps its initial norm and rotates by the equilibrium angle of
+    the inner optimizer, sqrt(2 eta_t lambda) resp. sqrt(2 eta_t lambda (1 - b1)/(1 + b1)), from
+    step 0; vectors (biases) get the inner optimizer. LR schedules as for sgd / adamw.
+    ``warmup_frac`` is the encoder's linear LR warmup for every optimizer (recipes: 0 for the
+    SGD family, 0.1 for AdamW)."""
+    if cfg.optimizer in ("adamw", "rv-adamw"):
+        enc_lr = warmup_linear_schedule(cfg.lr, cfg.steps, cfg.warmup_frac)
+        if cfg.optimizer == "adamw":
+            enc = optax.adamw(enc_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.weight_decay,
+                              mask=_matrix_mask)
+        else:
+            enc = rotational_adamw(enc_lr, cfg.weight_decay, cfg.adam_b1, cfg.adam_b2, per_neuron=False)
+        return enc, enc_lr
+    enc_lr = sgd_schedule(cfg.lr, cfg.steps, cfg.lr_drop_fractions, cfg.warmup_frac)
+    if cfg.optimizer == "sgd-wd-rgc":
+        enc = sgd_wd_rgc(enc_lr, cfg.weight_decay, C=cfg.clip_C)
+    elif cfg.optimizer == "sgd-wd":
+        enc = sgd_wd(enc_lr, cfg.weight_decay)
+    elif cfg.optimizer == "rv-sgd-wd":
+        enc = rotational_sgdm(enc_lr, cfg.weight_decay, 0.0, per_neuron=False)
+    else:  # "sgd"
+        enc = sgd_wd(enc_lr, 0.0)
+    return enc, enc_lr
+
+
 def make_optimizer(cfg: TrainConfig):
     """(tx, encoder LR schedule, head LR schedule) for ``cfg``."""
-    if cfg.optimizer == "adamw":
-        enc_lr = warmup_linear_schedule(cfg.lr, cfg.steps, cfg.warmup_frac)
-        enc = optax.adamw(enc_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.weight_decay, mask=_matrix_mask)
-    else:
-        enc_lr = sgd_schedule(cfg.lr, cfg.steps, cfg.lr_drop_fractions)
-        if cfg.optimizer == "sgd-wd-rgc":
-            enc = sgd_wd_rgc(enc_lr, cfg.weight_decay, C=cfg.clip_C)
-        elif cfg.optimizer == "sgd-wd":
-            enc = sgd_wd(enc_lr, cfg.weight_decay)
-        else:  # "sgd"
-            enc = sgd_wd(enc_lr, 0.0)
+    enc, enc_lr = make_encoder_optimizer(cfg)
     head, head_lr = make_head_optimizer(cfg)
     return encoder_head_transform(enc, head), enc_lr, head_lr
+
+
+def predicted_equilibrium_angle(cfg: TrainConfig, lr: float):
+    """Rotational-equilibrium angle per step of the encoder optimizer at LR ``lr`` (None for
+    plain SGD, which has no equilibrium): sqrt(2 eta lambda) for the SGD family,
+    sqrt(2 eta lambda (1 - b1)/(1 + b1)) for AdamW (:mod:`scaleinv.theory`)."""
+    if cfg.optimizer == "sgd" or cfg.weight_decay == 0:
+        return None
+    if cfg.optimizer in ("adamw", "rv-adamw"):
+        return float(theory.equilibrium_angle_adamw(lr, cfg.weight_decay, cfg.adam_b1))
+    return float(theory.equilibrium_angle_sgd(lr, cfg.weight_decay))
 
 
 # ----------------------------------------------------------------------------- mesh
@@ -164,6 +206,20 @@ def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh):
 
 
 # ----------------------------------------------------------------------------- steps
+def layer_angles(old, new) -> Dict[str, Any]:
+    """Per-layer angular update angle(W_t, W_{t+1}) and norm ||W_{t+1}|| of every encoder matrix
+    (ndim >= 2), keys ``angle/<path>`` and ``norm/<path>`` (path e.g. ``layer_0/attention/query/kernel``);
+    at rotational equilibrium each angle approaches the optimizer's predicted value
+    (:func:`predicted_equilibrium_angle`)."""
+    out = {}
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(old)[0], jax.tree.leaves(new)):
+        if a.ndim >= 2:
+            name = path_name(path)
+            out[f"angle/{name}"] = leaf_angle(a, b)
+            out[f"norm/{name}"] = jnp.linalg.norm(jnp.ravel(b))
+    return out
+
+
 def build_steps(cfg: TrainConfig, model: MLMModel, tx, enc_lr: Schedule):
     def train_step(state, batch):
         rng, sub = jax.random.split(state["rng"])
@@ -178,6 +234,8 @@ def build_steps(cfg: TrainConfig, model: MLMModel, tx, enc_lr: Schedule):
         metrics = {"loss": loss, "accuracy": aux["accuracy"], "lr": enc_lr(state["step"]),
                    "head_grad_norm": tree_norm(grads[HEAD]),
                    "params_finite": jnp.isfinite(tree_norm(new_params)), **diag}
+        if cfg.log_layer_angles:
+            metrics.update(layer_angles(params[ENCODER], new_params[ENCODER]))
         new_state = {"params": new_params, "opt_state": opt_state, "step": state["step"] + 1, "rng": rng}
         return new_state, metrics
 

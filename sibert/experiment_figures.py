@@ -1,0 +1,193 @@
+"""Figures of the SIBERT experiments (:mod:`sibert.experiment`), drawn from the recorded runs.
+
+Each function takes ``(experiment, table rows, results dir)`` and writes PNGs into the results
+dir; an experiment file lists the ones it wants (``figures = ["robustness", ...]``).
+
+Theory drawn next to the measurements (Li et al. 2022 Thm 4.5 / talk "Ingredient 2";
+Kosson et al. 2024), for SGD + WD with LR eta_t and WD lambda on a scale-invariant encoder:
+
+* equilibrium norm  ||x||^2 -> sqrt(eta/(lambda (2 - eta lambda))) sigma   with sigma = ||g|| ||x||,
+  the gradient norm on the unit sphere, MEASURED per step (the theory takes it as given);
+* equilibration time from init scale c: the exact norm recursion
+  ||x_{t+1}||^2 = (1 - eta lambda)^2 ||x_t||^2 + eta^2 sigma^2 / ||x_t||^2 from c^2 ||x_0||^2 until
+  within a factor 2 of equilibrium (:func:`scaleinv.theory.steps_to_equilibrium`), ~ ln(c^2)/(2 eta lambda)
+  for large c;
+* angular update per step at equilibrium  sqrt(2 eta lambda)  (AdamW: sqrt(2 eta lambda (1-b1)/(1+b1))).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+__all__ = ["robustness", "main_comparison", "warmup", "predicted_equilibration_steps", "sigma_estimate"]
+
+_COLORS = {0.1: "tab:blue", 1.0: "tab:green", 10.0: "tab:orange", 100.0: "tab:red"}
+_STYLES = ["-", "--", ":", "-."]
+
+
+def _jsonl(path: Path) -> List[dict]:
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.is_file() else []
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+
+
+def _color(c: float):
+    return _COLORS.get(float(c), None)
+
+
+def sigma_estimate(metrics: List[dict], lo: int = 100, hi: Optional[int] = None) -> float:
+    """Median of sigma_t = ||g_t|| ||x_t|| (gradient norm on the unit sphere) over steps [lo, hi)."""
+    xs = [r["grad_norm"] * r["x_norm"] for r in metrics if r["step"] >= lo and (hi is None or r["step"] < hi)]
+    return float(np.median(xs)) if xs else float("nan")
+
+
+def predicted_equilibration_steps(x0_sq_norm: float, eta: float, wd: float, sigma: float) -> int:
+    """Steps of the exact SGD+WD norm recursion from ||x_0||^2 until within 2x of equilibrium."""
+    from scaleinv import theory
+
+    return int(theory.steps_to_equilibrium(x0_sq_norm, eta, wd, sigma, band=2.0))
+
+
+def _group_styles(rows):
+    groups = []
+    for r in rows:
+        if r["group"] not in groups:
+            groups.append(r["group"])
+    return {g: _STYLES[i % len(_STYLES)] for i, g in enumerate(groups)}
+
+
+def robustness(exp, rows, out: Path):
+    """robustness_loss.png (held-out and training loss vs step per init scale, predicted
+    equilibration times marked) and robustness_norm.png (||x||^2 vs its predicted equilibrium
+    band; angular update vs sqrt(2 eta lambda))."""
+    plt = _plt()
+    styles = _group_styles(rows)
+    data = {r["run"]: (_jsonl(out / f"{r['run']}.metrics.jsonl"), _jsonl(out / f"{r['run']}.eval.jsonl"))
+            for r in rows}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    for r in rows:
+        m, ev = data[r["run"]]
+        lab = f"{r['group']} c={r['init_scale']:g} s{r['seed']}"
+        kw = dict(color=_color(r["init_scale"]), ls=styles[r["group"]], lw=1.2)
+        if ev:
+            axes[0].plot([e["step"] for e in ev], [e["heldout_loss"] for e in ev], label=lab, **kw)
+        if m:
+            w = min(5, len(m))
+            y = np.convolve([x["loss"] for x in m], np.ones(w) / w, mode="valid")
+            axes[1].plot([x["step"] for x in m][w - 1:], y, **kw)
+    # predicted equilibration time of each init scale (SGD+WD groups)
+    marks = {}
+    for r in rows:
+        if r["optimizer"] not in ("sgd-wd-rgc", "sgd-wd") or r["seed"] != min(x["seed"] for x in rows):
+            continue
+        m = data[r["run"]][0]
+        ref = next((x for x in rows if x["group"] == r["group"] and x["init_scale"] == 1.0), r)
+        sig = sigma_estimate(data[ref["run"]][0])
+        if m and np.isfinite(sig):
+            marks[r["init_scale"]] = predicted_equilibration_steps(m[0]["x_norm"] ** 2, r["lr"], r["weight_decay"], sig)
+    for c, t in sorted(marks.items()):
+        for ax in axes:
+            ax.axvline(t, color=_color(c), ls=":", lw=1)
+    ub = rows[0]["unigram_xent"]
+    for ax, title in zip(axes, ("held-out MLM loss", "training loss (5-record moving average)")):
+        ax.axhline(ub, color="k", lw=0.8, ls="--")
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.set_ylim(top=ub + 1.0)
+    axes[0].text(0.01, 0.02, f"dashed black: unigram {ub:.2f}; dotted verticals: predicted equilibration\n"
+                              f"time per init scale c (exact norm recursion, sigma measured at c=1)",
+                 transform=axes[0].transAxes, fontsize=7)
+    axes[0].legend(fontsize=6, ncol=2, loc="upper right")
+    _save(fig, out / "robustness_loss.png")
+    (out / "equilibration_steps.json").write_text(json.dumps({f"{c:g}": t for c, t in sorted(marks.items())}))
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    for r in rows:
+        m = data[r["run"]][0]
+        if not m:
+            continue
+        kw = dict(color=_color(r["init_scale"]), ls=styles[r["group"]], lw=1.0)
+        steps = np.array([x["step"] for x in m])
+        axes[0].plot(steps, [x["x_norm"] ** 2 for x in m], label=f"{r['group']} c={r['init_scale']:g} s{r['seed']}", **kw)
+        axes[1].plot(steps, [x["angular_update"] for x in m], **kw)
+        if r["optimizer"] in ("sgd-wd-rgc", "sgd-wd") and r["seed"] == min(x["seed"] for x in rows):
+            lr = np.array([x["lr"] for x in m])
+            sig = np.array([x["grad_norm"] * x["x_norm"] for x in m])
+            lam = r["weight_decay"]
+            pred = np.sqrt(lr / (lam * (2 - lr * lam))) * sig
+            axes[0].plot(steps, pred, color=_color(r["init_scale"]), lw=0.6, alpha=0.5)
+            axes[1].plot(steps, np.sqrt(2 * lr * lam), color="k", lw=1.0, ls="--")
+    axes[0].set_yscale("log")
+    axes[0].set_title("encoder ||x||^2 (thin: predicted equilibrium sqrt(eta/(lambda(2-eta lambda))) sigma_t)")
+    axes[1].set_yscale("log")
+    axes[1].set_title("encoder angular update per step (dashed: sqrt(2 eta_t lambda))")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.title.set_fontsize(8)
+    axes[0].legend(fontsize=6, ncol=2)
+    _save(fig, out / "robustness_norm.png")
+
+
+def main_comparison(exp, rows, out: Path):
+    """main.png: held-out loss vs step and vs wall time for every run of the experiment."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    for i, r in enumerate(rows):
+        ev = _jsonl(out / f"{r['run']}.eval.jsonl")
+        if not ev:
+            continue
+        s = [e["step"] for e in ev]
+        y = [e["heldout_loss"] for e in ev]
+        axes[0].plot(s, y, marker=".", label=f"{r['run']} ({r['heldout_loss']:.3f})")
+        wall = np.array(s) / max(r["steps"], 1) * r["wall_s"]
+        axes[1].plot(wall / 60, y, marker=".")
+    ub = rows[0]["unigram_xent"]
+    for ax, xl in zip(axes, ("step", "wall (min, this machine, shared)")):
+        ax.axhline(ub, color="k", lw=0.8, ls="--")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("held-out MLM loss")
+    axes[0].legend(fontsize=7)
+    _save(fig, out / "main.png")
+
+
+def warmup(exp, rows, out: Path):
+    """warmup_lr.png (final held-out loss vs LR multiplier per optimizer, with / without warmup)
+    and warmup_gap.json (best loss without warmup minus best with, per optimizer)."""
+    plt = _plt()
+    by: Dict[tuple, list] = {}
+    for r in rows:
+        if r["heldout_loss"] is None:
+            continue
+        by.setdefault((r["optimizer"], bool(r["warmup_frac"])), []).append((r["lr"], r["heldout_loss"], r["status"]))
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    gap = {}
+    for (opt, warm), pts in sorted(by.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if warm else "x",
+                ls="-" if warm else "--", label=f"{opt} {'warmup' if warm else 'no warmup'}")
+    for opt in sorted({k[0] for k in by}):
+        if (opt, True) in by and (opt, False) in by:
+            gap[opt] = min(p[1] for p in by[(opt, False)]) - min(p[1] for p in by[(opt, True)])
+    ax.set_xscale("log")
+    ax.set_xlabel("encoder LR")
+    ax.set_ylabel("final held-out MLM loss")
+    ax.axhline(rows[0]["unigram_xent"], color="k", lw=0.8, ls="--")
+    ax.legend(fontsize=7)
+    _save(fig, out / "warmup_lr.png")
+    (out / "warmup_gap.json").write_text(json.dumps(gap, indent=1))
