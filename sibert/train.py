@@ -115,8 +115,8 @@ def make_encoder_optimizer(cfg: TrainConfig):
     ``sgd-wd-rgc`` / ``sgd-wd`` / ``sgd``: :mod:`scaleinv.optim`, LR :func:`sgd_schedule`.
     ``adamw``: optax AdamW, WD on matrices, LR :func:`warmup_linear_schedule`.
     ``rv-sgd-wd`` / ``rv-adamw``: the rotational variants of SGD + WD and AdamW
-    (:mod:`scaleinv.rotational`, Kosson et al. 2024): every encoder matrix (ndim >= 2, one
-    rotating vector per tensor) keeps its initial norm and rotates by the equilibrium angle of
+    (:mod:`scaleinv.rotational`, Kosson et al. 2024): every encoder weight matrix / table
+    (:func:`is_weight`, one rotating vector per tensor) keeps its initial norm and rotates by the equilibrium angle of
     the inner optimizer, sqrt(2 eta_t lambda) resp. sqrt(2 eta_t lambda (1 - b1)/(1 + b1)), from
     step 0; vectors (biases) get the inner optimizer. LR schedules as for sgd / adamw.
     ``warmup_frac`` is the encoder's linear LR warmup for every optimizer (recipes: 0 for the
@@ -127,7 +127,8 @@ def make_encoder_optimizer(cfg: TrainConfig):
             enc = optax.adamw(enc_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.weight_decay,
                               mask=_matrix_mask)
         else:
-            enc = rotational_adamw(enc_lr, cfg.weight_decay, cfg.adam_b1, cfg.adam_b2, per_neuron=False)
+            enc = rotational_adamw(enc_lr, cfg.weight_decay, cfg.adam_b1, cfg.adam_b2, rotate=weight_mask,
+                                   per_neuron=False)
         return enc, enc_lr
     enc_lr = sgd_schedule(cfg.lr, cfg.steps, cfg.lr_drop_fractions, cfg.warmup_frac)
     if cfg.optimizer == "sgd-wd-rgc":
@@ -135,7 +136,7 @@ def make_encoder_optimizer(cfg: TrainConfig):
     elif cfg.optimizer == "sgd-wd":
         enc = sgd_wd(enc_lr, cfg.weight_decay)
     elif cfg.optimizer == "rv-sgd-wd":
-        enc = rotational_sgdm(enc_lr, cfg.weight_decay, 0.0, per_neuron=False)
+        enc = rotational_sgdm(enc_lr, cfg.weight_decay, 0.0, rotate=weight_mask, per_neuron=False)
     else:  # "sgd"
         enc = sgd_wd(enc_lr, 0.0)
     return enc, enc_lr
@@ -206,14 +207,25 @@ def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh):
 
 
 # ----------------------------------------------------------------------------- steps
+def is_weight(path, x) -> bool:
+    """A weight matrix / embedding table: ndim >= 2 and not a bias (SIBERT's q/k/v biases are
+    (heads, head_dim) arrays that start at zero)."""
+    return getattr(x, "ndim", 0) >= 2 and path_name(path).rsplit("/", 1)[-1] != "bias"
+
+
+def weight_mask(tree):
+    """Bool pytree of :func:`is_weight` (the rotational leaves of rv-sgd-wd / rv-adamw)."""
+    return jax.tree_util.tree_map_with_path(is_weight, tree)
+
+
 def layer_angles(old, new) -> Dict[str, Any]:
-    """Per-layer angular update angle(W_t, W_{t+1}) and norm ||W_{t+1}|| of every encoder matrix
-    (ndim >= 2), keys ``angle/<path>`` and ``norm/<path>`` (path e.g. ``layer_0/attention/query/kernel``);
-    at rotational equilibrium each angle approaches the optimizer's predicted value
-    (:func:`predicted_equilibrium_angle`)."""
+    """Per-layer angular update angle(W_t, W_{t+1}) and norm ||W_{t+1}|| of every encoder weight
+    matrix / table (:func:`is_weight`), keys ``angle/<path>`` and ``norm/<path>`` (path e.g.
+    ``layer_0/attention/query/kernel``); at rotational equilibrium each angle approaches the
+    optimizer's predicted value (:func:`predicted_equilibrium_angle`)."""
     out = {}
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(old)[0], jax.tree.leaves(new)):
-        if a.ndim >= 2:
+        if is_weight(path, a):
             name = path_name(path)
             out[f"angle/{name}"] = leaf_angle(a, b)
             out[f"norm/{name}"] = jnp.linalg.norm(jnp.ravel(b))
