@@ -49,7 +49,7 @@ ScalarOrSchedule = Union[float, Callable[[jax.Array], jax.Array]]
 
 class RotationalState(NamedTuple):
     """count: steps taken; inner_state: the inner optimizer's state; norm: per-leaf target
-    neuron norms n (shape (rows,) per rotational leaf, () for a whole-tensor leaf, a zero-size
+    neuron norms n (shape (rows,) per rotational leaf, () for a whole-tensor leaf, a scalar 0
     placeholder for non-rotational leaves); update_sq: per-leaf EMA of ||u_perp||^2 (same
     shapes)."""
 
@@ -155,7 +155,8 @@ def rotational(inner: optax.GradientTransformation, target: ScalarOrSchedule, *,
 
         def norm0(p, r):
             if not r:
-                return jnp.zeros((0,), jnp.result_type(p))
+                # a scalar placeholder, not a zero-size array: orbax cannot checkpoint those
+                return jnp.zeros((), jnp.result_type(p))
             n = _row_norm(_rows(p, per_neuron, neuron_axis))  # centring keeps the norm (REQ rescales to it)
             return n if per_neuron else n[0]
 

@@ -101,9 +101,12 @@ def test_driver_resumes_and_skips_finished_runs(tmp_path):
 
     def fake_interrupt(cfg, run_dir, resume, log):
         calls.append((Path(run_dir).name, resume))
-        # train 3 of 6 steps (one checkpoint) and "die" before the summary
-        short = apply_overrides(cfg, {"steps": 3})
-        train(short, run_dir, log=log)
+        # a crash between the step-3 and the step-6 checkpoints: the last checkpoint and the
+        # summary are gone, the step-3 checkpoint is intact
+        train(cfg, run_dir, log=log)
+        import shutil
+
+        shutil.rmtree(Path(run_dir) / "checkpoints" / "6")
         (Path(run_dir) / "summary.json").unlink()
         raise KeyboardInterrupt
 
@@ -153,10 +156,14 @@ def test_rotational_encoder_optimizers_keep_norms_and_rotate_at_the_predicted_an
     for k in layer:
         norms = [r["norm/" + k[len("angle/"):]] for r in m]
         assert np.allclose(norms, norms[0], rtol=1e-4)              # every matrix keeps its norm
-        # rotates by arctan(eta_r ||u|| / sqrt(EMA ||u||^2)): eta_r at step 0, then within the EMA's
-        # fluctuation (beta = 0.9) of it
-        assert m[0][k] == pytest.approx(np.arctan(pred), rel=2e-3)
-        assert 0.3 * pred < np.median([r[k] for r in m]) < 3.0 * pred
+        # rotates by arctan(eta_r ||u_t|| / sqrt(EMA ||u||^2)); at step t the EMA
+        # s_t >= (1 - beta) ||u_t||^2 with bias correction 1 - beta^t bounds the rotation by
+        # arctan(eta_r sqrt((1 - beta^t)/(1 - beta))) (beta = 0.9)
+        # (step 0 also moves the weights by the one-off zero-mean centring: not compared)
+        assert np.median([r[k] for r in m[1:]]) > 0.2 * pred                # it does rotate
+        for r in m[1:]:
+            t = r["step"] + 1
+            assert 0 < r[k] <= np.arctan(pred * np.sqrt((1 - 0.9**t) / 0.1)) * (1 + 1e-4), (k, r["step"], r[k])
 
 
 def test_predicted_equilibrium_angle():
