@@ -145,23 +145,29 @@ def robustness(exp, rows, out: Path):
 
 
 def main_comparison(exp, rows, out: Path):
-    """main.png: held-out loss vs step and vs wall time for every run of the experiment."""
+    """main.png: held-out loss vs step, and the training loss (records every ``record_every``
+    steps, 5-record moving average) with the steps where relative clipping fired marked."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    for i, r in enumerate(rows):
+    for r in rows:
         ev = _jsonl(out / f"{r['run']}.eval.jsonl")
+        m = _jsonl(out / f"{r['run']}.metrics.jsonl")
         if not ev:
             continue
-        s = [e["step"] for e in ev]
-        y = [e["heldout_loss"] for e in ev]
-        axes[0].plot(s, y, marker=".", label=f"{r['run']} ({r['heldout_loss']:.3f})")
-        wall = np.array(s) / max(r["steps"], 1) * r["wall_s"]
-        axes[1].plot(wall / 60, y, marker=".")
+        line, = axes[0].plot([e["step"] for e in ev], [e["heldout_loss"] for e in ev], marker=".",
+                             label=f"{r['run']} ({r['heldout_loss']:.3f})")
+        if m:
+            w = min(5, len(m))
+            y = np.convolve([x["loss"] for x in m], np.ones(w) / w, mode="valid")
+            axes[1].plot([x["step"] for x in m][w - 1:], y, color=line.get_color(), lw=1)
+            clip = [x["step"] for x in m if x.get("clipped")]
+            if clip:
+                axes[1].plot(clip, [axes[1].get_ylim()[0]] * len(clip), "|", color=line.get_color(), ms=6)
     ub = rows[0]["unigram_xent"]
-    for ax, xl in zip(axes, ("step", "wall (min, this machine, shared)")):
+    for ax, yl in zip(axes, ("held-out MLM loss", "training loss (moving average; ticks: clipped steps)")):
         ax.axhline(ub, color="k", lw=0.8, ls="--")
-        ax.set_xlabel(xl)
-        ax.set_ylabel("held-out MLM loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel(yl)
     axes[0].legend(fontsize=7)
     _save(fig, out / "main.png")
 

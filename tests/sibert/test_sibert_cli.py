@@ -54,9 +54,9 @@ def test_resume_missing_checkpoint_dir(tmp_path, capsys):
 def test_error_messages_list_allowed_values():
     with pytest.raises(ConfigError, match="allowed: sibert, bert"):
         preset("tiny", "gpt")
-    with pytest.raises(ConfigError, match="allowed: sgd-wd-rgc, sgd-wd, sgd, adamw"):
+    with pytest.raises(ConfigError, match="allowed: sgd-wd-rgc, sgd-wd, sgd, adamw, rv-sgd-wd, rv-adamw"):
         preset("tiny", "sibert", "lion")
-    with pytest.raises(ConfigError, match="allowed: tiny, small, base"):
+    with pytest.raises(ConfigError, match="allowed: mini, tiny, small, base"):
         preset("xl")
 
 
