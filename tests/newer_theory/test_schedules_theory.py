@@ -136,3 +136,34 @@ def test_sgdc_and_adamc_updates():
         sgdc(0.1, 0.1)
     with pytest.raises(ValueError, match="weight_decay must be > 0"):
         adamc(optax.constant_schedule(0.1), -1.0)
+
+
+@pytest.mark.parametrize("e,l,dim,b2", [(0.005, 2.0, 16, 0.9), (0.05, 1.0, 64, 0.999), (0.01, 2.0, 256, 0.99)])
+def test_adamw_mean_field_fixed_point_and_corrected_schedule(e, l, dim, b2):
+    """Constant eta: the mean-field AdamW recursion (with Adam's v) settles at eta C/(lambda (2 - eta lambda));
+    corrected weight decay under a cosine schedule keeps it within eta lambda of that value (the exact fixed
+    point drifts by the (2 - eta_t lambda_t) factor, <= eta lambda/2, plus the v-lag transient)."""
+    T = int(40 / (e * l)) + int(20 / (1 - b2))
+    s_eq = e * dim / (l * (2 - e * l))
+    s = TS.adamw_norm_mean_field(np.full(T, e), np.full(T, l), 2 * s_eq, dim, beta2=b2)
+    np.testing.assert_allclose(s[-1], s_eq, rtol=1e-3)
+    eta = TS.lr_schedule("cosine", np.arange(2000), e, 2000)
+    s = TS.adamw_norm_mean_field(eta, TS.corrected_weight_decay(eta, l, e), s_eq, dim, beta2=b2)
+    assert np.max(np.abs(s / s_eq - 1)) <= e * l
+
+
+@settings(deadline=None, max_examples=30)
+@given(K=st.floats(1.0, 1e3), a=st.floats(0.01, 1.0), opt=st.sampled_from(["sgd", "adamw"]), emax=st.floats(0.01, 1.0))
+def test_adiabaticity_of_linear_decay(K, a, opt, emax):
+    """eps_t = -eta'/(c lambda eta^2) = 1/(c K a^2) for eta = eta_max (1 - t/T), K = eta_max lambda T."""
+    l = 0.1
+    T = K / (emax * l)
+    t = (1 - a) * T
+    c, _ = TS.norm_ode_coefficients(opt)
+    eps = TS.adiabaticity(opt, TS.lr_schedule("linear", t, emax, T), TS.lr_schedule_slope("linear", t, emax, T), l)
+    np.testing.assert_allclose(eps, ev("eps_linear", c=c, K=K, a=a), rtol=1e-9)
+    # corrected weight decay: the quasi-static target does not move, eps = 0
+    et, sl = TS.lr_schedule("linear", t, emax, T), TS.lr_schedule_slope("linear", t, emax, T)
+    corrected = TS.adiabaticity(opt, et, sl, TS.corrected_weight_decay(et, l, emax),
+                                TS.corrected_weight_decay(sl, l, emax))
+    assert abs(corrected) <= 1e-10 * eps                     # zero up to rounding of eta'/eta - lambda'/lambda
