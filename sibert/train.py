@@ -168,6 +168,10 @@ def maybe_initialize_distributed() -> bool:
     if not addr:
         return False
     if not getattr(maybe_initialize_distributed, "_done", False):
+        # CPU processes exchange collectives over gloo (jax 0.10's default; older versions had
+        # "none", with which a multi-process CPU mesh cannot run)
+        if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "", "none"):
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
         n, pid = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
         jax.distributed.initialize(coordinator_address=addr, num_processes=int(n) if n else None,
                                    process_id=int(pid) if pid else None)
