@@ -1,4 +1,4 @@
-"""proofs_check: sympy derivations of every formula in the talk (seeds/001, docs/PAPER_NOTES.md), with errata.
+"""proofs_check: sympy derivations of every formula in the talk (docs/PAPER_NOTES.md), with errata.
 
 Each topic module exposes ``derivations() -> list[Derivation]``. A derivation is computed from
 the definitions (the update rule, the loss, the homogeneity relation), never by typing the

@@ -1,6 +1,6 @@
 """``scaleinv verify``: run every toy-model claim of the talk and print a pass/fail table.
 
-Writes ``OUT/report.json`` (rows as in DESIGN.md), ``OUT/report.md`` (the same rows as a markdown
+Writes ``OUT/report.json`` (rows as in docs/CONVENTIONS.md), ``OUT/report.md`` (the same rows as a markdown
 table) and one PNG per claim to ``OUT``. Exit code 0
 when no row fails (an ``erratum`` row is a finding about the seed's formula, not a failure of
 the run), 1 when some row fails, 2 on bad arguments (one line ``scaleinv verify: error: ...``,

@@ -1,7 +1,7 @@
 """Closed-form predictions of Li et al., ICML 2022 (the talk and the paper), as plain functions.
 
 Every function cites where its formula comes from: ``talk`` is the ICML 2022 talk
-(``seeds/001_24fe945a8688e821.txt``, by slide title), ``paper`` is Li et al., ICML 2022
+(by slide title), ``paper`` is Li et al., ICML 2022
 (arXiv 2202.00980); both are described in docs/PAPER_NOTES.md. Where the stated formula disagrees with the one
 derived from the definitions, both are here: ``*_as_stated`` is the seed's form, the plain
 name is the derived form (see ``proofs_check`` for the derivations). Functions accept NumPy
