@@ -192,7 +192,7 @@ def record_run(run: Run, run_dir: Path, out: Path, every: int) -> dict:
             "train_loss_last50": statistics.fmean(r["loss"] for r in m[-50:]) if m else None,
             "clip_rate": (sum(clipped) / len(clipped)) if clipped else None,
             "encoder_norm_init": m[0]["x_norm"] if m else None, "encoder_norm_final": s["encoder_x_norm"],
-            "wall_s": s["wall_s"], "median_tokens_per_s": statistics.median(tps),
+            "wall_s": s["wall_s"], "device": s.get("device_kind"), "median_tokens_per_s": statistics.median(tps),
             "unigram_xent": ub["train_unigram_xent"], "unigram_entropy": ub["heldout_entropy"]}
     small = dict(s, run=run.name, group=run.group, experiment=run.experiment, row=row)
     (out / f"{run.name}.summary.json").write_text(json.dumps(small, indent=1))
@@ -285,14 +285,18 @@ def summarize(exp: Experiment, runs_root: Path, results_root: Path, figures: boo
 
 def run_experiments(experiments: List[Experiment], runs_root: Path, results_root: Path,
                     only: Optional[str] = None, extra: Optional[Dict[str, Any]] = None,
-                    log: Callable[[str], None] = print, train_fn=None, max_runs: Optional[int] = None) -> int:
+                    log: Callable[[str], None] = print, train_fn=None, max_runs: Optional[int] = None,
+                    shard: Optional[tuple] = None, report: bool = True) -> int:
     """Train every planned run that is not done (resuming interrupted ones), refreshing the
-    results after each. Returns the number of runs trained in this call."""
+    results after each (``report=False``: not; for drivers running in parallel). ``shard=(k, n)``
+    keeps the planned runs whose index modulo n is k. Returns the number of runs trained."""
     from sibert.train import train
 
     train_fn = train_fn or train
     by_name = {e.name: e for e in experiments}
     todo = plan(experiments, only)
+    if shard is not None:
+        todo = todo[shard[0]::shard[1]]
     trained = 0
     for i, r in enumerate(todo):
         exp = by_name[r.experiment]
@@ -309,12 +313,14 @@ def run_experiments(experiments: List[Experiment], runs_root: Path, results_root
         if same is not None:
             log(f"=== {exp.name}/{r.name}: identical to the finished run {same}, copied")
             shutil.copytree(same, rd, ignore=shutil.ignore_patterns("checkpoints"))
-            summarize(exp, runs_root, results_root)
+            if report:
+                summarize(exp, runs_root, results_root)
             continue
         log(f"=== [{i + 1}/{len(todo)}] {exp.name}/{r.name} ({state}) {time.strftime('%H:%M:%S')}")
         train_fn(cfg, rd, resume=(state == "resume"), log=log)
         trained += 1
-        summarize(exp, runs_root, results_root)
+        if report:
+            summarize(exp, runs_root, results_root)
     return trained
 
 
@@ -327,8 +333,21 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], help="extra key=value for every run (smoke tests)")
     p.add_argument("--report-only", action="store_true", help="only rewrite tables and figures")
     p.add_argument("--max-runs", type=int, default=None, help="stop after training this many runs")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="train only the planned runs whose index modulo N is K (drivers in parallel)")
+    p.add_argument("--no-report", action="store_true",
+                   help="train only; write records, tables and figures later with --report-only")
     args = p.parse_args(argv)
     try:
+        shard = None
+        if args.shard is not None:
+            try:
+                k, n = (int(v) for v in args.shard.split("/"))
+            except ValueError:
+                k, n = -1, 0
+            if not 0 <= k < n:
+                raise ConfigError(f"--shard: must be K/N with integers 0 <= K < N, got {args.shard!r}")
+            shard = (k, n)
         exps = [load_experiment(c, i) for i, c in enumerate(args.configs)]
         extra = parse_set_args(args.set)
         for r in plan(exps, args.only):
@@ -338,7 +357,10 @@ def main(argv=None) -> int:
         return 2
     runs_root, results_root = Path(args.runs).resolve(), Path(args.results)
     if not args.report_only:
-        run_experiments(exps, runs_root, results_root, args.only, extra, max_runs=args.max_runs)
+        run_experiments(exps, runs_root, results_root, args.only, extra, max_runs=args.max_runs,
+                        shard=shard, report=not args.no_report)
+        if args.no_report:
+            return 0
     for e in exps:
         summarize(e, runs_root, results_root)
         print((results_root / e.name / "table.md").read_text())

@@ -514,6 +514,7 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
                "steps_done": bad_step if status != "ok" else int(jax.device_get(state["step"])),
                "steps": cfg.steps,
                "init_scale": cfg.init_scale, "wall_s": wall, "devices": ndev,
+               "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,
                "processes": jax.process_count(),
                "clip_rate_this_session": n_clipped / max(n_logged, 1),
                "final_eval": last_eval, "unigram_baseline": baseline,
