@@ -123,8 +123,17 @@ def load_experiment(path, file_index: int = 0) -> Experiment:
 
 
 def plan(experiments: List[Experiment], only: Optional[str] = None) -> List[Run]:
-    runs = [r for e in experiments for r in e.runs if only is None or fnmatch.fnmatch(r.name, only)]
-    return sorted(runs, key=lambda r: r.order)
+    """The runs to train, in order. ``only``: comma-separated globs over run names; the runs
+    matching the first glob come first, then those of the second, ... (a priority list)."""
+    runs = [r for e in experiments for r in e.runs]
+    if only is None:
+        return sorted(runs, key=lambda r: r.order)
+    globs = [g.strip() for g in only.split(",") if g.strip()]
+
+    def rank(r: Run) -> int:
+        return next((i for i, g in enumerate(globs) if fnmatch.fnmatch(r.name, g)), -1)
+
+    return sorted((r for r in runs if rank(r) >= 0), key=lambda r: (rank(r), r.order))
 
 
 def _read_jsonl(path: Path) -> List[dict]:
@@ -329,7 +338,7 @@ def main(argv=None) -> int:
     p.add_argument("configs", nargs="+", help="experiment TOML files (experiments/*.toml)")
     p.add_argument("--runs", default="runs/experiments", help="run directories root")
     p.add_argument("--results", default="docs/results/sibert", help="results root (committed)")
-    p.add_argument("--only", default=None, help="glob over run names, e.g. 'wd_*'")
+    p.add_argument("--only", default=None, help="globs over run names, comma-separated, in priority order, e.g. 'wd_s0_*,nowd_s0_c1'")
     p.add_argument("--set", action="append", default=[], help="extra key=value for every run (smoke tests)")
     p.add_argument("--report-only", action="store_true", help="only rewrite tables and figures")
     p.add_argument("--max-runs", type=int, default=None, help="stop after training this many runs")

@@ -47,6 +47,26 @@ def test_experiment_files_exist_and_parse():
     assert seeds == sorted(seeds)
 
 
+def test_only_is_a_priority_list_and_shards_partition_the_plan(tmp_path, capsys):
+    rob = [ex.load_experiment(REPO / "experiments" / "robustness.toml")]
+    names = [r.name for r in ex.plan(rob, "nowd_s0_c1,wd_s0_*")]
+    assert names[0] == "nowd_s0_c1" and sorted(names[1:]) == sorted(
+        r.name for r in rob[0].runs if r.name.startswith("wd_s0_"))
+    assert [r.name for r in ex.plan(rob, "nothing*")] == []
+    # drivers with --shard k/n train disjoint sets of runs that together are the whole plan
+    trained = []
+    for k in range(5):
+        ex.run_experiments(rob, tmp_path / "runs", tmp_path / "res", shard=(k, 5), report=False,
+                           train_fn=lambda cfg, rd, resume, log: trained.append(rd.name), log=lambda m: None)
+    assert sorted(trained) == sorted(r.name for r in rob[0].runs)
+    assert not (tmp_path / "res").exists()    # report=False: no records, tables or figures
+    for bad in ("3/3", "a/b", "1", "-1/2"):
+        assert ex.main([str(REPO / "experiments" / "robustness.toml"), f"--shard={bad}", "--runs",
+                        str(tmp_path / "r"), "--results", str(tmp_path / "o")]) == 2
+        assert "--shard" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()
+
+
 def test_bad_experiment_file_names_the_key(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text('name = "x"\npreset = "tiny"\n[[group]]\nname = "g"\nmodel = "sibert"\noptimizer = "adam"\n')
