@@ -1,5 +1,5 @@
 """Item 10: equilibrium angular update per step from the random-walk model (Kosson et al.,
-ICML 2024; seeds/002). Model: gradients g_t i.i.d., orthogonal to x in expectation, E||g||^2 = G^2
+ICML 2024, arXiv 2305.17212; docs/PAPER_NOTES.md). Model: gradients g_t i.i.d., orthogonal to x in expectation, E||g||^2 = G^2
 (for Adam: the normalised update direction with E||g/sqrt(v)||^2 = D); equilibrium = the norm
 growth of the accumulated random walk balances the weight decay. Derived, not typed in: the
 momentum variance factor and the long-run step length come from sympy summations."""
@@ -9,7 +9,7 @@ import sympy as sp
 
 from proofs_check.derivation import Derivation, compare
 
-SRC = 'seeds/002 (Kosson et al. 2024), random-walk model'
+SRC = 'Kosson et al. 2024 (arXiv 2305.17212), random-walk model'
 eta, lam, G, beta, alpha, s = sp.symbols("eta lambda G beta alpha s", positive=True)
 j = sp.Symbol("j", integer=True, nonnegative=True)
 RANGES = {eta: (1e-4, 1e-2), lam: (1e-3, 1e-1), beta: (0.0, 0.99), alpha: (0.0, 0.99), G: (0.1, 10.0)}

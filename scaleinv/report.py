@@ -1,7 +1,7 @@
 """Report rows shared by ``scaleinv verify`` and ``scaleinv proofs`` (format: docs/CONVENTIONS.md).
 
-A row: id, source (seed file + slide/theorem), statement, predicted, measured, tolerance,
-status in {"pass", "fail", "erratum"}. "erratum" means the seed's formula disagrees with the
+A row: id, source (paper or talk + slide/theorem, docs/PAPER_NOTES.md), statement, predicted, measured, tolerance,
+status in {"pass", "fail", "erratum"}. "erratum" means the talk's formula disagrees with the
 derivation/measurement and a corrected form is given (a finding, not a tool failure).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 STATUSES = ("pass", "fail", "erratum")
-TALK = "seeds/001_24fe945a8688e821.txt"
+TALK = "Li et al. ICML 2022 talk (docs/PAPER_NOTES.md)"
 
 
 @dataclass

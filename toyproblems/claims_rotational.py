@@ -42,7 +42,7 @@ from toyproblems.plotting import new_figure, plain_log_ticks, save_figure
 
 __all__ = ["ROTATIONAL_CLAIMS", "OPTIMIZERS", "simulate_equilibrium"]
 
-SRC = "seeds/002 (Kosson et al. 2024)"
+SRC = "Kosson et al. 2024 (arXiv 2305.17212)"
 OPTIMIZERS = ("sgd", "sgdm", "adamw", "lion", "adam_l2")
 LABELS = {"sgd": "SGD+WD", "sgdm": "SGDM (L2 in momentum)", "adamw": "AdamW", "lion": "Lion",
           "adam_l2": "Adam+L2"}

@@ -1,6 +1,6 @@
 """``scaleinv proofs``: print the table of derivations (stated vs derived) and the errata, optionally
 write it as JSON (``--json``, rows as scaleinv.report.Row), LaTeX (``--latex``) and/or markdown
-(``--markdown``). Exit 0 unless a row fails; errata are findings about the seed, not failures;
+(``--markdown``). Exit 0 unless a row fails; errata are findings about the talk, not failures;
 2 on bad input (one line, output paths checked before the derivations run, nothing written)."""
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def run(args) -> int:
         if d.status == "fail":
             print(f"FAIL {d.id}: {d.method}")
     print("\nErrata (the talk's formula disagrees with the derivation):\n" + errata_markdown(derivs))
-    meta = {"seconds": round(time.time() - t, 1), "source": "proofs_check (sympy derivations of seeds/001)"}
+    meta = {"seconds": round(time.time() - t, 1), "source": "proofs_check (sympy derivations of the Li et al. ICML 2022 talk, docs/PAPER_NOTES.md)"}
     if args.json:
         write_json(rows, args.json, meta)
     if args.markdown:

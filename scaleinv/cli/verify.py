@@ -2,7 +2,7 @@
 
 Writes ``OUT/report.json`` (rows as in docs/CONVENTIONS.md), ``OUT/report.md`` (the same rows as a markdown
 table) and one PNG per claim to ``OUT``. Exit code 0
-when no row fails (an ``erratum`` row is a finding about the seed's formula, not a failure of
+when no row fails (an ``erratum`` row is a finding about the talk's formula, not a failure of
 the run), 1 when some row fails, 2 on bad arguments (one line ``scaleinv verify: error: ...``,
 checked before any work; nothing written). Progress: a live bar (claims done / total, the
 current claim) on a terminal, one ``[k/N] claim ...`` line per claim otherwise.

@@ -31,7 +31,7 @@ __all__ = [
 
 # ---- rotational equilibrium (Kosson et al., ICML 2024) -------------------------------------
 # Source: A. Kosson, B. Messmer, M. Jaggi, "Rotational Equilibrium: How Weight Decay Balances
-# Learning Across Neural Networks", ICML 2024 (arXiv 2305.17212), seeds/002 (docs/PAPER_NOTES.md); the closed forms of
+# Learning Across Neural Networks", ICML 2024 (arXiv 2305.17212; docs/PAPER_NOTES.md); the closed forms of
 # the expected equilibrium angular update are the ``*_etar_func`` of their public code
 # (github.com/epfml/REQ, shared/optimizers/rotational_wrapper.py).
 #
