@@ -126,6 +126,34 @@ def test_target_follows_learning_rate_schedule():
         np.testing.assert_allclose(ang, np.broadcast_to(want[:, None], ang.shape), rtol=1e-7)
 
 
+
+@pytest.mark.parametrize("name", ["sgdm", "adamw", "lion"])
+def test_step_rotation_follows_the_scheduled_lr_at_each_step(name):
+    """Under a step schedule (eta = 0.1 for steps 0-4, then 0.01) step t rotates every neuron by
+    arctan(eta_r(eta_t)), eta_r the equilibrium angle of the *current* step's LR: for RV-SGDM
+    sqrt(2 eta_t lambda / (1 + alpha)), for RV-AdamW sqrt(2 eta_t lambda (1 - b1)/(1 + b1))
+    (Kosson et al. 2024, docs/PAPER_NOTES.md), for RV-Lion scaleinv.theory.equilibrium_angle_lion.
+    The two schedule points differ by sqrt(10) in eta_r, so reading the LR of another step (e.g.
+    the next one at the jump, step 4) is off by a factor ~3; tolerance rtol 1e-7 (eps = 1e-8
+    against ||u|| = O(1), update_norm_decay = 0 makes every step exact)."""
+    lam, alpha, b1 = 1e-2, 0.9, 0.9
+    sched = optax.piecewise_constant_schedule(0.1, {5: 0.1})
+    make, eta_r = {
+        "sgdm": (lambda: rotational_sgdm(sched, lam, momentum=alpha, update_norm_decay=0.0),
+                 lambda eta: np.sqrt(2 * eta * lam / (1 + alpha))),
+        "adamw": (lambda: rotational_adamw(sched, lam, b1=b1, update_norm_decay=0.0),
+                  lambda eta: np.sqrt(2 * eta * lam * (1 - b1) / (1 + b1))),
+        "lion": (lambda: rotational_lion(sched, lam, b1=b1, b2=0.99, update_norm_decay=0.0),
+                 lambda eta: theory.equilibrium_angle_lion(eta, lam, b1, 0.99)),
+    }[name]
+    with jax.enable_x64(True):
+        p0 = center_params(_params(jax.random.PRNGKey(11)))
+        ang, nrm, _ = _run(make(), p0, 10, jax.random.PRNGKey(12))
+    assert [float(sched(t)) for t in (0, 4, 5, 9)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    want = np.arctan([eta_r(0.1)] * 5 + [eta_r(0.01)] * 5)
+    np.testing.assert_allclose(ang, np.broadcast_to(want[:, None], ang.shape), rtol=1e-7)
+    np.testing.assert_allclose(nrm[-1], np.linalg.norm(np.asarray(p0["w"]), axis=1), rtol=1e-12)
+
 def test_descends_a_scale_invariant_loss():
     """Sign convention: RV-AdamW aligns every neuron with its target direction."""
     with jax.enable_x64(True):
