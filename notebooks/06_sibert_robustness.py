@@ -25,9 +25,10 @@
 # Data: with `NOTEBOOK_QUICK=1` (CI) this notebook trains tiny models itself for a few dozen steps
 # on the sample corpus shipped with the tests (`sibert.train.train`, the function behind
 # `scaleinv train`, writing the same `metrics.jsonl` / `summary.json` files). Without it, it reads
-# the tiny-preset runs on real Wikipedia text in `docs/results/sibert/`, produced by
-# `python -m sibert.experiment` (SIBERT encoder: SGD + WD + relative global clipping, C = 2;
-# robustness runs: WD 5e-2; BERT: AdamW).
+# the mini-preset runs on real Wikipedia text in `docs/results/sibert/`, produced by
+# `python -m sibert.experiment experiments/main.toml experiments/robustness.toml` (SIBERT encoder:
+# SGD + WD (lr 0.1, weight_decay 3e-2) + relative global clipping, C = 2; BERT: AdamW), as far as
+# they have finished.
 
 # %%
 import json
