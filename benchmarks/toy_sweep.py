@@ -41,7 +41,7 @@ def sizes(quick: bool) -> Dict[str, int]:
     return {"n_configs": 64, "steps": 200} if quick else {"n_configs": 1024, "steps": 2000}
 
 
-def numpy_nmf_gd_wd(A0: np.ndarray, B0: np.ndarray, steps: int, eta: float = ETA, wd: float = WD):
+def numpy_nmf_gd_wd(A0: np.ndarray, B0: np.ndarray, steps: int, eta: float = ETA, weight_decay: float = WD):
     """Batched NumPy GD+WD on normalised MF; A0, B0: (n, d, r). Returns (A, B, trace dict)."""
     A, B = A0.copy(), B0.copy()
     n, d, _ = A.shape
@@ -54,8 +54,8 @@ def numpy_nmf_gd_wd(A0: np.ndarray, B0: np.ndarray, steps: int, eta: float = ETA
         R = N - Y
         G = (R - np.sum(R * N, axis=(1, 2))[:, None, None] * N) / nM  # dL/dM
         gA, gB = G @ B, np.swapaxes(G, 1, 2) @ A
-        A1 = (1.0 - eta * wd) * A - eta * gA
-        B1 = (1.0 - eta * wd) * B - eta * gB
+        A1 = (1.0 - eta * weight_decay) * A - eta * gA
+        B1 = (1.0 - eta * weight_decay) * B - eta * gB
         sq = np.sum(A * A, axis=(1, 2)) + np.sum(B * B, axis=(1, 2))
         sq1 = np.sum(A1 * A1, axis=(1, 2)) + np.sum(B1 * B1, axis=(1, 2))
         na, nb = np.sqrt(sq)[:, None, None], np.sqrt(sq1)[:, None, None]

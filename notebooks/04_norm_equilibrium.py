@@ -58,12 +58,12 @@ tr_no = norm_trajectories(prob, scales, ETA, 0.0, T, seed=0)
 sq_wd, sq_no = np.asarray(tr_wd.sq_norm), np.asarray(tr_no.sq_norm)
 
 
-def recursion(s0, wd, steps):
+def recursion(s0, weight_decay, steps):
     """Iterate the exact one-step norm map (theory) from ||x0||^2 = s0."""
     out = np.empty((len(s0), steps)); s = np.asarray(s0, float).copy()
     for t in range(steps):
         out[:, t] = s
-        s = theory.norm_sq_update_orthogonal(s, ETA, wd, SIGMA)
+        s = theory.norm_sq_update_orthogonal(s, ETA, weight_decay, SIGMA)
     return out
 
 

@@ -9,7 +9,7 @@ Derived from the one-step norm maps, not typed in:
   eta_t left in it.
 * Continuous-time norm ODEs: with ||g|| = sigma/||x|| the increment of y = s^2 is, to first order in
   eta lambda, -4 eta lambda y + 2 sigma^2 eta^2 (linear in y!); AdamW's normalised update (long-run
-  squared length C per step) gives s' - s = -2 eta lambda s + C eta^2.
+  squared length d per step) gives s' - s = -2 eta lambda s + d eta^2.
 * Adiabatic lag of y' = -c lambda eta(t) y + b eta(t)^2: y = y_qs (1 + eps), eps = -eta'/(c lambda eta^2).
 * Lag onset for schedules that decay to 0: eps = 1/(c K a^2) (linear), ~ 8/(c pi^2 K a^3) (cosine),
   a = 1 - t/T, K = eta_max lambda T: exponents -1/2 and -1/3 in K.
@@ -22,9 +22,9 @@ from proofs_check.derivation import Derivation, compare
 
 SRC = "Defazio 2025 (arXiv 2506.02285)"
 SLIDE = "Sec. 3 (steady-state ratio) / AdamC-SGDC correction"
-eta, lam, sig, C, s, y = sp.symbols("eta lambda sigma C s y", positive=True)
+eta, lam, sig, dim, s, y = sp.symbols("eta lambda sigma d s y", positive=True)
 eta_max, K, a, c, b, t = sp.symbols("eta_max K a c b t", positive=True)
-RANGES = {eta: (1e-3, 1.0), lam: (1e-4, 0.9), sig: (0.1, 10.0), C: (1.0, 1e3), eta_max: (1e-3, 1.0),
+RANGES = {eta: (1e-3, 1.0), lam: (1e-4, 0.9), sig: (0.1, 10.0), dim: (1.0, 1e3), eta_max: (1e-3, 1.0),
           K: (1.0, 1e3), a: (1e-3, 1.0), c: (1.0, 4.0), b: (0.1, 10.0)}
 
 
@@ -55,12 +55,12 @@ def leading_order(expr):
 
 def norm_odes():
     """First-order (in eta) increments of y = ||x||^4 (SGD, ||g|| = sigma/||x||) and s = ||x||^2
-    (AdamW random walk, E||u||^2 = C per step in the long run): returned as (sgd_rhs, adamw_rhs)."""
+    (AdamW random walk, E||u||^2 = d per step in the long run): returned as (sgd_rhs, adamw_rhs)."""
     s_new = sgd_norm_map(s, eta, lam, sig**2 / s)
     inc_y = sp.expand(s_new**2 - s**2)                                    # y' - y, y = s^2
     ser = sp.series(inc_y, eta, 0, 3).removeO()
     sgd_rhs = sp.expand(ser.coeff(eta, 1) * eta + ser.coeff(eta, 2).subs(lam, 0) * eta**2)
-    inc_s = sp.expand((1 - eta * lam) ** 2 * s + eta**2 * C - s)
+    inc_s = sp.expand((1 - eta * lam) ** 2 * s + eta**2 * dim - s)
     adam_rhs = sp.expand(inc_s.coeff(eta, 1) * eta + inc_s.coeff(eta, 2).subs(lam, 0) * eta**2)
     return sgd_rhs.subs(s**2, y), adam_rhs
 
@@ -98,13 +98,13 @@ def derivations():
                   -4 * lam * eta * y + 2 * sig**2 * eta**2, sgd_rhs,
                   "one step = dt; terms O(eta^2 lambda^2 y) and O(eta^3) dropped",
                   note="from the exact map s' = (1 - eta lambda)^2 s + eta^2 sigma^2/s squared and expanded in eta"))
-    out.append(_d("P11.ode_adamw", "AdamW (random walk, long-run E||u||^2 = C per step): s = ||x||^2 obeys "
-                  "ds/dt = -2 lambda eta s + C eta^2 (derived here)", -2 * lam * eta * s + C * eta**2, adam_rhs,
+    out.append(_d("P11.ode_adamw", "AdamW (random walk, long-run E||u||^2 = d per step): s = ||x||^2 obeys "
+                  "ds/dt = -2 lambda eta s + d eta^2 (derived here)", -2 * lam * eta * s + dim * eta**2, adam_rhs,
                   "random-walk model of the rotational equilibrium, terms O(eta^2 lambda^2 s) dropped"))
     s_star = sp.solve(sp.Eq(adam_rhs, 0), s)[0]
     out.append(_d("P11.adamw_ratio", "AdamW steady ratio on the constant-sigma toy: ||g||/||x|| = sigma/||x||^2 = "
-                  "2 lambda sigma/(eta C) (derived here: ~ lambda/eta, not sqrt(lambda/eta) as for SGD)",
-                  2 * lam * sig / (eta * C), sp.simplify(sig / s_star), "fixed point of P11.ode_adamw, ||g|| = sigma/||x||"))
+                  "2 lambda sigma/(eta d) (derived here: ~ lambda/eta, not sqrt(lambda/eta) as for SGD)",
+                  2 * lam * sig / (eta * dim), sp.simplify(sig / s_star), "fixed point of P11.ode_adamw, ||g|| = sigma/||x||"))
     eps, resid, et = adiabatic_eps()
     stated = -sp.diff(et, t) / (c * lam * et**2)
     st, m, d = ("pass", "symbolic: simplify(stated - derived) = 0", "") if sp.simplify(eps - stated) == 0 else \

@@ -360,8 +360,8 @@ def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             prob = P.constant_sigma(dim=64, sigma=float(sigma))
             keys = jax.random.split(jax.random.PRNGKey(seed), len(g))
             p0 = jax.vmap(lambda k: prob.init(1.0, k))(keys)
-            tr = sweep(lambda eta, wd: sgd_wd(eta, wd), prob.loss, p0, T, jax.random.PRNGKey(seed),
-                       {"eta": g[:, 0], "wd": g[:, 1]})
+            tr = sweep(lambda eta, weight_decay: sgd_wd(eta, weight_decay), prob.loss, p0, T, jax.random.PRNGKey(seed),
+                       {"eta": g[:, 0], "weight_decay": g[:, 1]})
             res.append((g, tr))
         g = np.concatenate([r[0] for r in res])
         sq = np.concatenate([np.asarray(r[1].sq_norm) for r in res])
@@ -648,8 +648,8 @@ def claim_clipping(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         keys = jax.random.split(jax.random.PRNGKey(seed), len(g))
         eqs = theory.equilibrium_sq_norm(g[:, 0], g[:, 1], 1.0)
         p0 = jax.vmap(lambda k, s: cprob.init(s, k))(keys, jnp.asarray(np.sqrt(10 * eqs)))
-        tr = sweep(lambda eta, wd, C: sgd_wd_rgc(eta, wd, C=C), cprob.loss, p0, 5000, jax.random.PRNGKey(seed),
-                   {"eta": g[:, 0], "wd": g[:, 1], "C": g[:, 2]})
+        tr = sweep(lambda eta, weight_decay, C: sgd_wd_rgc(eta, weight_decay, C=C), cprob.loss, p0, 5000, jax.random.PRNGKey(seed),
+                   {"eta": g[:, 0], "weight_decay": g[:, 1], "C": g[:, 2]})
         fired = int(np.asarray(tr.clipped).sum())
         rows.append(Row("C8.const", src, f"constant-norm gradients, C in {{1.001, 2, 4}}, {len(g)} (eta, lambda, C), init 10x equilibrium norm^2",
                         0, fired, "number of clipped steps == 0", verdict([within("clipped steps", fired, lo=0, hi=0)])))

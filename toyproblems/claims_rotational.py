@@ -18,9 +18,8 @@ dim >= 256 they differ by < 0.1 %), and the equilibrium norm with the RMS of ||x
 Longer than 400 lines on purpose: the five claims of the paper (R1..R5) share one cached
 simulation of every optimizer family (``_simulate_all``) and its grids, which belong next to them.
 
-Naming: in code the dimension is ``dim`` (``C`` is the clipping constant everywhere else); the
-row texts keep the paper's "C=<dimension>" and its formulas' C (= dim) so that the ``scaleinv
-verify`` report stays as it was.
+Naming: the dimension is ``dim`` in code and d in the row texts and formulas (the paper writes
+C; here ``C`` is only the clipping constant, docs/CONVENTIONS.md).
 """
 from __future__ import annotations
 
@@ -86,39 +85,39 @@ def _setup(quick: bool):
 
 
 def _make_opt(name: str):
-    def make(eta, wd, beta, sigma, beta2):
+    def make(eta, weight_decay, beta, sigma, beta2):
         if name == "sgd":
-            o = sgd_wd(eta, wd)
+            o = sgd_wd(eta, weight_decay)
         elif name == "sgdm":
-            o = optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta, momentum=beta))
+            o = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(eta, momentum=beta))
         elif name == "adamw":
-            o = optax.adamw(eta, b1=beta, b2=beta2, eps=1e-12, weight_decay=wd)
+            o = optax.adamw(eta, b1=beta, b2=beta2, eps=1e-12, weight_decay=weight_decay)
         elif name == "lion":
-            o = optax.lion(eta, b1=beta, b2=beta2, weight_decay=wd)
+            o = optax.lion(eta, b1=beta, b2=beta2, weight_decay=weight_decay)
         elif name == "adam_l2":
-            o = optax.chain(optax.add_decayed_weights(wd), optax.adam(eta, b1=beta, b2=beta2, eps=1e-12))
+            o = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(eta, b1=beta, b2=beta2, eps=1e-12))
         else:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
         return optax.chain(optax.scale(sigma), o)
     return make
 
 
-def predict(name: str, eta, wd, beta, sigma, beta2, dim, lion_form: str = "arcsin"):
+def predict(name: str, eta, weight_decay, beta, sigma, beta2, dim, lion_form: str = "arcsin"):
     """(angle, norm) predictions of :mod:`scaleinv.theory` for one configuration (NumPy)."""
     T = theory
     if name == "sgd":
-        return T.equilibrium_angle_sgd(eta, wd), T.equilibrium_norm_sgd(eta, wd, sigma)
+        return T.equilibrium_angle_sgd(eta, weight_decay), T.equilibrium_norm_sgd(eta, weight_decay, sigma)
     if name == "sgdm":
-        return T.equilibrium_angle_sgdm(eta, wd, beta), T.equilibrium_norm_sgdm(eta, wd, beta, sigma)
+        return T.equilibrium_angle_sgdm(eta, weight_decay, beta), T.equilibrium_norm_sgdm(eta, weight_decay, beta, sigma)
     if name == "adamw":
-        return T.equilibrium_angle_adamw(eta, wd, beta), T.equilibrium_norm_adamw(eta, wd, dim)
+        return T.equilibrium_angle_adamw(eta, weight_decay, beta), T.equilibrium_norm_adamw(eta, weight_decay, dim)
     if name == "lion":
         if lion_form == "kosson":
-            return T.equilibrium_angle_lion(eta, wd, beta, beta2), T.equilibrium_norm_lion(eta, wd, beta, beta2, dim)
-        return (T.equilibrium_angle_lion_arcsin(eta, wd, beta, beta2),
-                T.equilibrium_norm_lion_arcsin(eta, wd, beta, beta2, dim))
+            return T.equilibrium_angle_lion(eta, weight_decay, beta, beta2), T.equilibrium_norm_lion(eta, weight_decay, beta, beta2, dim)
+        return (T.equilibrium_angle_lion_arcsin(eta, weight_decay, beta, beta2),
+                T.equilibrium_norm_lion_arcsin(eta, weight_decay, beta, beta2, dim))
     if name == "adam_l2":
-        return T.equilibrium_angle_adam_l2(eta, wd, beta, sigma, dim), T.equilibrium_norm_adam_l2(eta, wd, sigma, dim)
+        return T.equilibrium_angle_adam_l2(eta, weight_decay, beta, sigma, dim), T.equilibrium_norm_adam_l2(eta, weight_decay, sigma, dim)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
@@ -219,7 +218,7 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     forms = {"sgd": "sqrt(2 eta lambda)", "sgdm": "sqrt(2 eta lambda/(1+alpha))",
              "adamw": "sqrt(2 eta lambda (1-beta1)/(1+beta1))",
              "lion": "sqrt(2 eta lambda / K_eff), arcsine-law K_eff (derived here)",
-             "adam_l2": "sqrt((1-b1)/(1+b1)) (2 lambda)^(1/3) eta^(2/3) C^(1/3) sigma^(-1/3) (derived here)"}
+             "adam_l2": "sqrt((1-b1)/(1+b1)) (2 lambda)^(1/3) eta^(2/3) d^(1/3) sigma^(-1/3) (derived here)"}
     markers = dict(zip(OPTIMIZERS, "osD^v"))
     allv = []
     for name in OPTIMIZERS:
@@ -228,7 +227,7 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         worst = int(np.argmax(np.abs(err)))
         rows.append(Row(
             f"R1.{len(rows) + 1}", SRC,
-            f"{LABELS[name]}: equilibrium RMS angle per step = {forms[name]} (C={r['dim']}, {len(err)} configs)",
+            f"{LABELS[name]}: equilibrium RMS angle per step = {forms[name]} (d={r['dim']}, {len(err)} configs)",
             round(float(r["pred_angle"][worst]), 6), round(float(r["rms_angle"][worst]), 6),
             f"max rel. err over grid <= {ANGLE_TOL:.0%}",
             verdict([close("RMS angle", r["rms_angle"].tolist(), r["pred_angle"].tolist(), rtol=ANGLE_TOL)]),
@@ -274,15 +273,15 @@ def claim_equilibrium_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     rows = []
     fig, ax = new_figure()
     forms = {"sgd": "(eta sigma^2/(2 lambda))^(1/4)", "sgdm": "(eta sigma^2/(2 lambda (1-alpha)))^(1/4)",
-             "adamw": "sqrt(eta C/(2 lambda)) (gradient-independent)", "lion": "sqrt(eta C K_eff/(2 lambda))",
-             "adam_l2": "(eta sigma sqrt(C)/(2 lambda))^(1/3)"}
+             "adamw": "sqrt(eta d/(2 lambda)) (gradient-independent)", "lion": "sqrt(eta d K_eff/(2 lambda))",
+             "adam_l2": "(eta sigma sqrt(d)/(2 lambda))^(1/3)"}
     allv = []
     for name, m in zip(OPTIMIZERS, "osD^v"):
         r = simulate_equilibrium(name, seed, quick)
         err = _rel(r["eq_norm"], r["pred_norm"])
         worst = int(np.argmax(np.abs(err)))
         rows.append(Row(
-            f"R2.{len(rows) + 1}", SRC, f"{LABELS[name]}: equilibrium norm = {forms[name]} (C={r['dim']})",
+            f"R2.{len(rows) + 1}", SRC, f"{LABELS[name]}: equilibrium norm = {forms[name]} (d={r['dim']})",
             round(float(r["pred_norm"][worst]), 5), round(float(r["eq_norm"][worst]), 5),
             f"max rel. err over grid <= {NORM_TOL:.0%}",
             verdict([close("equilibrium norm", r["eq_norm"].tolist(), r["pred_norm"].tolist(), rtol=NORM_TOL)]),

@@ -164,25 +164,25 @@ def best_lr_curve(opt_fn: Callable[[float], optax.GradientTransformation], prob:
             "steps": float(hits.min()), "lr_fastest": float(lrs[int(np.argmin(hits))])}
 
 
-def normalized_mf_steps(alphas: Sequence[float], eta: float, wd: float, steps: int, eps: float):
+def normalized_mf_steps(alphas: Sequence[float], eta: float, weight_decay: float, steps: int, eps: float):
     """GD+WD on the normalized factorization from the unbalanced init alpha: full-loss curves
     [alpha, step] and steps-to-(loss < eps) per alpha."""
     prob = P.normalized_mf()
     p0 = jax.vmap(prob.init)(jnp.asarray(alphas, float))
-    tr = sweep(lambda: sgd_wd(eta, wd), prob.loss, p0, steps, jax.random.PRNGKey(0), {},
+    tr = sweep(lambda: sgd_wd(eta, weight_decay), prob.loss, p0, steps, jax.random.PRNGKey(0), {},
                eval_fn=prob.meta["full_loss"])
     L = np.asarray(tr.loss)
     return L, first_hit(L < eps)
 
 
 # ------------------------------------------------------------------ WD <=> exponential LR
-def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, wd: float, steps: int) -> Dict[str, np.ndarray]:
+def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, weight_decay: float, steps: int) -> Dict[str, np.ndarray]:
     """Full-batch trajectories x_t (t = 0..steps-1) of GD+WD and of plain GD with the
     exponential LR schedules of :func:`scaleinv.optim.exponential_lr`:
 
-    ``wd``: GD+WD from x0; ``exact``: eta(1-eta wd)^(-2t-1) from x0; ``stated``: the talk's
-    eta(1-eta wd)^(-2t) from x0; ``stated_rescaled``: the talk's schedule from sqrt(1-eta wd) x0;
-    ``c``: the factors c_t = (1-eta wd)^(-t) with x_exact(t) = c_t x_wd(t).
+    ``wd``: GD+WD from x0; ``exact``: eta(1-eta lambda)^(-2t-1) from x0; ``stated``: the talk's
+    eta(1-eta lambda)^(-2t) from x0; ``stated_rescaled``: the talk's schedule from sqrt(1-eta lambda) x0;
+    ``c``: the factors c_t = (1-eta lambda)^(-t) with x_exact(t) = c_t x_wd(t).
     """
     grad = jax.grad(prob.loss)
 
@@ -195,29 +195,29 @@ def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, wd: float, steps: int) -> Dict
 
     jtraj = jax.jit(traj, static_argnums=0)
     return {
-        "wd": np.asarray(jtraj(sgd_wd(eta, wd), x0)),
-        "exact": np.asarray(jtraj(optax.sgd(exponential_lr(eta, wd)), x0)),
-        "stated": np.asarray(jtraj(optax.sgd(exponential_lr(eta, wd, as_stated=True)), x0)),
-        "stated_rescaled": np.asarray(jtraj(optax.sgd(exponential_lr(eta, wd, as_stated=True)),
-                                            np.sqrt(1 - eta * wd) * x0)),
-        "c": np.asarray(theory.wd_to_exp_lr_rescale(np.arange(steps), eta, wd)),
+        "wd": np.asarray(jtraj(sgd_wd(eta, weight_decay), x0)),
+        "exact": np.asarray(jtraj(optax.sgd(exponential_lr(eta, weight_decay)), x0)),
+        "stated": np.asarray(jtraj(optax.sgd(exponential_lr(eta, weight_decay, as_stated=True)), x0)),
+        "stated_rescaled": np.asarray(jtraj(optax.sgd(exponential_lr(eta, weight_decay, as_stated=True)),
+                                            np.sqrt(1 - eta * weight_decay) * x0)),
+        "c": np.asarray(theory.wd_to_exp_lr_rescale(np.arange(steps), eta, weight_decay)),
     }
 
 
 # ------------------------------------------------------------------ norm dynamics
-def norm_trajectories(prob: P.Problem, scales: Sequence[float], eta: float, wd: float, steps: int,
+def norm_trajectories(prob: P.Problem, scales: Sequence[float], eta: float, weight_decay: float, steps: int,
                       seed: int = 0, C: float | None = None, eval_fn=None):
-    """SGD (wd = 0) or SGD+WD (wd > 0; with relative global clipping if ``C``) from
+    """SGD (lambda = 0) or SGD+WD (lambda > 0; with relative global clipping if ``C``) from
     ``prob.init(scale, key)`` for every scale: the :class:`toyproblems.run.Trace` (arrays
     [scale, step]; ``loss`` is ``eval_fn(x_t)`` if given, e.g. the full-batch loss)."""
     keys = jax.random.split(jax.random.PRNGKey(seed), len(scales))
     p0 = jax.vmap(lambda k, s: prob.init(s, k))(keys, jnp.asarray(scales, float))
-    if wd == 0:
+    if weight_decay == 0:
         make = lambda: optax.sgd(eta)  # noqa: E731
     elif C is None:
-        make = lambda: sgd_wd(eta, wd)  # noqa: E731
+        make = lambda: sgd_wd(eta, weight_decay)  # noqa: E731
     else:
-        make = lambda: sgd_wd_rgc(eta, wd, C=C)  # noqa: E731
+        make = lambda: sgd_wd_rgc(eta, weight_decay, C=C)  # noqa: E731
     return sweep(make, prob.loss, p0, steps, jax.random.PRNGKey(seed + 1), {}, eval_fn=eval_fn)
 
 
@@ -237,12 +237,12 @@ def time_to_equilibrium(sq_norm, scales: Sequence[float], eq: float, eta: float,
     return steps, s_big, s_small
 
 
-def sgd_wd_iterates(prob: P.Problem, p0, eta: float, wd: float, steps: int, key: jax.Array, stride: int):
+def sgd_wd_iterates(prob: P.Problem, p0, eta: float, weight_decay: float, steps: int, key: jax.Array, stride: int):
     """SGD+WD from every row of ``p0`` (one vmapped :func:`toyproblems.run.sweep`): the trace
     and the iterates x_t for t = 0, stride, 2 stride, ... (array [config, t // stride, dim]),
     e.g. to measure sigma = ||grad L_gamma|| along the runs. The trace's ``loss`` field holds
     the iterates, not the loss."""
-    tr = sweep(lambda: sgd_wd(eta, wd), prob.loss, p0, steps, key, {}, eval_fn=lambda x: x)
+    tr = sweep(lambda: sgd_wd(eta, weight_decay), prob.loss, p0, steps, key, {}, eval_fn=lambda x: x)
     return tr, tr.loss[:, ::stride]
 
 
@@ -262,7 +262,7 @@ def heavy_tailed(prob: P.Problem, heavy_tail: float, spike_prob: float = 1.0, sp
     return replace(prob, name=prob.name + "_heavy", loss=loss, meta=meta)
 
 
-def clip_rate_vs_C(prob: P.Problem, Cs: Sequence[float], eta: float, wd: float, steps: int,
+def clip_rate_vs_C(prob: P.Problem, Cs: Sequence[float], eta: float, weight_decay: float, steps: int,
                    x0_scale: float, seed: int = 0, burn_in: int = 0):
     """Fraction of steps (after ``burn_in``) on which relative global clipping fires, for
     each C (one vmapped SGD+WD+RGC run per C from the same init; each C draws its own noise),
@@ -270,6 +270,6 @@ def clip_rate_vs_C(prob: P.Problem, Cs: Sequence[float], eta: float, wd: float, 
     Cs = np.asarray(Cs, float)
     x0 = prob.init(x0_scale, jax.random.PRNGKey(seed))
     p0 = batched(x0, len(Cs))
-    tr = sweep(lambda C: sgd_wd_rgc(eta, wd, C=C), prob.loss, p0, steps, jax.random.PRNGKey(seed),
+    tr = sweep(lambda C: sgd_wd_rgc(eta, weight_decay, C=C), prob.loss, p0, steps, jax.random.PRNGKey(seed),
                {"C": jnp.asarray(Cs)})
     return np.asarray(tr.clipped)[:, burn_in:].mean(1), tr

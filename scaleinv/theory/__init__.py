@@ -12,6 +12,10 @@ Modules:
   lyu2022    -- Lyu, Li, Arora 2022: edge of stability of GD + WD (effective sharpness, onset time)
   defazio2025 -- Defazio 2025: LR schedules vs the weight-decay equilibrium (quasi-static ratio,
                 norm ODE, adiabatic lag), corrected weight decay lambda_t = lambda eta_t/eta_max
+
+Names (docs/CONVENTIONS.md): ``eta`` the learning rate, ``weight_decay`` the weight decay (written
+lambda in the formulas of the docstrings), ``C`` only the relative-clipping constant, ``dim`` the
+number of elements of a weight (d in the formulas), ``sigma`` the gradient norm on the unit sphere.
 """
 from scaleinv.theory.adamw_noise import *  # noqa: F403
 from scaleinv.theory.adamw_noise import __all__ as _adamw_noise_all

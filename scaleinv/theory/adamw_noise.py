@@ -30,21 +30,21 @@ __all__ = [
 ]
 
 
-def adamw_noise_sq_norm(eta, wd, beta1, dim):
+def adamw_noise_sq_norm(eta, weight_decay, beta1, dim):
     """Stationary E||W||^2 of AdamW driven by unit pure noise (exact in the model above)."""
-    a = 1.0 - np.asarray(eta, float) * wd
+    a = 1.0 - np.asarray(eta, float) * weight_decay
     return dim * eta**2 * (1.0 - beta1) / (1.0 + beta1) * (1.0 + a * beta1) / ((1.0 - a**2) * (1.0 - a * beta1))
 
 
-def adamw_noise_sq_norm_ratio_to_r23(eta, wd, beta1):
+def adamw_noise_sq_norm_ratio_to_r23(eta, weight_decay, beta1):
     """E||W||^2 / (eta d / (2 lambda)): how far the small-eta-lambda form (R2.3) is from the exact one."""
-    return adamw_noise_sq_norm(eta, wd, beta1, 1.0) / (np.asarray(eta, float) / (2.0 * wd))
+    return adamw_noise_sq_norm(eta, weight_decay, beta1, 1.0) / (np.asarray(eta, float) / (2.0 * weight_decay))
 
 
-def adamw_noise_cosine(eta, wd, beta1):
+def adamw_noise_cosine(eta, weight_decay, beta1):
     """Stationary cos(W_t, u_t) (u_t = Adam's direction, subtracted by the step):
     -beta1 sqrt((1 - alpha^2) / ((1 + alpha beta1)(1 - alpha beta1))), alpha = 1 - eta lambda."""
-    a = 1.0 - np.asarray(eta, float) * wd
+    a = 1.0 - np.asarray(eta, float) * weight_decay
     return -beta1 * np.sqrt((1.0 - a**2) / ((1.0 + a * beta1) * (1.0 - a * beta1)))
 
 

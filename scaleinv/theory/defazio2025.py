@@ -16,11 +16,11 @@ Derived here (``proofs_check.schedules`` has the sympy derivations), on the cons
 (||grad L(x_bar)|| = sigma, so ||g||/||x|| = sigma/||x||^2) and in continuous time:
 
 * SGD:   y = ||x||^4 obeys the LINEAR ODE  dy/dt = -4 lambda_t eta_t y + 2 sigma^2 eta_t^2;
-* AdamW: y = ||x||^2 obeys                 dy/dt = -2 lambda_t eta_t y + C eta_t^2
+* AdamW: y = ||x||^2 obeys                 dy/dt = -2 lambda_t eta_t y + d eta_t^2
   (random-walk model of the rotational equilibrium: each normalised update has long-run squared
-  length C = number of coordinates; Adam's eps neglected, its v in steady state).
+  length d = number of coordinates; Adam's eps neglected, its v in steady state).
 
-Both are y' = -c lambda_t eta_t y + b eta_t^2 with (c, b) = (4, 2 sigma^2) or (2, C). Their
+Both are y' = -c lambda_t eta_t y + b eta_t^2 with (c, b) = (4, 2 sigma^2) or (2, d). Their
 quasi-static solution y_qs = b eta_t / (c lambda_t) gives the steady ratios; the relaxation rate
 is c lambda_t eta_t per step, so the ratio tracks the schedule while the adiabaticity
 
@@ -85,31 +85,31 @@ def lr_schedule_slope(kind: str, t, eta_max, T):
     return -eta_max * np.pi / (2.0 * T) * np.sin(np.pi * a)
 
 
-def corrected_weight_decay(eta_t, wd, eta_max):
+def corrected_weight_decay(eta_t, weight_decay, eta_max):
     """Defazio's corrected weight decay (AdamC / SGDC): lambda_t = lambda eta_t / eta_max, so the
     decay applied per step is eta_t lambda_t = lambda eta_t^2 / eta_max and lambda_t / eta_t is constant."""
-    return wd * np.asarray(eta_t, float) / eta_max
+    return weight_decay * np.asarray(eta_t, float) / eta_max
 
 
-def steady_grad_ratio_sgd(eta, wd):
+def steady_grad_ratio_sgd(eta, weight_decay):
     """Defazio (2025), SGD steady state of a normalized layer: ||g|| / ||x|| = sqrt(2 lambda / eta)
     (leading order in eta lambda; the exact fixed point of the norm recursion is
     sqrt(lambda (2 - eta lambda) / eta), smaller by sqrt(1 - eta lambda / 2))."""
-    return np.sqrt(2.0 * wd / np.asarray(eta, float))
+    return np.sqrt(2.0 * weight_decay / np.asarray(eta, float))
 
 
-def steady_grad_ratio_adamw(eta, wd, sigma, dim):
+def steady_grad_ratio_adamw(eta, weight_decay, sigma, dim):
     """AdamW steady ratio on the constant-sigma toy (derived here, not in Defazio's note): the
-    rotational-equilibrium norm ||x||^2 = eta C / (2 lambda) (:func:`scaleinv.theory.equilibrium_norm_adamw`)
-    and ||g|| = sigma / ||x|| give ||g|| / ||x|| = 2 lambda sigma / (eta C) -- it scales as lambda/eta,
+    rotational-equilibrium norm ||x||^2 = eta d / (2 lambda) (:func:`scaleinv.theory.equilibrium_norm_adamw`)
+    and ||g|| = sigma / ||x|| give ||g|| / ||x|| = 2 lambda sigma / (eta d) -- it scales as lambda/eta,
     not sqrt(lambda/eta) as for SGD, so a decaying eta_t blows it up faster; lambda_t proportional
     to eta_t (AdamC) again keeps it constant."""
-    return 2.0 * wd * sigma / (np.asarray(eta, float) * dim)
+    return 2.0 * weight_decay * sigma / (np.asarray(eta, float) * dim)
 
 
 def norm_ode_coefficients(optimizer: str, sigma=1.0, dim=1):
     """(c, b) of the norm ODE y' = -c lambda_t eta_t y + b eta_t^2: SGD (y = ||x||^4): (4, 2 sigma^2);
-    AdamW (y = ||x||^2): (2, C)."""
+    AdamW (y = ||x||^2): (2, d)."""
     _check(optimizer, OPTIMIZERS, "optimizer")
     return (4.0, 2.0 * sigma**2) if optimizer == "sgd" else (2.0, float(dim))
 
@@ -166,8 +166,8 @@ def adamw_norm_mean_field(etas, wds, sq0, dim, sigma=1.0, beta2=0.999):
     closed-form ODE assumes v in steady state, which fails when ||x|| changes within ~1/(1-beta2)
     steps; same recursion as :func:`scaleinv.theory.equilibrium_approach_steps`):
 
-        q_t = sigma^2 / (C s_t)  (E g_i^2),  v_t = beta2 v_{t-1} + (1 - beta2) q_t,  v_hat = v_t/(1 - beta2^(t+1)),
-        s_{t+1} = (1 - eta_t lambda_t)^2 s_t + eta_t^2 C q_t / v_hat_t.
+        q_t = sigma^2 / (d s_t)  (E g_i^2),  v_t = beta2 v_{t-1} + (1 - beta2) q_t,  v_hat = v_t/(1 - beta2^(t+1)),
+        s_{t+1} = (1 - eta_t lambda_t)^2 s_t + eta_t^2 d q_t / v_hat_t.
 
     ``etas``, ``wds``: arrays [..., T]; returns s_t = ||x_t||^2, t = 0..T-1."""
     etas, wds = np.broadcast_arrays(np.asarray(etas, float), np.asarray(wds, float))

@@ -3,7 +3,7 @@
 Every function cites where its formula comes from: ``talk`` is the ICML 2022 talk
 (by slide title), ``paper`` is Li et al., ICML 2022
 (arXiv 2202.00980); both are described in docs/PAPER_NOTES.md. Where the stated formula disagrees with the one
-derived from the definitions, both are here: ``*_as_stated`` is the seed's form, the plain
+derived from the definitions, both are here: ``*_as_stated`` is the talk's form, the plain
 name is the derived form (see ``proofs_check`` for the derivations). Functions accept NumPy
 scalars/arrays or JAX arrays.
 
@@ -72,74 +72,74 @@ def effective_lr(eta, x_norm):
 
 
 # ---------------------------------------------------------------- SGD + WD equilibrium
-def norm_sq_update_orthogonal(sq_norm, eta, wd, sigma):
+def norm_sq_update_orthogonal(sq_norm, eta, weight_decay, sigma):
     """Exact one-step norm map of SGD+WD on a scale-invariant loss with ||grad L(x_bar)||=sigma.
 
     Because <x, grad L(x)> = 0 (Euler, k = 0) and ||grad L(x)|| = sigma/||x||:
 
-        ||x(t+1)||^2 = (1 - eta*wd)^2 ||x(t)||^2 + eta^2 sigma^2 / ||x(t)||^2.
+        ||x(t+1)||^2 = (1 - eta*lambda)^2 ||x(t)||^2 + eta^2 sigma^2 / ||x(t)||^2.
     """
-    return (1.0 - eta * wd) ** 2 * sq_norm + eta**2 * sigma**2 / sq_norm
+    return (1.0 - eta * weight_decay) ** 2 * sq_norm + eta**2 * sigma**2 / sq_norm
 
 
-def equilibrium_sq_norm(eta, wd, sigma):
+def equilibrium_sq_norm(eta, weight_decay, sigma):
     """Fixed point of :func:`norm_sq_update_orthogonal` (derived; proofs_check item 6).
 
-        ||x*||^2 = sqrt(eta / (wd (2 - eta wd))) * sigma.
+        ||x*||^2 = sqrt(eta / (lambda (2 - eta lambda))) * sigma.
 
-    The talk ("Ingredient 3") states sqrt(2 eta / (wd (2 - eta wd))) sigma -- see
+    The talk ("Ingredient 3") states sqrt(2 eta / (lambda (2 - eta lambda))) sigma -- see
     :func:`equilibrium_sq_norm_as_stated`; the two differ by a factor sqrt(2).
     """
     xp = _xp(eta)
-    return xp.sqrt(eta / (wd * (2.0 - eta * wd))) * sigma
+    return xp.sqrt(eta / (weight_decay * (2.0 - eta * weight_decay))) * sigma
 
 
-def equilibrium_sq_norm_as_stated(eta, wd, sigma):
+def equilibrium_sq_norm_as_stated(eta, weight_decay, sigma):
     """Talk, slide "Ingredient 3: Global Relative Clipping", as printed:
     ||x(t)||^2 -> sqrt(2 eta / (lambda (2 - eta lambda))) sigma."""
     xp = _xp(eta)
-    return xp.sqrt(2.0 * eta / (wd * (2.0 - eta * wd))) * sigma
+    return xp.sqrt(2.0 * eta / (weight_decay * (2.0 - eta * weight_decay))) * sigma
 
 
-def equilibrium_grad_ratio(eta, wd):
+def equilibrium_grad_ratio(eta, weight_decay):
     """Talk, slide "Ingredient 3": at equilibrium ||grad L_gamma(x)|| / ||x|| =
-    sqrt(wd (2 - eta wd) / eta) (agrees with the derived fixed point)."""
+    sqrt(lambda (2 - eta lambda) / eta) (agrees with the derived fixed point)."""
     xp = _xp(eta)
-    return xp.sqrt(wd * (2.0 - eta * wd) / eta)
+    return xp.sqrt(weight_decay * (2.0 - eta * weight_decay) / eta)
 
 
-def equilibrium_grad_norm(eta, wd, sigma):
+def equilibrium_grad_norm(eta, weight_decay, sigma):
     """||grad L_gamma(x*)|| = sigma / ||x*|| at the derived equilibrium."""
     xp = _xp(eta)
-    return sigma / xp.sqrt(equilibrium_sq_norm(eta, wd, sigma))
+    return sigma / xp.sqrt(equilibrium_sq_norm(eta, weight_decay, sigma))
 
 
 # ---------------------------------------------------------------- relative global clipping
-def clip_threshold(eta, wd, x_norm, C=2.0):
-    """Talk, "Ingredient 3" / paper Sec. 5: clip ||g|| to sqrt(2 C wd / eta) ||x||."""
+def clip_threshold(eta, weight_decay, x_norm, C=2.0):
+    """Talk, "Ingredient 3" / paper Sec. 5: clip ||g|| to sqrt(2 C lambda / eta) ||x||."""
     xp = _xp(x_norm)
-    return xp.sqrt(2.0 * C * wd / eta) * x_norm
+    return xp.sqrt(2.0 * C * weight_decay / eta) * x_norm
 
 
-def clip_never_fires_min_C(eta, wd):
+def clip_never_fires_min_C(eta, weight_decay):
     """Smallest C for which clipping never fires at the constant-sigma equilibrium.
 
-    At equilibrium ||g||/||x|| = sqrt(wd (2 - eta wd)/eta) <= sqrt(2 C wd/eta) iff
-    C >= (2 - eta wd)/2 = 1 - eta wd / 2. So every C >= 1 (in particular the talk's C > 1)
+    At equilibrium ||g||/||x|| = sqrt(lambda (2 - eta lambda)/eta) <= sqrt(2 C lambda/eta) iff
+    C >= (2 - eta lambda)/2 = 1 - eta lambda / 2. So every C >= 1 (in particular the talk's C > 1)
     never fires.
     """
-    return 1.0 - eta * wd / 2.0
+    return 1.0 - eta * weight_decay / 2.0
 
 
-def max_sq_norm_growth_with_clip(eta, wd, C=2.0):
+def max_sq_norm_growth_with_clip(eta, weight_decay, C=2.0):
     """Upper bound on ||x(t+1)||^2 / ||x(t)||^2 for SGD+WD with relative global clipping on a
-    scale-invariant loss (gradient orthogonal to x, clipped norm <= sqrt(2 C wd/eta) ||x||):
+    scale-invariant loss (gradient orthogonal to x, clipped norm <= sqrt(2 C lambda/eta) ||x||):
 
-        (1 - eta wd)^2 + 2 C eta wd.
+        (1 - eta lambda)^2 + 2 C eta lambda.
 
     Without clipping the ratio is unbounded (heavy-tailed gradients produce norm spikes).
     """
-    return (1.0 - eta * wd) ** 2 + 2.0 * C * eta * wd
+    return (1.0 - eta * weight_decay) ** 2 + 2.0 * C * eta * weight_decay
 
 
 def predicted_clip_rate(sample_np, C, seed, n=2_000_000):
@@ -161,80 +161,80 @@ def predicted_clip_rate(sample_np, C, seed, n=2_000_000):
 
 
 # ---------------------------------------------------------------- WD <=> exponential LR
-def exp_lr_schedule(t, eta, wd):
-    """Exact LR schedule eta_t of plain GD that reproduces GD+WD(eta, wd) from the SAME x(0)
+def exp_lr_schedule(t, eta, weight_decay):
+    """Exact LR schedule eta_t of plain GD that reproduces GD+WD(eta, lambda) from the SAME x(0)
     on a scale-invariant loss (derived; proofs_check item 5):
 
-        eta_t = eta (1 - eta wd)^(-2t-1),   with  x_GD(t) = x_WD(t) / (1 - eta wd)^t.
+        eta_t = eta (1 - eta lambda)^(-2t-1),   with  x_GD(t) = x_WD(t) / (1 - eta lambda)^t.
     """
-    return eta * (1.0 - eta * wd) ** (-2.0 * t - 1.0)
+    return eta * (1.0 - eta * weight_decay) ** (-2.0 * t - 1.0)
 
 
-def exp_lr_schedule_as_stated(t, eta, wd):
+def exp_lr_schedule_as_stated(t, eta, weight_decay):
     """Talk, slide "Ingredient 2: SGD + WD" [Li & Arora 21]: eta_t = eta (1 - eta lambda)^(-2t).
 
-    It reproduces GD+WD only if GD starts from the rescaled point sqrt(1 - eta wd) x(0)
-    (then x_GD(t) = x_WD(t) (1 - eta wd)^(1/2 - t)); from the same x(0) each step's LR is
-    off by the factor (1 - eta wd).
+    It reproduces GD+WD only if GD starts from the rescaled point sqrt(1 - eta lambda) x(0)
+    (then x_GD(t) = x_WD(t) (1 - eta lambda)^(1/2 - t)); from the same x(0) each step's LR is
+    off by the factor (1 - eta lambda).
     """
-    return eta * (1.0 - eta * wd) ** (-2.0 * t)
+    return eta * (1.0 - eta * weight_decay) ** (-2.0 * t)
 
 
-def wd_to_exp_lr_rescale(t, eta, wd):
-    """Factor c_t with x_GD(t) = c_t * x_WD(t) for :func:`exp_lr_schedule`: (1 - eta wd)^(-t)."""
-    return (1.0 - eta * wd) ** (-t)
+def wd_to_exp_lr_rescale(t, eta, weight_decay):
+    """Factor c_t with x_GD(t) = c_t * x_WD(t) for :func:`exp_lr_schedule`: (1 - eta lambda)^(-t)."""
+    return (1.0 - eta * weight_decay) ** (-t)
 
 
 # ---------------------------------------------------------------- time bounds
-def t0_bound(eta, wd, x0_sq_norm):
-    """Talk, "Convergence Results for GD + WD": T0 ~ (1/(2 eta wd)) |ln(||x(0)||^2 / eta)|
+def t0_bound(eta, weight_decay, x0_sq_norm):
+    """Talk, "Convergence Results for GD + WD": T0 ~ (1/(2 eta lambda)) |ln(||x(0)||^2 / eta)|
     (up to constants; the statement is "<~")."""
     xp = _xp(x0_sq_norm)
-    return xp.abs(xp.log(x0_sq_norm / eta)) / (2.0 * eta * wd)
+    return xp.abs(xp.log(x0_sq_norm / eta)) / (2.0 * eta * weight_decay)
 
 
-def t0_bound_paper(eta, wd, x0_sq_norm, rho):
-    """Paper Thm 4.1: T0 = ceil((1/(2 eta wd)) (|ln(||x0||^2 / (rho pi^2 eta))| + 3)),
-    rho = max Hessian norm on the unit sphere; requires eta*wd <= 1/2."""
+def t0_bound_paper(eta, weight_decay, x0_sq_norm, rho):
+    """Paper Thm 4.1: T0 = ceil((1/(2 eta lambda)) (|ln(||x0||^2 / (rho pi^2 eta))| + 3)),
+    rho = max Hessian norm on the unit sphere; requires eta*lambda <= 1/2."""
     xp = _xp(x0_sq_norm)
-    return xp.ceil((xp.abs(xp.log(x0_sq_norm / (rho * np.pi**2 * eta))) + 3.0) / (2.0 * eta * wd))
+    return xp.ceil((xp.abs(xp.log(x0_sq_norm / (rho * np.pi**2 * eta))) + 3.0) / (2.0 * eta * weight_decay))
 
 
-def t0_slope(eta, wd):
-    """d T0 / d ln||x(0)||^2 predicted by the T0 bound: 1/(2 eta wd). The exact decay of the
-    norm under WD, ||x||^2 ~ (1 - eta wd)^(2t), gives 1/(-2 ln(1 - eta wd)) (-> 1/(2 eta wd))."""
-    return 1.0 / (2.0 * eta * wd)
+def t0_slope(eta, weight_decay):
+    """d T0 / d ln||x(0)||^2 predicted by the T0 bound: 1/(2 eta lambda). The exact decay of the
+    norm under WD, ||x||^2 ~ (1 - eta lambda)^(2t), gives 1/(-2 ln(1 - eta lambda)) (-> 1/(2 eta lambda))."""
+    return 1.0 / (2.0 * eta * weight_decay)
 
 
-def t1_scale(eta, wd, x0_sq_norm):
-    """Talk, "Convergence Results for SGD+WD": T1 = (1/(eta wd)) O(|ln(eta wd)| +
+def t1_scale(eta, weight_decay, x0_sq_norm):
+    """Talk, "Convergence Results for SGD+WD": T1 = (1/(eta lambda)) O(|ln(eta lambda)| +
     |ln(eta/||x(0)||^2)|); returned without the hidden constant."""
     xp = _xp(x0_sq_norm)
-    return (xp.abs(xp.log(eta * wd)) + xp.abs(xp.log(eta / x0_sq_norm))) / (eta * wd)
+    return (xp.abs(xp.log(eta * weight_decay)) + xp.abs(xp.log(eta / x0_sq_norm))) / (eta * weight_decay)
 
 
-def steps_to_equilibrium(x0_sq_norm, eta, wd, sigma, band=2.0):
+def steps_to_equilibrium(x0_sq_norm, eta, weight_decay, sigma, band=2.0):
     """Exact number of SGD+WD steps (constant-sigma scale-invariant loss) until ||x||^2 is
     within a factor ``band`` of the equilibrium, by iterating
     :func:`norm_sq_update_orthogonal` (NumPy, for prediction tables)."""
-    target = float(equilibrium_sq_norm(eta, wd, sigma))
+    target = float(equilibrium_sq_norm(eta, weight_decay, sigma))
     s, t = float(x0_sq_norm), 0
     while not (target / band <= s <= target * band):
-        s = float(norm_sq_update_orthogonal(s, eta, wd, sigma))
+        s = float(norm_sq_update_orthogonal(s, eta, weight_decay, sigma))
         t += 1
         if t > 10**8:
             raise RuntimeError("no convergence to the equilibrium band")
     return t
 
 
-def sgd_wd_norm_band(eta, wd, sigma_low, sigma_high):
+def sgd_wd_norm_band(eta, weight_decay, sigma_low, sigma_high):
     """Talk, "Convergence Results for SGD+WD": after T1,
-    sigma_low^2/2 <= (2 wd/eta) ||x||^4 <= 4 sigma_high^2. Returned as bounds on ||x||^2:
+    sigma_low^2/2 <= (2 lambda/eta) ||x||^4 <= 4 sigma_high^2. Returned as bounds on ||x||^2:
 
-        (sqrt(eta sigma_low^2 / (4 wd)), sqrt(2 eta sigma_high^2 / wd)).
+        (sqrt(eta sigma_low^2 / (4 lambda)), sqrt(2 eta sigma_high^2 / lambda)).
     """
     xp = _xp(eta)
-    return xp.sqrt(eta * sigma_low**2 / (4.0 * wd)), xp.sqrt(2.0 * eta * sigma_high**2 / wd)
+    return xp.sqrt(eta * sigma_low**2 / (4.0 * weight_decay)), xp.sqrt(2.0 * eta * sigma_high**2 / weight_decay)
 
 
 def descent_lemma_lower_bound(eta, rho, x_sq_norm, grad_sq_norm):

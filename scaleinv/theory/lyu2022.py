@@ -27,11 +27,11 @@ def effective_sharpness(eta, sq_norm, sphere_sharpness):
     return eta * np.asarray(sphere_sharpness, float) / np.asarray(sq_norm, float)
 
 
-def wd_only_sq_norm(sq_norm0, eta, wd, t):
+def wd_only_sq_norm(sq_norm0, eta, weight_decay, t):
     """||x_t||^2 when the gradient vanishes (on the minimiser manifold): ||x_0||^2 (1 - eta lambda)^(2t)."""
-    return sq_norm0 * (1.0 - eta * wd) ** (2.0 * np.asarray(t, float))
+    return sq_norm0 * (1.0 - eta * weight_decay) ** (2.0 * np.asarray(t, float))
 
 
-def eos_onset_steps(eta, wd, sq_norm0, sphere_sharpness):
+def eos_onset_steps(eta, weight_decay, sq_norm0, sphere_sharpness):
     """Steps on the manifold until eta S / ||x||^2 reaches 2: ln(2 ||x_0||^2/(eta S)) / (-2 ln(1 - eta lambda))."""
-    return np.log(2.0 * sq_norm0 / (eta * np.asarray(sphere_sharpness, float))) / (-2.0 * np.log1p(-eta * wd))
+    return np.log(2.0 * sq_norm0 / (eta * np.asarray(sphere_sharpness, float))) / (-2.0 * np.log1p(-eta * weight_decay))

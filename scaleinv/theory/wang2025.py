@@ -25,21 +25,21 @@ import numpy as np
 __all__ = ["wd_timescale", "wd_timescale_exact", "gradient_influence"]
 
 
-def wd_timescale(eta, wd):
+def wd_timescale(eta, weight_decay):
     """Wang & Aitchison's EMA timescale tau = 1/(eta lambda) iterations."""
-    return 1.0 / (np.asarray(eta, float) * wd)
+    return 1.0 / (np.asarray(eta, float) * weight_decay)
 
 
-def wd_timescale_exact(eta, wd):
+def wd_timescale_exact(eta, weight_decay):
     """Exact decay time of (1 - eta lambda)^L: 1/(-ln(1 - eta lambda)) (= tau - 1/2 + O(eta lambda))."""
-    return -1.0 / np.log1p(-np.asarray(eta, float) * wd)
+    return -1.0 / np.log1p(-np.asarray(eta, float) * weight_decay)
 
 
-def gradient_influence(eta, wd, lag, beta1=0.0, v=1.0):
+def gradient_influence(eta, weight_decay, lag, beta1=0.0, v=1.0):
     """||W_{s+L} change|| / ||gradient change at step s|| for a gradient that does not depend on W,
     L = ``lag`` >= 1 (see the module docstring): beta1 = 0 is SGD + WD, beta1 > 0 AdamW with a fixed
     second moment v (per coordinate; v = 1 for unit-RMS gradients)."""
-    a = 1.0 - np.asarray(eta, float) * wd
+    a = 1.0 - np.asarray(eta, float) * weight_decay
     L = np.asarray(lag, float)
     if beta1 == 0.0:
         return eta * a ** (L - 1.0) / np.sqrt(v)

@@ -25,27 +25,27 @@ def test_special_cases_reduce_to_sgd():
         T.equilibrium_angle("rmsprop", eta, wd)
 
 
-@pytest.mark.parametrize("eta,wd,beta1,sigma,C", [(1e-3, 0.1, 0.9, 1.0, 256), (3e-2, 0.5, 0.5, 7.0, 1024)])
-def test_angle_equals_update_rms_over_norm(eta, wd, beta1, sigma, C):
+@pytest.mark.parametrize("eta,wd,beta1,sigma,dim", [(1e-3, 0.1, 0.9, 1.0, 256), (3e-2, 0.5, 0.5, 7.0, 1024)])
+def test_angle_equals_update_rms_over_norm(eta, wd, beta1, sigma, dim):
     """eta_r^2 = E||eta u_perp||^2 / ||p*||^2 with the model's update RMS, for every optimizer."""
     a = beta1
     n = T.equilibrium_norm_sgdm(eta, wd, a, sigma)
     assert T.equilibrium_angle_sgdm(eta, wd, a) ** 2 == pytest.approx(eta**2 * sigma**2 / n**4 / (1 - a**2), rel=1e-12)
-    n = T.equilibrium_norm_adamw(eta, wd, C)
+    n = T.equilibrium_norm_adamw(eta, wd, dim)
     assert T.equilibrium_angle_adamw(eta, wd, beta1) ** 2 == pytest.approx(
-        eta**2 * C * (1 - beta1) / (1 + beta1) / n**2, rel=1e-12)
-    n = T.equilibrium_norm_lion(eta, wd, beta1, 0.99, C)
-    assert T.equilibrium_angle_lion(eta, wd, beta1, 0.99) ** 2 == pytest.approx(eta**2 * C / n**2, rel=1e-12)
-    n = T.equilibrium_norm_lion_arcsin(eta, wd, beta1, 0.99, C)
-    assert T.equilibrium_angle_lion_arcsin(eta, wd, beta1, 0.99) ** 2 == pytest.approx(eta**2 * C / n**2, rel=1e-12)
-    # Adam+L2: the AdamW formula with the effective LR eta sqrt(C) ||p|| / sigma (gradient-dependent)
-    n = T.equilibrium_norm_adam_l2(eta, wd, sigma, C)
-    eff = eta * np.sqrt(C) * n / sigma
-    assert T.equilibrium_angle_adam_l2(eta, wd, beta1, sigma, C) == pytest.approx(
+        eta**2 * dim * (1 - beta1) / (1 + beta1) / n**2, rel=1e-12)
+    n = T.equilibrium_norm_lion(eta, wd, beta1, 0.99, dim)
+    assert T.equilibrium_angle_lion(eta, wd, beta1, 0.99) ** 2 == pytest.approx(eta**2 * dim / n**2, rel=1e-12)
+    n = T.equilibrium_norm_lion_arcsin(eta, wd, beta1, 0.99, dim)
+    assert T.equilibrium_angle_lion_arcsin(eta, wd, beta1, 0.99) ** 2 == pytest.approx(eta**2 * dim / n**2, rel=1e-12)
+    # Adam+L2: the AdamW formula with the effective LR eta sqrt(dim) ||p|| / sigma (gradient-dependent)
+    n = T.equilibrium_norm_adam_l2(eta, wd, sigma, dim)
+    eff = eta * np.sqrt(dim) * n / sigma
+    assert T.equilibrium_angle_adam_l2(eta, wd, beta1, sigma, dim) == pytest.approx(
         T.equilibrium_angle_adamw(eff, wd, beta1), rel=1e-12)
     # larger gradients rotate more slowly: eta_r ~ sigma^(-1/3)
-    assert T.equilibrium_angle_adam_l2(eta, wd, beta1, 8 * sigma, C) == pytest.approx(
-        T.equilibrium_angle_adam_l2(eta, wd, beta1, sigma, C) / 2, rel=1e-12)
+    assert T.equilibrium_angle_adam_l2(eta, wd, beta1, 8 * sigma, dim) == pytest.approx(
+        T.equilibrium_angle_adam_l2(eta, wd, beta1, sigma, dim) / 2, rel=1e-12)
 
 
 def test_lion_arcsin_vs_linearised_form():
@@ -70,10 +70,10 @@ def test_jax_inputs_and_approach_steps():
 
 @pytest.mark.parametrize("name", ["sgd", "sgdm", "adamw"])
 def test_short_simulation_matches(name):
-    """Constant-sigma toy (C = 512, random-walk gradients): RMS angle at equilibrium within 3 %."""
-    C, steps, eta, wd, beta = 512, 2500, {"sgd": 0.2, "sgdm": 0.2, "adamw": 0.02}[name], \
+    """Constant-sigma toy (dim = 512, random-walk gradients): RMS angle at equilibrium within 3 %."""
+    dim, steps, eta, wd, beta = 512, 2500, {"sgd": 0.2, "sgdm": 0.2, "adamw": 0.02}[name], \
         {"sgd": 0.02, "sgdm": 0.02, "adamw": 0.2}[name], 0.8
-    prob = P.constant_sigma(C, 1.0)
+    prob = P.constant_sigma(dim, 1.0)
     opt = {"sgd": optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta)),
            "sgdm": optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta, momentum=beta)),
            "adamw": optax.adamw(eta, b1=beta, b2=0.99, eps=1e-12, weight_decay=wd)}[name]
