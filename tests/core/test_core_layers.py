@@ -2,6 +2,7 @@
 no wing (only its console layer ``scaleinv/cli/`` names them), and no package imports another
 package's private (``_x``) names. Reads the files with ``ast``; imports nothing."""
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,22 @@ def test_no_private_name_crosses_a_package(top):
             if private:
                 bad.append(f"{p.relative_to(ROOT)}: from {mod} import {', '.join(private)}")
     assert not bad, "import public names only across packages:\n" + "\n".join(bad)
+
+
+# the repository stands alone: nothing cites the project's background folder outside it
+OUTSIDE = re.compile(r"(?<![\w/.])seeds/|\.\./shared|DESIGN\.md")
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".json", ".cfg", ".txt", ".yml", ".yaml"}
+
+
+def test_nothing_cites_a_file_outside_the_repository():
+    me = Path(__file__).resolve()
+    files = [ROOT / "README.md", ROOT / "pyproject.toml"]
+    for top in CALLERS + ("docs", "tests", "tools", "experiments"):
+        files += [p for p in sorted((ROOT / top).rglob("*")) if p.suffix in TEXT_SUFFIXES and p.is_file()]
+    assert len(files) > 50
+    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()[:120]}"
+           for p in files if p.resolve() != me
+           for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+           if OUTSIDE.search(line)]
+    assert not bad, ("cite in-repo sources (docs/PAPER_NOTES.md, docs/CONVENTIONS.md), not files outside the "
+                     "repository:\n" + "\n".join(bad[:40]))
