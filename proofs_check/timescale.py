@@ -3,6 +3,8 @@
 Derived, not typed in: the change of W_{s+L} after a gradient perturbation delta at step s, when the
 gradient does not depend on W, is a finite sum over the momentum's impulse response (1 - beta) beta^k
 propagated by alpha = 1 - eta lambda per step; sympy sums it, and its decay rate per step for large L.
+P13.ridge: the ridge penalty that makes the ridge solution the posterior mean of Bayesian linear regression
+(prior N(0, r^2/d I), noise sigma^2), and the epoch timescale it implies for SGD + WD at stationarity.
 """
 from __future__ import annotations
 
@@ -44,7 +46,28 @@ def derivations():
                           "step: timescale 1/(-ln(1 - eta lambda)) ~ tau = 1/(eta lambda) (Wang & Aitchison)",
                           sp.log(al), sp.simplify(rate), "beta < alpha", st, m, discrepancy=d, source=SRC,
                           note="independent of beta1 and of the gradient: the memory time is set by eta lambda alone"))
+    lam_star, tau, (s2, r2, dd, N, B) = ridge_tau()
+    st, m, d = compare(B * r2 / (eta * s2 * dd), tau, {eta: (1e-3, 1.0), s2: (0.01, 10.0), r2: (0.01, 10.0), dd: (1, 1e3),
+                                                      N: (1, 1e5), B: (1, 1e3)}, "stationary SGD + WD = ridge")
+    out.append(Derivation("P13.ridge", SLIDE, "linear regression, prior w* ~ N(0, r^2/d I), noise sigma^2: the optimal "
+                          "weight decay lambda* = sigma^2 d/(N r^2) gives tau_epoch* = B/(eta lambda* N) = B r^2/(eta sigma^2 d), "
+                          "independent of the dataset size N (Wang & Aitchison's rule)", B * r2 / (eta * s2 * dd), tau,
+                          "SGD + WD trained to stationarity (the ridge solution)", st, m, discrepancy=d, source=SRC,
+                          note=f"lambda* = {lam_star} (the ridge solution is then the posterior mean for every eigen-direction)"))
     return out
+
+
+def ridge_tau():
+    """Ridge normal equations (X^T X/N + lambda I) w = X^T y/N vs the posterior mean's (X^T X + (sigma^2 d/r^2) I) w =
+    X^T y, for one eigen-direction h of X^T X: equal for every h and y iff lambda = lambda*; then tau_epoch =
+    B/(eta lambda* N)."""
+    h, y, lam_, N, s2, r2, B = sp.symbols("h y lambda N sigma2 r2 B", positive=True)
+    dd = sp.Symbol("d", positive=True)
+    ridge = (y / N) / (h / N + lam_)
+    posterior = y / (h + s2 * dd / r2)
+    sol = sp.solve(sp.Eq(ridge, posterior), lam_)
+    lam_star = sol[0]
+    return lam_star, sp.simplify(B / (eta * lam_star * N)), (s2, r2, dd, N, B)
 
 
 def closed_forms():

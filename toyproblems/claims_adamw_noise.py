@@ -1,6 +1,6 @@
 """AdamW under pure-noise gradients, exactly: the stationary norm and the weight/update cosine at
 finite eta*lambda (where the rotational-equilibrium form R2.3, eta d/(2 lambda), is off), and the
-effects of beta2 and eps that the exact model leaves out.
+effects of beta2 (derived to first order in 1 - beta2) and eps that the exact model leaves out.
 
 Same conventions as :mod:`toyproblems.claims_rotational` (``claim_x(seed, quick, out_dir) -> rows``,
 float64 inside ``jax.enable_x64``, one figure per claim, predictions from
@@ -31,7 +31,7 @@ from scaleinv.report import Row, close, verdict
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
 
-__all__ = ["ADAMW_NOISE_CLAIMS", "simulate_adamw_noise"]
+__all__ = ["ADAMW_NOISE_CLAIMS", "simulate_adamw_noise", "simulate_beta2"]
 
 SRC = "issue 12 item 2 (AdamW pure-noise steady state), derived here; R2.3 = Kosson et al. 2024"
 DIM = 256
@@ -50,7 +50,6 @@ def _grid(quick: bool):
     rows = [(0, el, b1, B2, 1e-12) for el in els for b1 in (0.5, 0.9)]
     rows += [(1, el, b1, B2, 1e-12) for el in els[-1:] if quick for b1 in (0.5, 0.9)] if quick else \
         [(1, el, b1, B2, 1e-12) for el in els for b1 in (0.5, 0.9)]
-    rows += [(0, 0.05, 0.9, b2, 1e-12) for b2 in (0.9, 0.999)]                # beta2 effect (B2 above)
     rows += [(0, 0.05, 0.9, B2, e) for e in (0.3, 1.0)]                       # eps effect (grad RMS = 1)
     return np.array(rows, dtype=float)
 
@@ -97,6 +96,48 @@ def simulate_adamw_noise(seed: int, quick: bool) -> dict:
     res = dict(cfg=cfg, sq=sq, cos=cos, seeds=seeds, steps=steps,
                pred_sq=AN.adamw_noise_sq_norm(ETA, wd, cfg[:, 2], DIM),
                r23=ETA * DIM / (2 * wd), pred_cos=AN.adamw_noise_cosine(ETA, wd, cfg[:, 2]))
+    _CACHE[key] = res
+    return res
+
+
+B2_GRID = (0.9, 0.99)        # checked against the first-order form
+B2_EL, B2_B1 = 0.05, 0.9
+
+
+def simulate_beta2(seed: int, quick: bool) -> dict:
+    """Pure noise, d = 2^13 coordinates (independent samples), beta2 in B2_GRID: optax.adamw's E||W||^2 over
+    the model's own run on the same gradients (u = m_hat: v_hat = 1, eps = 0), after a burn-in of 500 steps
+    (v stationary: 1 - beta2^500 >= 0.993). Cached per (seed, quick)."""
+    key = ("beta2", seed, quick)
+    if key in _CACHE:
+        return _CACHE[key]
+    dim, burn = 2**13, 500
+    steps = burn + (1000 if quick else 4000)
+    wd = B2_EL / ETA
+
+    def one(b2, k):
+        opt = optax.adamw(ETA, b1=B2_B1, b2=b2, eps=1e-12, weight_decay=wd)
+        W0 = jnp.zeros(dim, jnp.float32)          # float32 per coordinate (half the random bits), sums in float64
+
+        def step(carry, t):
+            W, s, Wm, m = carry
+            g = jax.random.normal(jax.random.fold_in(k, t), (dim,), jnp.float32)
+            upd, s = opt.update(g, s, W)
+            m = B2_B1 * m + (1.0 - B2_B1) * g
+            Wm = ((1.0 - B2_EL) * Wm - ETA * m / (1.0 - B2_B1 ** (t + 1.0))).astype(jnp.float32)
+            w = (t >= burn).astype(jnp.float64)
+            return ((W + upd).astype(jnp.float32), s, Wm, m), w * jnp.stack([jnp.sum(W.astype(jnp.float64) ** 2), jnp.sum(Wm.astype(jnp.float64) ** 2)])
+
+        out = jax.lax.scan(step, (W0, opt.init(W0), W0, W0), jnp.arange(steps))[1]
+        return out[:, 0].sum() / out[:, 1].sum(), out[burn:, 0].reshape(4, -1).sum(1) / out[burn:, 1].reshape(4, -1).sum(1)
+
+    with jax.enable_x64(True):
+        b2 = jnp.asarray(B2_GRID, jnp.float32)
+        ratio, quarters = jax.jit(jax.vmap(one))(b2, jax.random.split(jax.random.PRNGKey(seed), len(B2_GRID)))
+    q = np.asarray(quarters)
+    res = dict(b2=np.asarray(B2_GRID), dev=np.asarray(ratio) - 1, dim=dim, steps=steps, burn=burn,
+               stat=np.std(q, axis=1) / np.sqrt(q.shape[1]),           # spread of 4 consecutive blocks
+               pred=AN.adamw_noise_beta2_factor(ETA, wd, B2_B1, np.asarray(B2_GRID)) - 1)
     _CACHE[key] = res
     return res
 
@@ -196,31 +237,38 @@ def claim_adamw_noise_cosine(seed: int, quick: bool, out_dir: Path) -> List[Row]
 
 
 # ============================================================== N3: beta2 and eps
+# beta2 rows checked against the first-order form (relative remainder O(1 - beta2): 9 % at beta2 = 0.9 in a
+# 6e7-sample Monte Carlo of the model, 0.6 % at 0.99). beta2 = 0.999 is not checked: its predicted effect,
+# -0.1 %, is below what 1/(1 - beta2)-step runs resolve affordably.
+B2_TOL = {0.9: 0.2, 0.99: 0.15}
+
+
 def claim_adamw_noise_beta2_eps(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """What the exact model leaves out: Adam's v is an EMA (beta2), not E g^2, and eps shrinks the update.
-    eps: E||W||^2 scales by (rms/(rms+eps))^2 (mean field). beta2: measured, reported; the model's
-    value is approached as beta2 -> 1."""
+    beta2: E||W||^2 changes by the derived first-order factor (scaleinv.theory.adamw_noise_beta2_factor),
+    measured as the ratio to the model's own run on the same noise (paired); eps: E||W||^2 scales by
+    (rms/(rms+eps))^2 (mean field)."""
     r = simulate_adamw_noise(seed, quick)
     cfg = r["cfg"]
     rows = []
-    base = np.where((cfg[:, 0] == 0) & (cfg[:, 1] == 0.05) & (cfg[:, 2] == 0.9) & (cfg[:, 4] < 1e-6))[0]
-    b2s = cfg[base, 3]
-    order = np.argsort(b2s)
-    base, b2s = base[order], b2s[order]
-    dev = r["sq"][base] / r["pred_sq"][base] - 1
-    k = int(np.argmin(np.abs(b2s - B2)))
-    tol = _tol(quick, 0.02)
+    b = simulate_beta2(seed, quick)
+    b2s, dev, pred = b["b2"], b["dev"], b["pred"]
     rows.append(Row(
-        "N3.1", SRC, "pure noise, eta lambda = 0.05, beta1 = 0.9: E||W||^2 / exact model - 1 vs beta2 "
-                     f"{b2s.tolist()}: the model (v_hat = E g^2) holds to within the tolerance at beta2 = {B2}",
-        0.0, [round(float(v), 4) for v in dev], f"|dev| <= {tol:.0%} at beta2 = {B2} (reported at the others)",
-        verdict([close(f"dev at beta2 = {B2}", float(dev[k]), 0.0, atol=tol)]),
-        note="a finite beta2 makes v_hat fluctuate and correlate with the current gradient; measured size "
-             + ", ".join(f"beta2 {b:g}: {d:+.2%}" for b, d in zip(b2s, dev))
-             + f" (beta2 0.999: v_hat is still a running mean over the < {r['steps']} steps, not yet stationary)",
-        extra={"beta2": b2s.tolist(), "dev": dev.tolist()}))
+        "N3.1", SRC, f"pure noise, eta lambda = {B2_EL}, beta1 = {B2_B1}: Adam's finite beta2 changes E||W||^2 by "
+                     "(1-b2)[(3/2 + rho/2)/(1+b2) - (1-b1^2)(1+rho)/(1-b1^2 b2)] (derived, first order in 1-b2), "
+                     f"beta2 in {b2s.tolist()}; measured: E||W||^2 / E||W_model||^2 - 1, W_model driven by m_hat alone "
+                     "on the same noise",
+        [round(float(v), 5) for v in pred], [round(float(v), 5) for v in dev],
+        "rel. err of the effect <= " + ", ".join(f"{B2_TOL[float(x)]:.0%} at beta2 = {x:g}" for x in b2s)
+        + " (the first-order remainder is O(1 - beta2) relative)",
+        verdict([close(f"beta2 = {x:g}: E||W||^2 ratio - 1", float(d_), float(p_), rtol=B2_TOL[float(x)])
+                 for x, d_, p_ in zip(b2s, dev, pred)]),
+        note=f"d = {b['dim']}, {b['steps'] - b['burn']} steps after a {b['burn']}-step burn-in; statistical error "
+             "(4 blocks) " + ", ".join(f"{v:.1e}" for v in b["stat"]) + "; the model without v (v_hat = E g^2) is "
+             "the N1 closed form; beta2 -> 1 recovers it",
+        extra={"beta2": b2s.tolist(), "measured": dev.tolist(), "predicted": pred.tolist()}))
     ie = np.where((cfg[:, 0] == 0) & (cfg[:, 4] > 1e-6))[0]
-    i0 = base[k]
+    i0 = _main_rows(r, 0)[(cfg[_main_rows(r, 0), 1] == 0.05) & (cfg[_main_rows(r, 0), 2] == 0.9)][0]
     meas = r["sq"][ie] / r["sq"][i0]
     pred = AN.adamw_noise_eps_factor(cfg[ie, 4])
     rows.append(Row(
@@ -229,9 +277,10 @@ def claim_adamw_noise_beta2_eps(seed: int, quick: bool, out_dir: Path) -> List[R
         verdict([close("eps factor", meas.tolist(), pred.tolist(), rtol=0.05)]),
         note="measured relative to the eps = 1e-12 run of the same (eta lambda, beta1, beta2)"))
     fig, (a1, a2) = new_figure(ncols=2)
-    a1.plot(1 - b2s, dev, "o-", label="measured")
-    a1.axhline(0, color="k", lw=1, label="exact model")
-    a1.set(xscale="log", xlabel="1 - beta2", ylabel="E||W||^2 / model - 1", title="N3: beta2 effect")
+    a1.plot(1 - b2s, -dev, "o", label="measured (paired with the model's run)")
+    ob = 1 - np.logspace(-3, -0.9, 40)
+    a1.plot(1 - ob, -(AN.adamw_noise_beta2_factor(ETA, B2_EL / ETA, B2_B1, ob) - 1), "k-", lw=1, label="first order in 1 - beta2")
+    a1.set(xscale="log", yscale="log", xlabel="1 - beta2", ylabel="1 - E||W||^2 / model", title="N3: beta2 effect")
     a1.legend(fontsize=7)
     e = np.linspace(0, 1.2, 50)
     a2.plot(e, AN.adamw_noise_eps_factor(e), "k-", lw=1, label="(1/(1+eps))^2")

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaleinv.report import Row, close, verdict
+from scaleinv.report import Row, close, verdict, within
 from scaleinv.theory import wang2025 as W25
 from toyproblems.plotting import new_figure, save_figure
 
-__all__ = ["TIMESCALE_CLAIMS", "simulate_influence"]
+__all__ = ["TIMESCALE_CLAIMS", "simulate_influence", "simulate_dataset_scaling"]
 
 SRC = "Wang & Aitchison 2024/25 (arXiv 2405.13698); influence derived here"
 DIM = 256
@@ -174,4 +174,152 @@ def claim_gradient_influence(seed: int, quick: bool, out_dir: Path) -> List[Row]
     return rows
 
 
-TIMESCALE_CLAIMS = [claim_gradient_influence]
+
+# ============================================================== M2: the dataset-size scaling rule
+# Toy (scaleinv.theory.wang2025, P13.ridge): linear regression y = <x, w*> + sigma eps, x ~ N(0, I_d),
+# w* ~ N(0, I/d) (r^2 = 1), N training points, minibatches of B drawn uniformly with replacement for
+# EPOCHS epochs (E N/B steps, from w = 0), then the test loss E_x <x, w - w*>^2 = ||w - w*||^2 (exact).
+# The weight decay is set through tau_epoch = B/(eta lambda N) on a grid around the predicted optimum.
+REG = dict(dim=16, sigma2=1.0, r2=1.0, batch=8, epochs=100)
+REG_ETA = {"sgd": 0.05, "adamw": 0.01}
+REG_NS = (64, 128, 256, 512)               # N = 4d .. 32d
+
+
+def _reg_pred(name):
+    f = W25.optimal_tau_epochs_sgd if name == "sgd" else W25.optimal_tau_epochs_adamw
+    return float(f(REG_ETA[name], REG["batch"], REG["sigma2"], REG["r2"], REG["dim"]))
+
+
+def _reg_ns(quick: bool):
+    """Dataset sizes: N = 4d .. 32d (full), 4d .. 16d (quick)."""
+    return REG_NS[:-1] if quick else REG_NS
+
+
+def simulate_dataset_scaling(seed: int, quick: bool) -> dict:
+    """Test loss per (optimizer, N, tau_epoch) averaged over data seeds: tau_epoch = tau* 2^(k/2) (k = -3..3 quick,
+    -4..4 full) around each optimizer's predicted optimum, plus, per N, the weight decay of the smallest N's
+    predicted optimum (constant lambda = constant tau in iterations). One jitted program per optimizer (N traced:
+    the data arrays are N_max long, batches drawn from the first N rows, steps past E N/B masked). Cached."""
+    key = ("scaling", seed, quick)
+    if key in _CACHE:
+        return _CACHE[key]
+    d, B, E = REG["dim"], REG["batch"], REG["epochs"]
+    ks = np.arange(-3, 4) if quick else np.arange(-4, 5)
+    seeds = 8 if quick else 32
+    Ns = _reg_ns(quick)
+    Nmax = max(Ns)
+    Tmax = E * Nmax // B
+    res = dict(seeds=seeds, ks=ks, Ns=Ns)
+    for o, name in enumerate(("sgd", "adamw")):
+        t0 = _reg_pred(name)
+        rows = []                                       # (N, tau_epoch)
+        for n in Ns:
+            rows += [(n, t0 * 2.0 ** (k / 2)) for k in ks]
+            rows.append((n, t0 * Ns[0] / n))            # lambda of N_min's optimum, kept for every N
+        cfg = np.array(rows, dtype=float)
+        eta = REG_ETA[name]
+
+        def one(c, k, eta=eta, name=name):
+            n, tau = c[0], c[1]
+            wd = B / (eta * tau * n)
+            kw, kx, kn, kb = jax.random.split(k, 4)
+            wstar = jax.random.normal(kw, (d,)) * jnp.sqrt(REG["r2"] / d)
+            X = jax.random.normal(kx, (Nmax, d))
+            y = X @ wstar + jnp.sqrt(REG["sigma2"]) * jax.random.normal(kn, (Nmax,))
+            if name == "sgd":
+                opt = optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta))
+            else:
+                opt = optax.adamw(eta, b1=0.9, b2=0.99, eps=1e-12, weight_decay=wd)
+            T = E * n / B
+
+            def step(carry, t):
+                w, s = carry
+                idx = jnp.floor(jax.random.uniform(jax.random.fold_in(kb, t), (B,)) * n).astype(jnp.int32)
+                g = X[idx].T @ (X[idx] @ w - y[idx]) / B
+                u, sn = opt.update(g, s, w)
+                live = t < T
+                return jax.tree.map(lambda a, b: jnp.where(live, a, b), (w + u, sn), (w, s)), None
+
+            w0 = jnp.zeros(d)
+            w = jax.lax.scan(step, (w0, opt.init(w0)), jnp.arange(Tmax))[0][0]
+            return jnp.sum((w - wstar) ** 2)
+
+        with jax.enable_x64(True):
+            keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 7), seeds)   # same data for both
+            loss = np.asarray(jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))(jnp.asarray(cfg), keys))
+        res[name] = dict(cfg=cfg, loss=loss.mean(1), loss_seeds=loss)
+    _CACHE[key] = res
+    return res
+
+
+def _fit_opt(taus, losses):
+    """Optimal tau_epoch from a parabola in ln tau through the grid minimum and its neighbours."""
+    j = int(np.argmin(losses))
+    lo, hi = max(j - 1, 0), min(j + 2, len(taus))
+    if hi - lo < 3:
+        return float(taus[j])
+    p = np.polyfit(np.log(taus[lo:hi]), losses[lo:hi], 2)
+    return float(np.exp(-p[1] / (2 * p[0]))) if p[0] > 0 else float(taus[j])
+
+
+def claim_dataset_scaling(seed: int, quick: bool, out_dir: Path) -> List[Row]:
+    """Wang & Aitchison's scaling rule on a regression toy: the optimal tau_epoch = B/(eta lambda N) does not
+    change as the dataset grows (N = 4d .. 32d), for SGD + WD (exactly the Bayes-optimal ridge) and AdamW
+    (mean field); holding lambda (tau in iterations) fixed instead loses more and more as N grows."""
+    r = simulate_dataset_scaling(seed, quick)
+    Ns = r["Ns"]
+    rows = []
+    fig, axes = new_figure(ncols=2)
+    tol_loss = {"sgd": 0.03, "adamw": 0.05}
+    transfer = {}
+    for o, name in enumerate(("sgd", "adamw")):
+        cfg, loss = r[name]["cfg"], r[name]["loss"]
+        t0 = _reg_pred(name)
+        excess, fits, loss_pred, loss_best = [], [], [], []
+        for j, n in enumerate(Ns):
+            sel = np.where(cfg[:, 0] == n)[0]
+            grid = sel[:-1]                                     # the last row per N is the constant-lambda one
+            taus, ls = cfg[grid, 1], loss[grid]
+            i0 = grid[int(np.argmin(np.abs(np.log(taus / t0))))]
+            loss_pred.append(float(loss[i0]))
+            loss_best.append(float(ls.min()))
+            excess.append(float(loss[i0] / ls.min() - 1))
+            fits.append(_fit_opt(taus, ls))
+            transfer.setdefault(name, []).append(float(loss[sel[-1]] / ls.min() - 1))
+            axes[o].plot(taus, ls / ls.min(), "o-", ms=3, color=f"C{j}", label=f"N = {n} ({n // REG['dim']} d)")
+            axes[o].plot(cfg[sel[-1], 1], loss[sel[-1]] / ls.min(), "x", ms=6, color=f"C{j}",
+                         label="lambda of the smallest N" if j == len(Ns) - 1 else None)
+        fits = np.array(fits)
+        form = "B r^2/(eta sigma^2 d) (Bayes-optimal ridge, exact at stationarity)" if name == "sgd" else \
+            "sqrt(B) r^2/(eta sigma d) (mean field: ridge penalty lambda sqrt(v), v = sigma^2/B)"
+        label = "SGD+WD" if name == "sgd" else "AdamW"
+        rows.append(Row(
+            f"M2.{len(rows) + 1}", SRC + "; optimum derived here (P13.ridge)",
+            f"{label} (eta={REG_ETA[name]}, B={REG['batch']}, {REG['epochs']} epochs), linear regression d={REG['dim']}, "
+            f"N in {list(Ns)}: one tau_epoch for every N, the predicted tau_epoch* = {form} = {t0:.3g} epochs, is "
+            "as good as the best tau of the grid at each N",
+            0.0, [round(v, 4) for v in excess],
+            f"test loss(tau*) / min over the grid (tau* 2^(k/2), |k| <= {r['ks'][-1]}) - 1 <= {tol_loss[name]:.0%} for every N",
+            verdict([within("loss(predicted tau*) / grid min - 1", excess, None, tol_loss[name])]),
+            note=f"{r['seeds']} data seeds per point; grid min {np.round(loss_best, 4).tolist()}, at tau* "
+                 f"{np.round(loss_pred, 4).tolist()}; fitted optimum (parabola in ln tau) {np.round(fits, 1).tolist()} "
+                 "epochs: ill-determined where the loss is flat (large N: lambda* << the data's curvature, so the "
+                 "penalty barely matters), hence the verdict on the loss, not on the argmin"))
+        axes[o].axvline(t0, color="k", ls=":", lw=1, label="predicted tau_epoch*")
+        axes[o].set(xscale="log", xlabel="tau_epoch = B / (eta lambda N)", ylabel="test loss / best on the grid",
+                    title=f"M2: {label}, one tau in epochs for every N", ylim=(0.95, 2.0))
+        axes[o].legend(fontsize=6)
+    tr_min = 0.2
+    rows.append(Row(
+        f"M2.{len(rows) + 1}", SRC, "the alternative rule, lambda fixed at the smallest N's optimum (tau constant in "
+                                    f"iterations), is off by more and more as N grows: excess test loss at N = {Ns[-1]}",
+        f">= {tr_min:.0%} (both optimizers)", [round(transfer['sgd'][-1], 3), round(transfer['adamw'][-1], 3)],
+        f"excess >= {tr_min:.0%} at N = {Ns[-1]} (judgment: 'clearly worse than keeping tau_epoch')",
+        verdict([within("excess loss of constant lambda at N_max", [transfer["sgd"][-1], transfer["adamw"][-1]], tr_min, None)]),
+        note="excess per N: SGD+WD " + str(np.round(transfer["sgd"], 3).tolist()) + ", AdamW "
+             + str(np.round(transfer["adamw"], 3).tolist())))
+    save_figure(fig, Path(out_dir) / "M2.png")
+    return rows
+
+
+TIMESCALE_CLAIMS = [claim_gradient_influence, claim_dataset_scaling]

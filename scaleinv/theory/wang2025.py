@@ -15,14 +15,30 @@ at step s moves W_{s+L} by exactly
 
 (Adam's first moment spreads the perturbation over ~1/(1 - beta1) steps with total weight 1; v held
 fixed, i.e. to first order in delta and with Adam's v stationary). Both decay like
-(1 - eta lambda)^L for L >> 1/(1 - beta1): the memory time is set by eta lambda alone. Their implied
-scaling rule -- keep tau in epochs, tau B / N, constant as the dataset size N grows -- is not checked here.
+(1 - eta lambda)^L for L >> 1/(1 - beta1): the memory time is set by eta lambda alone.
+
+The implied scaling rule: keep the timescale in epochs, tau_epoch = tau B / N (batch B, dataset size N),
+constant as N grows, i.e. lambda proportional to 1/N at fixed eta and B. Derived here for a toy where the
+optimum is known (``proofs_check.timescale`` P13.ridge): linear regression y = <x, w*> + noise, x ~ N(0, I_d),
+w* ~ N(0, (r^2/d) I), noise variance sigma^2, trained to stationarity on the mean loss. SGD + WD then
+ends at the ridge solution (X^T X/N + lambda I)^(-1) X^T y/N, and the Bayes-optimal (posterior-mean) ridge is
+lambda* = sigma^2 d/(N r^2), hence
+
+    SGD + WD:  tau_epoch* = B / (eta lambda* N) = B r^2 / (eta sigma^2 d)          (independent of N)
+
+AdamW, mean field: at the optimum the gradient is minibatch noise, Adam's v ~ sigma^2/B per coordinate, so
+the decoupled decay acts like a ridge penalty lambda sqrt(v) = lambda sigma/sqrt(B):
+
+    AdamW:     tau_epoch* ~ sqrt(B) r^2 / (eta sigma d)                           (independent of N)
+
+Both are constant in N: the rule holds on this toy (for SGD + WD exactly, for AdamW to mean-field accuracy).
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["wd_timescale", "wd_timescale_exact", "gradient_influence"]
+__all__ = ["wd_timescale", "wd_timescale_exact", "gradient_influence", "tau_epochs", "ridge_optimal_wd",
+           "optimal_tau_epochs_sgd", "optimal_tau_epochs_adamw"]
 
 
 def wd_timescale(eta, weight_decay):
@@ -44,3 +60,24 @@ def gradient_influence(eta, weight_decay, lag, beta1=0.0, v=1.0):
     if beta1 == 0.0:
         return eta * a ** (L - 1.0) / np.sqrt(v)
     return eta / np.sqrt(v) * (1.0 - beta1) * (a**L - beta1**L) / (a - beta1)
+
+
+def tau_epochs(eta, wd, batch, n):
+    """The EMA timescale in epochs: tau B / N = B / (eta lambda N) (Wang & Aitchison's scaling variable)."""
+    return batch / (np.asarray(eta, float) * wd * n)
+
+
+def ridge_optimal_wd(n, sigma2, r2, dim):
+    """Bayes-optimal ridge penalty for the mean loss (1/2N) sum (y - <x, w>)^2 + (lambda/2)||w||^2 with prior
+    w* ~ N(0, (r^2/d) I) and noise variance sigma^2: lambda* = sigma^2 d / (N r^2) (posterior mean)."""
+    return np.asarray(sigma2, float) * dim / (np.asarray(n, float) * r2)
+
+
+def optimal_tau_epochs_sgd(eta, batch, sigma2, r2, dim):
+    """SGD + WD at stationarity = ridge: tau_epoch* = B r^2 / (eta sigma^2 d), independent of N."""
+    return batch * r2 / (np.asarray(eta, float) * sigma2 * dim)
+
+
+def optimal_tau_epochs_adamw(eta, batch, sigma2, r2, dim):
+    """AdamW, mean field (v ~ sigma^2 / B, penalty lambda sqrt(v)): tau_epoch* ~ sqrt(B) r^2 / (eta sigma d)."""
+    return np.sqrt(batch) * r2 / (np.asarray(eta, float) * np.sqrt(sigma2) * dim)

@@ -66,6 +66,56 @@ def test_eps_factor():
     assert AN.adamw_noise_eps_factor(1.0, grad_rms=3.0) == pytest.approx(0.5625)
 
 
+_B2 = PA.beta2_relative_change()
+_B2SYMS = sorted(_B2.free_symbols, key=lambda s: s.name)
+_B2F = sp.lambdify(_B2SYMS, _B2, "numpy")
+
+
+@settings(deadline=None, max_examples=30)
+@given(e=st.floats(0.05, 1.0), el=st.floats(0.02, 0.5), b=st.floats(0.0, 0.95), b2=st.floats(0.5, 0.9999))
+def test_beta2_factor_matches_derivation_and_double_sum(e, el, b, b2):
+    """theory.adamw_noise_beta2_factor = the sympy derivation (P12.beta2) = the double sum over lags it
+    comes from, evaluated term by term (truncated where alpha^(j+k) < 1e-13; eta lambda >= 0.02 keeps it
+    below 1500 x 1500 terms)."""
+    l = el / e
+    a = 1 - el
+    got = AN.adamw_noise_beta2_factor(e, l, b, b2) - 1
+    vals = {"alpha": a, "beta": b, "beta2": b2}
+    np.testing.assert_allclose(got, float(_B2F(*[vals[s.name] for s in _B2SYMS])), rtol=1e-9, atol=1e-15)
+    J = int(np.ceil(np.log(1e-13) / np.log(a))) + 1
+    j = np.arange(J)
+    A = a**j
+    lag = np.abs(j[:, None] - j[None, :])
+    later = j[None, :] - j[:, None] >= 0                     # a - b = k - j >= 0: delta at the later index
+    R0 = (1 - b) / (1 + b) * b**lag
+    second = (1 - b2) / (1 + b2) * R0 * (1.5 + 0.5 * b2**lag)
+    T1 = 2 * (1 - b) ** 2 * (1 - b2) / (1 - b**2 * b2) * np.where(later, (b * b2) ** lag, b**lag)
+    W = A[:, None] * A[None, :]
+    np.testing.assert_allclose(got, (W * (second - 0.5 * (T1 + T1.T))).sum() / (W * R0).sum(), rtol=1e-6, atol=1e-12)
+    assert AN.adamw_noise_beta2_factor(e, l, b, 1.0) == 1.0          # beta2 -> 1: v_hat = E g^2, the N1 model
+
+
+def test_beta2_factor_monte_carlo_numpy():
+    """The first-order beta2 factor against a direct NumPy run of Adam's direction m/sqrt(v) on Gaussian noise,
+    paired with u = m on the same noise (eta lambda = 0.05, beta1 = 0.9, beta2 = 0.99: predicted -0.87 %)."""
+    rng = np.random.default_rng(1)
+    el, b, b2, d, burn, T = 0.05, 0.9, 0.99, 4000, 500, 2500
+    m, v, W, Wm = np.zeros(d), np.ones(d), np.zeros(d), np.zeros(d)
+    acc = accm = 0.0
+    for t in range(T):
+        g = rng.standard_normal(d)
+        m = b * m + (1 - b) * g
+        v = b2 * v + (1 - b2) * g * g
+        W = (1 - el) * W - m / np.sqrt(v)
+        Wm = (1 - el) * Wm - m
+        if t >= burn:
+            acc += W @ W
+            accm += Wm @ Wm
+    pred = AN.adamw_noise_beta2_factor(1.0, el, b, b2) - 1
+    assert pred == pytest.approx(-0.00871, abs=1e-5)
+    assert acc / accm - 1 == pytest.approx(pred, rel=0.15)
+
+
 # ---------------------------------------------------------------- Wang & Aitchison timescale (M group)
 from proofs_check import timescale as PT  # noqa: E402
 from scaleinv.theory import wang2025 as W25  # noqa: E402
