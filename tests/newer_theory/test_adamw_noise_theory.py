@@ -142,3 +142,33 @@ def test_timescales():
     assert W25.wd_timescale_exact(0.01, 1.0) == pytest.approx(99.4992, rel=1e-5)
     # SGD is the beta1 -> 0 limit of the AdamW form
     assert W25.gradient_influence(0.1, 0.1, 7, beta1=1e-12) == pytest.approx(W25.gradient_influence(0.1, 0.1, 7), rel=1e-9)
+
+
+@settings(deadline=None, max_examples=40)
+@given(eta=st.floats(1e-3, 1.0), B=st.integers(1, 512), n=st.integers(1, 10**6), s2=st.floats(0.01, 10.0),
+       r2=st.floats(0.01, 10.0), d=st.integers(1, 1000))
+def test_dataset_scaling_rule_closed_forms(eta, B, n, s2, r2, d):
+    """P13.ridge: with the Bayes-optimal ridge lambda* = sigma^2 d/(N r^2) the timescale in epochs,
+    B/(eta lambda* N), is B r^2/(eta sigma^2 d) for every N (the sympy derivation's value); AdamW's mean-field
+    form is the SGD one with the penalty scaled by sqrt(v) = sigma/sqrt(B)."""
+    lam = W25.ridge_optimal_wd(n, s2, r2, d)
+    lam_sym, tau_sym, syms = PT.ridge_tau()
+    vals = dict(zip([s.name for s in syms], (s2, r2, d, n, B)))
+    f = sp.lambdify(sorted(lam_sym.free_symbols, key=lambda s: s.name), lam_sym, "numpy")
+    np.testing.assert_allclose(lam, f(*[vals[s.name] for s in sorted(lam_sym.free_symbols, key=lambda s: s.name)]),
+                               rtol=1e-12)
+    tau = W25.tau_epochs(eta, lam, B, n)
+    np.testing.assert_allclose(tau, W25.optimal_tau_epochs_sgd(eta, B, s2, r2, d), rtol=1e-10)
+    np.testing.assert_allclose(W25.tau_epochs(eta, lam / np.sqrt(s2 / B), B, n),
+                               W25.optimal_tau_epochs_adamw(eta, B, s2, r2, d), rtol=1e-10)
+
+
+def test_ridge_at_optimal_wd_is_the_posterior_mean():
+    """The ridge solution at lambda* equals the posterior mean of Bayesian linear regression (numpy)."""
+    rng = np.random.default_rng(0)
+    n, d, s2, r2 = 40, 12, 0.7, 2.0
+    X, y = rng.standard_normal((n, d)), rng.standard_normal(n)
+    lam = W25.ridge_optimal_wd(n, s2, r2, d)
+    ridge = np.linalg.solve(X.T @ X / n + lam * np.eye(d), X.T @ y / n)
+    post = np.linalg.solve(X.T @ X / s2 + (d / r2) * np.eye(d), X.T @ y / s2)
+    np.testing.assert_allclose(ridge, post, rtol=1e-12)
