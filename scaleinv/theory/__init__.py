@@ -6,9 +6,10 @@ Modules:
                 equilibrium, relative global clipping, WD <=> exponential LR, time bounds
   kosson2024 -- Kosson et al., ICML 2024: rotational equilibrium angle / norm per optimizer,
                 approach time scale and steps
-  adamw_noise -- AdamW under pure-noise gradients: exact stationary norm and weight/update cosine
+  adamw_noise -- AdamW under pure-noise gradients: exact stationary norm and weight/update cosine,
+                the beta2 correction (first order in 1 - beta2)
   wang2025   -- Wang & Aitchison 2024/25: weight decay as an EMA timescale tau = 1/(eta lambda), the
-                influence of one gradient on later weights
+                influence of one gradient on later weights, the optimal timescale in epochs (ridge toy)
   lyu2022    -- Lyu, Li, Arora 2022: edge of stability of GD + WD (effective sharpness, onset time)
   defazio2025 -- Defazio 2025: LR schedules vs the weight-decay equilibrium (quasi-static ratio,
                 norm ODE, adiabatic lag), corrected weight decay lambda_t = lambda eta_t/eta_max

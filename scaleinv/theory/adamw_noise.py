@@ -74,11 +74,11 @@ def _geometric_lag_sum(alpha, x):
     return (1.0 + alpha * x) / ((1.0 - alpha**2) * (1.0 - alpha * x))
 
 
-def adamw_noise_beta2_factor(eta, wd, beta1, beta2):
+def adamw_noise_beta2_factor(eta, weight_decay, beta1, beta2):
     """E||W||^2 with Adam's finite-beta2 second moment / :func:`adamw_noise_sq_norm` (v_hat = E g^2 = 1),
     Gaussian unit noise, stationary, first order in 1 - beta2 (module docstring):
     1 + (1-b2)[(3/2 + rho/2)/(1+b2) - (1-b1^2)(1+rho)/(1-b1^2 b2)], rho = G(b1 b2)/G(b1)."""
-    a = 1.0 - np.asarray(eta, float) * wd
+    a = 1.0 - np.asarray(eta, float) * weight_decay
     b1, b2 = np.asarray(beta1, float), np.asarray(beta2, float)
     rho = _geometric_lag_sum(a, b1 * b2) / _geometric_lag_sum(a, b1)
     return 1.0 + (1.0 - b2) * ((1.5 + 0.5 * rho) / (1.0 + b2) - (1.0 - b1**2) * (1.0 + rho) / (1.0 - b1**2 * b2))

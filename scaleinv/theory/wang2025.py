@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["wd_timescale", "wd_timescale_exact", "gradient_influence", "tau_epochs", "ridge_optimal_wd",
-           "optimal_tau_epochs_sgd", "optimal_tau_epochs_adamw"]
+__all__ = ["wd_timescale", "wd_timescale_exact", "gradient_influence", "tau_epochs",
+           "ridge_optimal_weight_decay", "optimal_tau_epochs_sgd", "optimal_tau_epochs_adamw"]
 
 
 def wd_timescale(eta, weight_decay):
@@ -62,12 +62,12 @@ def gradient_influence(eta, weight_decay, lag, beta1=0.0, v=1.0):
     return eta / np.sqrt(v) * (1.0 - beta1) * (a**L - beta1**L) / (a - beta1)
 
 
-def tau_epochs(eta, wd, batch, n):
+def tau_epochs(eta, weight_decay, batch, n):
     """The EMA timescale in epochs: tau B / N = B / (eta lambda N) (Wang & Aitchison's scaling variable)."""
-    return batch / (np.asarray(eta, float) * wd * n)
+    return batch / (np.asarray(eta, float) * weight_decay * n)
 
 
-def ridge_optimal_wd(n, sigma2, r2, dim):
+def ridge_optimal_weight_decay(n, sigma2, r2, dim):
     """Bayes-optimal ridge penalty for the mean loss (1/2N) sum (y - <x, w>)^2 + (lambda/2)||w||^2 with prior
     w* ~ N(0, (r^2/d) I) and noise variance sigma^2: lambda* = sigma^2 d / (N r^2) (posterior mean)."""
     return np.asarray(sigma2, float) * dim / (np.asarray(n, float) * r2)

@@ -151,7 +151,7 @@ def test_dataset_scaling_rule_closed_forms(eta, B, n, s2, r2, d):
     """P13.ridge: with the Bayes-optimal ridge lambda* = sigma^2 d/(N r^2) the timescale in epochs,
     B/(eta lambda* N), is B r^2/(eta sigma^2 d) for every N (the sympy derivation's value); AdamW's mean-field
     form is the SGD one with the penalty scaled by sqrt(v) = sigma/sqrt(B)."""
-    lam = W25.ridge_optimal_wd(n, s2, r2, d)
+    lam = W25.ridge_optimal_weight_decay(n, s2, r2, d)
     lam_sym, tau_sym, syms = PT.ridge_tau()
     vals = dict(zip([s.name for s in syms], (s2, r2, d, n, B)))
     f = sp.lambdify(sorted(lam_sym.free_symbols, key=lambda s: s.name), lam_sym, "numpy")
@@ -168,7 +168,7 @@ def test_ridge_at_optimal_wd_is_the_posterior_mean():
     rng = np.random.default_rng(0)
     n, d, s2, r2 = 40, 12, 0.7, 2.0
     X, y = rng.standard_normal((n, d)), rng.standard_normal(n)
-    lam = W25.ridge_optimal_wd(n, s2, r2, d)
+    lam = W25.ridge_optimal_weight_decay(n, s2, r2, d)
     ridge = np.linalg.solve(X.T @ X / n + lam * np.eye(d), X.T @ y / n)
     post = np.linalg.solve(X.T @ X / s2 + (d / r2) * np.eye(d), X.T @ y / s2)
     np.testing.assert_allclose(ridge, post, rtol=1e-12)
