@@ -74,9 +74,9 @@ def masked_tree_norm(tree, mask=None) -> jax.Array:
 
 def sgd_wd(learning_rate: ScalarOrSchedule, weight_decay: float, mask: MaskOrFn = None
            ) -> optax.GradientTransformation:
-    """SGD with (coupled) weight decay and no momentum:
+    r"""SGD with (coupled) weight decay and no momentum (talk, "Ingredient 2: SGD + WD"):
 
-        x(t+1) = (1 - eta_t lambda) x(t) - eta_t g(t)      (talk, "Ingredient 2: SGD + WD")
+    $$x(t+1) = (1 - \eta_t\lambda)\,x(t) - \eta_t\,g(t)$$
 
     implemented as update = -eta_t (g + lambda x); ``mask`` selects the decayed leaves
     (default: all). ``learning_rate`` may be an optax schedule (eta_t is then used in both
@@ -102,9 +102,9 @@ class RelativeClipState(NamedTuple):
 
 def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: float, C: float = 2.0,
                          mask: MaskOrFn = None, eps: float = 0.0) -> optax.GradientTransformation:
-    """Relative global clipping (talk, "Ingredient 3"; paper Sec. 5):
+    r"""Relative global clipping (talk, "Ingredient 3"; paper Sec. 5):
 
-        g_S <- g_S * min(1, sqrt(2 C lambda / eta_t) ||x_S|| / ||g_S||)
+    $$g_S \leftarrow g_S\,\min\Big(1,\ \frac{\sqrt{2C\lambda/\eta_t}\;\|x_S\|}{\|g_S\|}\Big)$$
 
     where S is the parameter subset selected by ``mask`` (a bool pytree or a callable
     params -> bool pytree; default all leaves), ||.|| is ONE global l2 norm over S, and

@@ -29,6 +29,7 @@ EXPECTED_NOTEBOOKS = (
     "06_sibert_robustness",
     "07_proofs_report",
     "08_beyond_the_paper",
+    "09_explorer",
 )
 
 
