@@ -6,6 +6,7 @@ mkdocs-gen-files plugin configured in ``mkdocs.yml``), so that they never drift 
   ``scaleinv.report.to_markdown`` (the same table the commands write), grouped by claim, with
   each group's figure;
 * ``reports/errata.md``: every row with status ``erratum`` in those JSON files;
+* ``api/theory.md``: one mkdocstrings section per module of ``scaleinv/theory/``;
 * ``notebooks/*.md``: the jupytext notebooks ``notebooks/NN_*.py`` (markdown cells as text, code
   cells as code blocks; NOT executed), each figure the notebook saves (``save(fig, "NAME")``)
   shown after the cell that saves it, from the committed ``notebooks/figures/NAME.png``;
@@ -282,6 +283,18 @@ def include(repo_rel: str, page: str) -> None:
     write(page, lines[0] + "\n\n" + note + (lines[1] if len(lines) > 1 else ""))
 
 
+def theory_api_page(page: str = "api/theory.md") -> None:
+    """One section per module of ``scaleinv/theory/`` (a new paper's module appears by itself)."""
+    mods = sorted(p.stem for p in (ROOT / "scaleinv" / "theory").glob("[a-z]*.py"))
+    first = [m for m in ("li2022", "kosson2024") if m in mods]
+    out = ["# scaleinv.theory", "", "::: scaleinv.theory", "    options:", "      show_root_heading: false",
+           "      members: false", ""]
+    for m in first + [m for m in mods if m not in first]:
+        out += [f"::: scaleinv.theory.{m}", ""]
+    write(page, "\n".join(out))
+
+
+theory_api_page()
 for page, (json_rel, title, fig_dir) in REPORTS.items():
     report_page(page, json_rel, title, fig_dir)
 errata_page()
