@@ -52,7 +52,9 @@ __all__ = [
 # the unit sphere, sigma^2 = E||g~||^2 = E||g||^2 ||p||^2.
 
 def equilibrium_angle_sgd(eta, weight_decay):
-    """SGD with weight decay (no momentum): eta_r = sqrt(2 eta lambda) (Kosson et al. 2024).
+    r"""SGD with weight decay (no momentum): eta_r = sqrt(2 eta lambda) (Kosson et al. 2024),
+
+    $$\eta_r = \sqrt{2\eta\lambda}.$$
 
     Norm balance: ||p'||^2 = (1 - eta lambda)^2 ||p||^2 + eta^2 ||g||^2 (<p, g> = 0), so at
     equilibrium 2 eta lambda ||p||^2 ~= eta^2 E||g||^2 and eta_r^2 = eta^2 E||g||^2 / ||p||^2
@@ -72,9 +74,11 @@ def equilibrium_angle_sgd_exact(eta, weight_decay):
 
 
 def equilibrium_angle_sgdm(eta, weight_decay, momentum):
-    """SGD with heavy-ball momentum alpha and L2 regularization fed through the momentum
+    r"""SGD with heavy-ball momentum alpha and L2 regularization fed through the momentum
     (PyTorch SGD(weight_decay=lambda)): eta_r = sqrt(2 eta lambda / (1 + alpha))
-    (Kosson et al. 2024; REQ ``sgdm_etar_func``).
+    (Kosson et al. 2024; REQ ``sgdm_etar_func``),
+
+    $$\eta_r = \sqrt{\frac{2\eta\lambda}{1 + \alpha}}.$$
 
     Random walk: the update is eta m_t, m_t = sum_k alpha^k (g_{t-k} + lambda p_{t-k}); its
     orthogonal part has E||eta m_perp||^2 = eta^2 E||g||^2 / (1 - alpha^2). Each gradient moves
@@ -87,9 +91,11 @@ def equilibrium_angle_sgdm(eta, weight_decay, momentum):
 
 
 def equilibrium_angle_adamw(eta, weight_decay, beta1):
-    """AdamW (decoupled weight decay, p <- p - eta (m_hat / sqrt(v_hat) + lambda p)):
+    r"""AdamW (decoupled weight decay, p <- p - eta (m_hat / sqrt(v_hat) + lambda p)):
     eta_r = sqrt(2 eta lambda (1 - beta1) / (1 + beta1)), independent of the gradient
-    (Kosson et al. 2024; REQ ``adamw_etar_func``).
+    (Kosson et al. 2024; REQ ``adamw_etar_func``),
+
+    $$\eta_r = \sqrt{\frac{2\eta\lambda\,(1 - \beta_1)}{1 + \beta_1}}.$$
 
     Adam's normalisation makes every coordinate of g / sqrt(v) unit-RMS whatever ||g|| is, so
     the update has E||m / sqrt(v)||^2 = d (1 - beta1) / (1 + beta1) (EMA of independent unit

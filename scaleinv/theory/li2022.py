@@ -44,9 +44,13 @@ __all__ = [
 
 # ---------------------------------------------------------------- homogeneity / Ex 1
 def ex1_divergence_lr(X0, dL_dX, k):
-    """Talk, slide "Our Hypothesis: k-homogeneity in Architecture", Ex 1.
+    r"""Talk, slide "Our Hypothesis: k-homogeneity in Architecture", Ex 1.
 
-    Returns the threshold eta* = 2 X(0)^(1/k - 1) / |L~'(X(0))|. GD on L(x_1..x_2k) =
+    Returns the threshold eta* = 2 X(0)^(1/k - 1) / |L~'(X(0))|,
+
+    $$\eta^* = \frac{2\,X(0)^{1/k-1}}{|\tilde L'(X(0))|}.$$
+
+    GD on L(x_1..x_2k) =
     L~(x_1 ... x_2k) with all x_i(0) equal and X(0) >= X* fails to converge for eta >= eta*
     and diverges for eta > eta* (strict; the talk says "diverges if eta >=", which is wrong at
     the boundary -- proofs row P2.keeps_diverging).
@@ -63,7 +67,9 @@ def ex1_divergence_lr(X0, dL_dX, k):
 
 
 def effective_lr(eta, x_norm):
-    """Talk, "Existing Analysis for SGD on Scale Invariant Loss": effective LR eta / ||x||^2.
+    r"""Talk, "Existing Analysis for SGD on Scale Invariant Loss": effective LR eta / ||x||^2,
+
+    $$\eta_{\rm eff} = \frac{\eta}{\|x\|^2}.$$
 
     For scale-invariant L, grad L(x) = grad L(x_bar) / ||x||, so one GD step on x moves the
     direction x_bar like a GD step on the sphere with LR eta/||x||^2 (to first order).
@@ -73,19 +79,19 @@ def effective_lr(eta, x_norm):
 
 # ---------------------------------------------------------------- SGD + WD equilibrium
 def norm_sq_update_orthogonal(sq_norm, eta, weight_decay, sigma):
-    """Exact one-step norm map of SGD+WD on a scale-invariant loss with ||grad L(x_bar)||=sigma.
+    r"""Exact one-step norm map of SGD+WD on a scale-invariant loss with ||grad L(x_bar)||=sigma.
 
     Because <x, grad L(x)> = 0 (Euler, k = 0) and ||grad L(x)|| = sigma/||x||:
 
-        ||x(t+1)||^2 = (1 - eta*lambda)^2 ||x(t)||^2 + eta^2 sigma^2 / ||x(t)||^2.
+    $$\|x(t+1)\|^2 = (1 - \eta\lambda)^2\,\|x(t)\|^2 + \frac{\eta^2\sigma^2}{\|x(t)\|^2}.$$
     """
     return (1.0 - eta * weight_decay) ** 2 * sq_norm + eta**2 * sigma**2 / sq_norm
 
 
 def equilibrium_sq_norm(eta, weight_decay, sigma):
-    """Fixed point of :func:`norm_sq_update_orthogonal` (derived; proofs_check item 6).
+    r"""Fixed point of :func:`norm_sq_update_orthogonal` (derived; proofs_check item 6).
 
-        ||x*||^2 = sqrt(eta / (lambda (2 - eta lambda))) * sigma.
+    $$\|x^*\|^2 = \sqrt{\frac{\eta}{\lambda(2 - \eta\lambda)}}\;\sigma.$$
 
     The talk ("Ingredient 3") states sqrt(2 eta / (lambda (2 - eta lambda))) sigma -- see
     :func:`equilibrium_sq_norm_as_stated`; the two differ by a factor sqrt(2).
@@ -95,8 +101,12 @@ def equilibrium_sq_norm(eta, weight_decay, sigma):
 
 
 def equilibrium_sq_norm_as_stated(eta, weight_decay, sigma):
-    """Talk, slide "Ingredient 3: Global Relative Clipping", as printed:
-    ||x(t)||^2 -> sqrt(2 eta / (lambda (2 - eta lambda))) sigma."""
+    r"""Talk, slide "Ingredient 3: Global Relative Clipping", as printed:
+    ||x(t)||^2 -> sqrt(2 eta / (lambda (2 - eta lambda))) sigma,
+
+    $$\|x(t)\|^2 \to \sqrt{\frac{2\eta}{\lambda(2 - \eta\lambda)}}\;\sigma$$
+
+    (a factor sqrt(2) too large: :func:`equilibrium_sq_norm` is the derived fixed point)."""
     xp = _xp(eta)
     return xp.sqrt(2.0 * eta / (weight_decay * (2.0 - eta * weight_decay))) * sigma
 
@@ -116,7 +126,10 @@ def equilibrium_grad_norm(eta, weight_decay, sigma):
 
 # ---------------------------------------------------------------- relative global clipping
 def clip_threshold(eta, weight_decay, x_norm, C=2.0):
-    """Talk, "Ingredient 3" / paper Sec. 5: clip ||g|| to sqrt(2 C lambda / eta) ||x||."""
+    r"""Talk, "Ingredient 3" / paper Sec. 5: clip ||g|| to sqrt(2 C lambda / eta) ||x||,
+
+    $$\|g\| \;\to\; \min\Big(\|g\|,\ \sqrt{2C\lambda/\eta}\;\|x\|\Big).$$
+    """
     xp = _xp(x_norm)
     return xp.sqrt(2.0 * C * weight_decay / eta) * x_norm
 
@@ -132,10 +145,10 @@ def clip_never_fires_min_C(eta, weight_decay):
 
 
 def max_sq_norm_growth_with_clip(eta, weight_decay, C=2.0):
-    """Upper bound on ||x(t+1)||^2 / ||x(t)||^2 for SGD+WD with relative global clipping on a
+    r"""Upper bound on ||x(t+1)||^2 / ||x(t)||^2 for SGD+WD with relative global clipping on a
     scale-invariant loss (gradient orthogonal to x, clipped norm <= sqrt(2 C lambda/eta) ||x||):
 
-        (1 - eta lambda)^2 + 2 C eta lambda.
+    $$\frac{\|x(t+1)\|^2}{\|x(t)\|^2} \le (1 - \eta\lambda)^2 + 2C\eta\lambda.$$
 
     Without clipping the ratio is unbounded (heavy-tailed gradients produce norm spikes).
     """
@@ -162,10 +175,10 @@ def predicted_clip_rate(sample_np, C, seed, n=2_000_000):
 
 # ---------------------------------------------------------------- WD <=> exponential LR
 def exp_lr_schedule(t, eta, weight_decay):
-    """Exact LR schedule eta_t of plain GD that reproduces GD+WD(eta, lambda) from the SAME x(0)
+    r"""Exact LR schedule eta_t of plain GD that reproduces GD+WD(eta, lambda) from the SAME x(0)
     on a scale-invariant loss (derived; proofs_check item 5):
 
-        eta_t = eta (1 - eta lambda)^(-2t-1),   with  x_GD(t) = x_WD(t) / (1 - eta lambda)^t.
+    $$\eta_t = \eta\,(1 - \eta\lambda)^{-2t-1}, \qquad x_{\rm GD}(t) = \frac{x_{\rm WD}(t)}{(1 - \eta\lambda)^t}.$$
     """
     return eta * (1.0 - eta * weight_decay) ** (-2.0 * t - 1.0)
 
@@ -187,8 +200,11 @@ def wd_to_exp_lr_rescale(t, eta, weight_decay):
 
 # ---------------------------------------------------------------- time bounds
 def t0_bound(eta, weight_decay, x0_sq_norm):
-    """Talk, "Convergence Results for GD + WD": T0 ~ (1/(2 eta lambda)) |ln(||x(0)||^2 / eta)|
-    (up to constants; the statement is "<~")."""
+    r"""Talk, "Convergence Results for GD + WD": T0 ~ (1/(2 eta lambda)) |ln(||x(0)||^2 / eta)|
+    (up to constants; the statement is "<~"),
+
+    $$T_0 \approx \frac{1}{2\eta\lambda}\,\Big|\ln\frac{\|x(0)\|^2}{\eta}\Big|.$$
+    """
     xp = _xp(x0_sq_norm)
     return xp.abs(xp.log(x0_sq_norm / eta)) / (2.0 * eta * weight_decay)
 
