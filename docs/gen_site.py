@@ -66,15 +66,7 @@ GROUP_TITLES = {
     "P12": "AdamW under pure noise", "P13": "Influence of one gradient (memory timescale)",
     "P14": "Edge of stability",
 }
-SOURCES = {  # the seed files named in the rows, by what they are (docs/PAPER_NOTES.md)
-    "seeds/001_24fe945a8688e821.txt": "talk (Li et al., ICML 2022)",
-    "seeds/002 (Kosson et al. 2024)": "Kosson et al., ICML 2024",
-}
-
-
 def source_text(src: str) -> str:
-    for k, v in SOURCES.items():
-        src = src.replace(k, v)
     return src.replace("|", "\\|")
 
 

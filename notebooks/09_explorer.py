@@ -19,7 +19,7 @@
 # 1. $\|x_t\|^2$ against the **derived** equilibrium: $\sqrt{\eta/(\lambda(2-\eta\lambda))}\,\sigma$
 #    for SGD+WD (with or without relative global clipping; `theory.equilibrium_sq_norm`),
 #    $(\eta\sigma^2/(2\lambda(1-\alpha)))^{1/2}$ for SGDM (`theory.equilibrium_norm_sgdm`),
-#    $\eta C_{\rm dim}/(2\lambda)$ for AdamW (`theory.equilibrium_norm_adamw`); for plain SGD and
+#    $\eta d/(2\lambda)$ for AdamW ($d$ the number of elements) (`theory.equilibrium_norm_adamw`); for plain SGD and
 #    SGD+WD on the constant-$\sigma$ toy also the exact norm map iterated from $\|x_0\|^2$
 #    (`theory.norm_sq_update_orthogonal`);
 # 2. the angular update $\angle(x_t, x_{t+1})$ against the rotational-equilibrium prediction
