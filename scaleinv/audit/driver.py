@@ -82,6 +82,39 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
     cache shared by successive audits in this process, so repeated blocks compile once.
     """
     params, randomized = _generic_point(params, seed) if generic else (params, [])
+    scales_t, degrees_t, all_groups, expect_d = _checked_settings(params, scales, input_degrees, depths, groups,
+                                                                  target_group, expect)
+    # one recorded pass: module objects, concrete inputs/outputs, nesting
+    rec, out, full_fn, base = _full_pass(apply_fn, batch, params, jit)
+    capture = _capture_fn(apply_fn, batch, params, jit, rec, full_fn)
+    samples = {g: [capture(scale_params(params, c, m)) for c in scales_t] for g, m in all_groups.items()}
+    fit = _DegreeFitter(scales_t, base, samples, rtol)
+    in_group = _target_membership(all_groups, target_group)
+
+    rows, rows_by_call, call_info = _in_situ_rows(rec, out, fit, target_group, in_group)
+    if signatures:
+        _add_signatures(rec.calls, rows_by_call, call_info, in_group, target_group, degrees_t, scales_t, rtol,
+                        jit, jit_cache if jit_cache is not None else _SHARED_JIT_CACHE)
+    first_name, first_why = flag_breaks(rows, rows_by_call, rec.calls, call_info, target_group, expect_d,
+                                        target_degree)
+
+    rows[1:] = sorted(rows[1:], key=lambda r: r.order)
+    leaves = jax.tree.leaves(params)
+    dtype = str(jnp.result_type(*leaves)) if leaves else "none"
+    return AuditReport(rows=rows, groups={g: _leaf_paths(params, m) for g, m in all_groups.items()},
+                       target_group=target_group, target_degree=target_degree, scales=scales_t,
+                       input_degrees=degrees_t, first_break=first_name,
+                       first_break_explanation=first_why, expect=expect_d,
+                       meta={"param_dtype": dtype, "rtol": rtol if rtol is not None else "by dtype",
+                             "n_module_calls": len(rec.calls), "n_sows": len(rec.sows),
+                             "randomized_zero_leaves": randomized})
+
+
+# ---------------------------------------------------------------- the steps of audit()
+def _checked_settings(params, scales, input_degrees, depths, groups, target_group, expect
+                      ) -> Tuple[Tuple[float, ...], Tuple[int, ...], Dict[str, Any], Dict[str, str]]:
+    """Validate the settings (ValueError naming the field); returns (scales, input_degrees,
+    all groups, expect) in their normalised forms."""
     scales = tuple(float(c) for c in scales)
     if len(scales) < 2 or any(c <= 0 for c in scales):
         raise ValueError(f"scales must hold at least 2 positive values, got {scales}")
@@ -97,55 +130,67 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
     for k, v in expect.items():
         parse_notation(v)
         re.compile(k)
+    return scales, input_degrees, all_groups, expect
 
-    # one recorded pass: module objects, concrete inputs/outputs, nesting
-    rec, out, full_fn, base = _full_pass(apply_fn, batch, params, jit)
-    calls = rec.calls
-    names = _call_names(calls)
 
-    recorded = sum(int(np.size(l)) for c in calls for l in jax.tree.leaves(c.variables))
+def _capture_fn(apply_fn, batch, params, jit: bool, rec, full_fn) -> Callable:
+    """params -> the captured values of one forward pass (loss, every call's inputs / outputs,
+    sows, aux). A small model reuses the compiled recording pass (its extra outputs are cheap);
+    a large one compiles a capture-only pass, checked to call the same modules."""
+    recorded = sum(int(np.size(leaf)) for c in rec.calls for leaf in jax.tree.leaves(c.variables))
     if jit and recorded <= _REUSE_LIMIT:
-        # small model: reuse the compiled recording pass (its extra outputs are cheap)
         def capture(p):
             return full_fn(p)["capture"]
-    else:
-        capture = jax.jit(lambda p: _captured(apply_fn, batch, p)) if jit else (lambda p: _captured(apply_fn, batch, p))
-        check = capture(params)
-        if len(check["calls"]) != len(calls) or len(check["sows"]) != len(rec.sows):
-            raise RuntimeError("apply_fn called a different set of modules on a second call; it must be "
-                               "deterministic in which modules it calls")
-    samples = {g: [capture(scale_params(params, c, m)) for c in scales] for g, m in all_groups.items()}
+        return capture
+    capture = jax.jit(lambda p: _captured(apply_fn, batch, p)) if jit else (lambda p: _captured(apply_fn, batch, p))
+    check = capture(params)
+    if len(check["calls"]) != len(rec.calls) or len(check["sows"]) != len(rec.sows):
+        raise RuntimeError("apply_fn called a different set of modules on a second call; it must be "
+                           "deterministic in which modules it calls")
+    return capture
 
-    def fit(getter, ref, only=None):
-        tol = rtol if rtol is not None else default_rtol(np.asarray(ref).dtype)
-        return {g: degree_from_samples(scales, getter(base), [getter(s) for s in samples[g]], tol)
-                for g in (only or all_groups)}
 
-    tg = target_group
-    tmask_leaves = [bool(m) for m in jax.tree.leaves(all_groups[tg])]
+class _DegreeFitter:
+    """Degree of one captured quantity in each group, from the samples at the scales c:
+    ``fit(getter, ref, only=None) -> {group: Fit}`` (tolerance ``rtol``, or by ``ref``'s dtype)."""
 
-    def in_group(k: int) -> bool:   # k: index of a module variable in jax.tree.leaves(params)
-        return tmask_leaves[k] if k >= 0 else tg == "all"
+    def __init__(self, scales, base, samples, rtol):
+        self.scales, self.base, self.samples, self.rtol = scales, base, samples, rtol
 
-    rows: List[AuditRow] = []
-    loss_row = AuditRow("loss", "loss", "loss", 0, 10**9, 10**9, fit(lambda s: s["loss"], base["loss"]))
-    rows.append(loss_row)
+    def __call__(self, getter, ref, only=None):
+        tol = self.rtol if self.rtol is not None else default_rtol(np.asarray(ref).dtype)
+        return {g: degree_from_samples(self.scales, getter(self.base), [getter(s) for s in self.samples[g]], tol)
+                for g in (only or self.samples)}
+
+
+def _target_membership(all_groups, target_group: str) -> Callable[[int], bool]:
+    """k (index of a module variable in jax.tree.leaves(params), -1 if none) -> in the target group."""
+    tmask_leaves = [bool(m) for m in jax.tree.leaves(all_groups[target_group])]
+
+    def in_group(k: int) -> bool:
+        return tmask_leaves[k] if k >= 0 else target_group == "all"
+    return in_group
+
+
+def _in_situ_rows(rec, out, fit: _DegreeFitter, tg: str, in_group):
+    """The loss row, one row per float output of every module call (with its inputs' degrees in
+    the target group), per sown value and per aux leaf; returns (rows, rows by call index, the
+    explanation facts of each call)."""
+    calls = rec.calls
+    rows: List[AuditRow] = [AuditRow("loss", "loss", "loss", 0, 10**9, 10**9,
+                                     fit(lambda s: s["loss"], fit.base["loss"]))]
     rows_by_call: Dict[int, List[AuditRow]] = {}
     call_info: Dict[int, Dict[str, Any]] = {}
-    for i, (c, name) in enumerate(zip(calls, names)):
+    for i, (c, name) in enumerate(zip(calls, _call_names(calls))):
         outs = _float_leaves(c.out)
-        in_leaves = _float_leaves(c.args)
-        in_fits = []
-        for j, (_, leaf) in enumerate(in_leaves):
-            in_fits.append(fit(lambda s, i=i, j=j: s["calls"][i]["in"][j], leaf, only=(tg,))[tg])
-        identity = c.identity
-        info = _var_info(c, in_group)
-        call_info[i] = info
+        in_fits = [fit(lambda s, i=i, j=j: s["calls"][i]["in"][j], leaf, only=(tg,))[tg]
+                   for j, (_, leaf) in enumerate(_float_leaves(c.args))]
+        call_info[i] = _var_info(c, in_group)
         for j, (key, leaf) in enumerate(outs):
             rname = name if len(outs) == 1 else f"{name}{key}"
             row = AuditRow(rname, "module", c.cls, max(len(c.path), 1), c.start, c.end,
                            fit(lambda s, i=i, j=j: s["calls"][i]["out"][j], leaf), in_degrees=in_fits,
-                           identity=identity, call=i)
+                           identity=c.identity, call=i)
             rows_by_call.setdefault(i, []).append(row)
             rows.append(row)
     for si, (path, col, sname, value, order) in enumerate(rec.sows):
@@ -157,50 +202,37 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
     for j, (key, leaf) in enumerate(_float_leaves(aux) if aux is not None else []):
         rows.append(AuditRow(f"aux{key}", "aux", "aux", 1, 10**9 - 1, 10**9 - 1,
                              fit(lambda s, j=j: s["aux"][j], leaf)))
+    return rows, rows_by_call, call_info
 
-    # local signatures (target group)
-    jit_cache = jit_cache if jit_cache is not None else _SHARED_JIT_CACHE
-    if signatures:
-        for i, c in enumerate(calls):
-            if c.module is None or all(r.identity for r in rows_by_call.get(i, [])):
-                continue
-            var_mask = {col: jax.tree.map(lambda k, _col=col: _col == "params" and in_group(k), t)
-                        for col, t in c.param_index.items()}
-            method = c.method
 
-            fn = _apply_method(c.module, method, c.kwargs)
-
-            no_float_input = not _float_leaves(c.args)
-            p, m, g, n = _signature_problem(fn, c.variables, list(c.args), var_mask, input_degrees, scales, rtol,
-                                            jit=jit and not no_float_input, cache=jit_cache,
-                                            cache_key=_module_key(c))
-            for j, row in enumerate(rows_by_call.get(i, [])):
-                if no_float_input:
-                    # output = B(theta_B; data): scaling the group scales exactly theta_B's group
-                    # leaves, so the signature "(0;y)" is the in-situ degree (no extra compile)
-                    row.signature = Signature(0, {0: row.degrees[tg]})
-                else:
-                    row.signature = _fit_signature(p, m, g, n, j, input_degrees, scales, rtol)
-            if not rows_by_call.get(i) or rows_by_call[i][0].signature.homogeneous_somewhere:
-                continue
-            try:
-                call_info[i]["prims"] = _primitives(jax.make_jaxpr(g)(p))
-            except Exception:  # noqa: BLE001 - explanation only
-                call_info[i]["prims"] = set()
-
-    first_name, first_why = flag_breaks(rows, rows_by_call, calls, call_info, tg, expect, target_degree)
-
-    rows[1:] = sorted(rows[1:], key=lambda r: r.order)
-    leaves = jax.tree.leaves(params)
-    dtype = str(jnp.result_type(*leaves)) if leaves else "none"
-    report = AuditReport(rows=rows, groups={g: _leaf_paths(params, m) for g, m in all_groups.items()},
-                         target_group=tg, target_degree=target_degree, scales=scales,
-                         input_degrees=input_degrees, first_break=first_name,
-                         first_break_explanation=first_why, expect=expect,
-                         meta={"param_dtype": dtype, "rtol": rtol if rtol is not None else "by dtype",
-                               "n_module_calls": len(calls), "n_sows": len(rec.sows),
-                               "randomized_zero_leaves": randomized})
-    return report
+def _add_signatures(calls, rows_by_call, call_info, in_group, tg: str, input_degrees, scales, rtol, jit: bool,
+                    jit_cache: JitCache) -> None:
+    """The local Table-2 signature of every non-identity module call in the target group
+    (``row.signature``), and for a block homogeneous nowhere the primitives of its jaxpr
+    (``call_info[i]["prims"]``, used by the explanations)."""
+    for i, c in enumerate(calls):
+        if c.module is None or all(r.identity for r in rows_by_call.get(i, [])):
+            continue
+        var_mask = {col: jax.tree.map(lambda k, _col=col: _col == "params" and in_group(k), t)
+                    for col, t in c.param_index.items()}
+        fn = _apply_method(c.module, c.method, c.kwargs)
+        no_float_input = not _float_leaves(c.args)
+        p, m, g, n = _signature_problem(fn, c.variables, list(c.args), var_mask, input_degrees, scales, rtol,
+                                        jit=jit and not no_float_input, cache=jit_cache,
+                                        cache_key=_module_key(c))
+        for j, row in enumerate(rows_by_call.get(i, [])):
+            if no_float_input:
+                # output = B(theta_B; data): scaling the group scales exactly theta_B's group
+                # leaves, so the signature "(0;y)" is the in-situ degree (no extra compile)
+                row.signature = Signature(0, {0: row.degrees[tg]})
+            else:
+                row.signature = _fit_signature(p, m, g, n, j, input_degrees, scales, rtol)
+        if not rows_by_call.get(i) or rows_by_call[i][0].signature.homogeneous_somewhere:
+            continue
+        try:
+            call_info[i]["prims"] = _primitives(jax.make_jaxpr(g)(p))
+        except Exception:  # noqa: BLE001 - explanation only
+            call_info[i]["prims"] = set()
 
 
 def _all_groups(params, depths: Sequence[int], groups: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
