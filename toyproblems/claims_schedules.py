@@ -11,6 +11,12 @@ gradient. Runs start at the equilibrium norm of eta_max and follow a linear or c
 over T = K / (eta_max lambda) steps, K the schedule length in relaxation times, with the ordinary
 weight decay (SGD: x <- x - eta_t (g + lambda x); AdamW: optax.adamw) or the corrected one
 lambda_t = lambda eta_t / eta_max (:mod:`scaleinv.corrected_wd`: SGDC, AdamC).
+
+Longer than 400 lines on purpose (as :mod:`toyproblems.claims_rotational`): the four claims
+(S1..S4) share one cached simulation of both optimizers over the schedule grid
+(:func:`simulate_schedules`), and read it through its private grid and predictions (``_Ks``,
+``_eta_t``, ``_predictions``); moving the simulation out would make those helpers a cross-module
+API with one caller.
 """
 from __future__ import annotations
 
