@@ -5,11 +5,13 @@ the CPU wheel comes from ``--index-url https://download.pytorch.org/whl/cpu``). 
 scaleinv never imports this package.
 
   optim     -- SGDWD (SGD + weight decay + relative global clipping, per param group),
-               RelativeGlobalClip (adds the clipping to any torch optimizer), Rotational
-               (Kosson et al.'s rotational wrapper, target angle from :mod:`scaleinv.theory`)
+               RelativeGlobalClip (adds the clipping to any torch optimizer)
+  rotational -- Rotational (Kosson et al.'s rotational wrapper, target angle from
+               :mod:`scaleinv.theory`), equilibrium_target
   dynamics  -- Dynamics: a hook object logging norms, effective LR, angular / relative updates
                and the predicted equilibrium angle to JSONL (``scaleinv plot`` draws it)
   audit     -- homogeneity audit of an ``nn.Module`` (shares the JAX audit's fitting and report)
+  capture   -- recording one forward pass (submodule calls, inputs / outputs) for the audit
   testing   -- assert_homogeneous and hypothesis strategies for torch modules
 
 Each submodule is imported explicitly (``from scaleinv.torch.optim import SGDWD``).

@@ -16,7 +16,7 @@ and w_{t+1} the weights after the step:
                   sqrt(2 eta lambda / (1 + alpha)) (torch SGD, momentum alpha),
                   sqrt(2 eta lambda (1 - beta1) / (1 + beta1)) (AdamW), the gradient-dependent
                   Adam+L2 form with sigma = ||g|| ||w|| and C = numel (torch Adam), the wrapper's
-                  target (:class:`scaleinv.torch.optim.Rotational`); null without weight decay.
+                  target (:class:`scaleinv.torch.rotational.Rotational`); null without weight decay.
 
 Keys follow :func:`scaleinv.angular.angular_summary`: ``layer/<name>/<quantity>``,
 ``neuron/<name>/angle_mean|angle_rms|angle_min|angle_max|norm_mean|norm_min|norm_max``,
@@ -64,7 +64,8 @@ def angle(old: torch.Tensor, new: torch.Tensor) -> float:
 
 def _inner(optimizer):
     """(the optimizer that holds the hyper-parameters, rotational wrapper or None)."""
-    from scaleinv.torch.optim import RelativeGlobalClip, Rotational
+    from scaleinv.torch.optim import RelativeGlobalClip
+    from scaleinv.torch.rotational import Rotational
 
     rot = None
     while isinstance(optimizer, (RelativeGlobalClip, Rotational)):
@@ -78,7 +79,7 @@ def predicted_angle(optimizer: Optimizer, group: dict, grad_norm: Optional[float
                     weight_norm: Optional[float] = None, numel: Optional[int] = None) -> Optional[float]:
     """Equilibrium angular update per step for a param group of ``optimizer`` (see the module
     docstring), or None when theory has none (no weight decay, unknown optimizer)."""
-    from scaleinv.torch.optim import equilibrium_target
+    from scaleinv.torch.rotational import equilibrium_target
 
     inner, rot = _inner(optimizer)
     if rot is not None:

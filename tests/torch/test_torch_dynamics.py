@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch", reason="PyTorch not installed: the scaleinv
                                             "is needed for the scaleinv.torch tests")
 
 from scaleinv.torch.dynamics import Dynamics  # noqa: E402
-from scaleinv.torch.optim import SGDWD, RelativeGlobalClip, Rotational  # noqa: E402
+from scaleinv.torch.optim import SGDWD, RelativeGlobalClip  # noqa: E402
+from scaleinv.torch.rotational import Rotational  # noqa: E402
 
 LR, WD = 0.1, 0.01
 

@@ -17,7 +17,8 @@ from _torch_toy import make_toy, max_rel_diff, run_jax, run_torch, torch_params 
 from scaleinv import optim as jopt  # noqa: E402
 from scaleinv import rotational as jrot  # noqa: E402
 from scaleinv import theory  # noqa: E402
-from scaleinv.torch.optim import SGDWD, ClipStats, RelativeGlobalClip, Rotational, equilibrium_target  # noqa: E402
+from scaleinv.torch.optim import SGDWD, ClipStats, RelativeGlobalClip  # noqa: E402
+from scaleinv.torch.rotational import Rotational, equilibrium_target  # noqa: E402
 
 STEPS = 1000
 TOL = 1e-10
