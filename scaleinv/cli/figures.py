@@ -5,7 +5,9 @@ read with ``jupytext.read``, executed by ``nbclient`` in a ``python3`` kernel wi
 directory ``notebooks/`` and the environment
 
 * ``NOTEBOOK_QUICK=1|0``   -- shrunken sweeps (CI, tests) or the full ones (default here);
-* ``NOTEBOOK_FIG_DIR``     -- where the PNGs go (default ``notebooks/figures``).
+* ``NOTEBOOK_FIG_DIR``     -- where the PNGs go (default ``notebooks/figures``);
+* ``NOTEBOOK_HEADLESS=1``  -- no frontend: a notebook with widgets (09) calls their callback
+  directly instead of creating them.
 
 A notebook fails when its closing assertion cell fails (its headline number disagrees with
 theory); the command then exits 1. ``--ipynb DIR`` also writes the executed ``.ipynb`` files
@@ -62,6 +64,7 @@ def execute_notebook(path: Path, quick: bool, fig_dir: Path, timeout: int = 1800
     path = Path(path)
     nb = jupytext.read(path)
     env = {"NOTEBOOK_QUICK": "1" if quick else "0", "NOTEBOOK_FIG_DIR": str(Path(fig_dir).resolve()),
+           "NOTEBOOK_HEADLESS": "1",
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process's environment
