@@ -9,7 +9,13 @@ import sympy as sp
 
 from proofs_check.derivation import Derivation, compare
 
-SRC = 'Kosson et al. 2024 (arXiv 2305.17212), random-walk model'
+SRC = "Kosson et al. 2024 (arXiv 2305.17212)"
+SLIDE = "random-walk model"
+
+
+def _d(*args, **kw) -> Derivation:
+    """A derivation row citing Kosson et al. (the default source of a Derivation is the talk)."""
+    return Derivation(*args, source=SRC, **kw)
 eta, lam, G, beta, alpha, s = sp.symbols("eta lambda G beta alpha s", positive=True)
 j = sp.Symbol("j", integer=True, nonnegative=True)
 RANGES = {eta: (1e-4, 1e-2), lam: (1e-3, 1e-1), beta: (0.0, 0.99), alpha: (0.0, 0.99), G: (0.1, 10.0)}
@@ -63,7 +69,7 @@ def derivations():
     exact = sp.simplify(theta)
     out_exact_ok = compare(sp.acos(1 - eta * lam), exact, {eta: (1e-3, 1.0), lam: (1e-3, 0.9)})[0] == "pass"
     second = sp.series(theta.subs(eta, s / lam) / sp.sqrt(2 * s), s, 0, 2).removeO()
-    out.append(Derivation("P10.sgd", SRC, "SGD+WD equilibrium angular update per step = sqrt(2 eta lambda)",
+    out.append(_d("P10.sgd", SLIDE, "SGD+WD equilibrium angular update per step = sqrt(2 eta lambda)",
                           sp.sqrt(2 * eta * lam), sp.simplify(lead), "random walk, leading order in eta lambda",
                           st, m, discrepancy=d,
                           note=f"exact angle at the fixed point: atan(sqrt(eta lambda (2 - eta lambda))/(1 - eta lambda)) = "
@@ -79,7 +85,7 @@ def derivations():
     stated = sp.sqrt(2 * eta * lam * (1 - beta) / (1 + beta))
     st, m, d = compare(stated, angle, RANGES)
     _FORMS["adamw"], _FORMS["adamw_norm_sq"] = angle, norm_sq
-    out.append(Derivation("P10.adamw", SRC, "AdamW equilibrium angular update = sqrt(2 eta lambda (1-beta1)/(1+beta1))",
+    out.append(_d("P10.adamw", SLIDE, "AdamW equilibrium angular update = sqrt(2 eta lambda (1-beta1)/(1+beta1))",
                           stated, angle, "random walk; E||g/sqrt(v)||^2 = D (normalised update), leading order in eta lambda",
                           st, m, note=f"EMA variance factor {f_b}, long-run gain {gain}, equilibrium ||x||^2 = {norm_sq} (independent of the gradient scale)",
                           discrepancy=d))
@@ -95,7 +101,7 @@ def derivations():
     sg_ = sp.Symbol("sigma", positive=True)                     # G^2 = sigma^2 / N at norm^2 N
     K = sp.simplify(norm_sq_a / G**2)                           # N = K G^2 = K sigma^2 / N  =>  N^2 = K sigma^2
     _FORMS["sgdm_norm"] = (K * sg_**2) ** sp.Rational(1, 4)
-    out.append(Derivation("P10.sgdm", SRC, "SGDM (momentum alpha, L2 through the momentum) angular update = sqrt(2 eta lambda/(1+alpha))",
+    out.append(_d("P10.sgdm", SLIDE, "SGDM (momentum alpha, L2 through the momentum) angular update = sqrt(2 eta lambda/(1+alpha))",
                           stated_a, angle_a, "random walk, effective LR eta/(1-alpha), leading order", st, m,
                           note=f"E||m||^2 = {f_a} G^2, equilibrium ||x||^2 = {sp.simplify(norm_sq_a)}", discrepancy=d))
     # Adam with L2: lam*x enters the moments, so it is divided by sqrt(v) ~ sigma/(||p|| sqrt(Cd)) per coordinate
@@ -106,7 +112,7 @@ def derivations():
     angle_l2 = sp.simplify(eta * sp.sqrt(f_b * Cd) / P_star)
     _FORMS["adam_l2"], _FORMS["adam_l2_norm"] = angle_l2, P_star
     dep = sp.diff(sp.log(angle_l2), sg) * sg       # d ln(angle) / d ln(sigma)
-    out.append(Derivation("P10.adam_l2", SRC, "Adam with L2 regularization: the equilibrium angle depends on the gradient norm",
+    out.append(_d("P10.adam_l2", SLIDE, "Adam with L2 regularization: the equilibrium angle depends on the gradient norm",
                           "gradient-dependent (rotation imbalanced across layers)", angle_l2,
                           "random walk, gradient-dominated v (lambda ||p||^2 << sigma), C_d coordinates, Adam eps neglected",
                           "pass" if sp.simplify(dep + sp.Rational(1, 3)) == 0 else "fail",

@@ -26,6 +26,21 @@ def test_every_item_has_rows_and_none_fails(derivs):
     assert not bad, bad
 
 
+
+def test_each_row_cites_its_own_source(derivs):
+    """P1-P9 derive the talk's formulas, P10 Kosson et al.'s (docs/PAPER_NOTES.md): a row cites the
+    source its formula comes from, not the talk by default."""
+    from scaleinv.report import TALK
+    for i, d in derivs.items():
+        src = d.as_row().source
+        topic = int(i.split(".")[0][1:])
+        if topic <= 9:
+            assert src.startswith(TALK + ", "), (i, src)
+        else:
+            assert TALK not in src, (i, src)
+        if topic == 10:
+            assert src.startswith("Kosson et al. 2024 (arXiv 2305.17212)"), (i, src)
+
 def test_known_errata_are_found_with_corrections(derivs):
     errata = {i for i, d in derivs.items() if d.status == "erratum"}
     assert errata == {"P1.lemma.converse", "P2.keeps_diverging", "P5.exp_lr", "P6.norm"}
