@@ -22,6 +22,7 @@ stay in :mod:`scaleinv.theory`; nothing here is fitted to a measurement.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -155,13 +156,20 @@ def best_lr_curve(opt_fn: Callable[[float], optax.GradientTransformation], prob:
     steps-to-(loss < eps) over the grid (np.inf if none gets there)."""
     lrs = np.asarray(lrs, float)
     p0 = batched(prob.init(alpha), len(lrs))
-    tr = sweep(lambda lr: opt_fn(lr), prob.loss, p0, steps, jax.random.PRNGKey(0), {"lr": jnp.asarray(lrs)})
+    tr = sweep(_by_lr(opt_fn), prob.loss, p0, steps, jax.random.PRNGKey(0), {"lr": jnp.asarray(lrs)})
     L = np.asarray(tr.loss)
     L = np.where(np.isfinite(L), L, np.inf)
     hits = first_hit(L < eps)
     best = int(np.argmin(L[:, -1]))
     return {"curve": L[best], "lr": float(lrs[best]), "final": float(L[best, -1]),
             "steps": float(hits.min()), "lr_fastest": float(lrs[int(np.argmin(hits))])}
+
+
+@functools.lru_cache(maxsize=None)
+def _by_lr(opt_fn):
+    """``lambda lr: opt_fn(lr)``, one per ``opt_fn``: the same function on every call, so the
+    sweeps of :func:`best_lr_curve` with one optimizer share one compilation."""
+    return lambda lr: opt_fn(lr)
 
 
 def normalized_mf_steps(alphas: Sequence[float], eta: float, weight_decay: float, steps: int, eps: float):

@@ -11,6 +11,7 @@ float64 toy runs (the toy claims do); nothing here switches precision globally.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -104,10 +105,28 @@ def sweep(make_opt: Callable[..., optax.GradientTransformation], loss_fn, params
             raise ValueError(f"hparams[{name!r}] must have shape ({n},) to match params0, "
                              f"got {jnp.shape(v)}")
     keys = jax.random.split(key, n)
+    return _sweep_fn(make_opt, loss_fn, steps, mask, eval_fn, record_every)(
+        params0, keys, {k: jnp.asarray(v) for k, v in hparams.items()})
 
+
+def _sweep_fn(make_opt, loss_fn, steps, mask, eval_fn, record_every):
+    """The jitted vmapped runner; one per (make_opt, loss_fn, steps, mask, eval_fn, record_every)
+    for a hashable mask (None, usually), so repeated sweeps of the same functions (an LR grid run
+    from several inits) trace and compile once; jit recompiles by itself
+    for new shapes, dtypes or x64 mode. The cache holds the functions themselves, never their id."""
+    try:
+        return _cached_sweep_fn(make_opt, loss_fn, steps, mask, eval_fn, record_every)
+    except TypeError:   # an unhashable mask (a dict pytree): no reuse
+        return _build_sweep_fn(make_opt, loss_fn, steps, mask, eval_fn, record_every)
+
+
+def _build_sweep_fn(make_opt, loss_fn, steps, mask, eval_fn, record_every):
     @jax.jit
     def go(p0, ks, hp):
         return jax.vmap(lambda p, k, h: run(loss_fn, make_opt(**h), p, steps, k, mask, eval_fn,
                                             record_every))(p0, ks, hp)
 
-    return go(params0, keys, {k: jnp.asarray(v) for k, v in hparams.items()})
+    return go
+
+
+_cached_sweep_fn = functools.lru_cache(maxsize=32)(_build_sweep_fn)
