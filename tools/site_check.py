@@ -102,7 +102,8 @@ def screenshots(site: Path, out: Path, pages: list[str], mathjax: Path | None, c
             page.goto((site / path).resolve().as_uri() + (f"#{frag}" if frag else ""),
                       wait_until="domcontentloaded", timeout=180_000)
             page.wait_for_timeout(6000)     # MathJax typesets asynchronously
-            rendered = page.evaluate("document.querySelectorAll('mjx-container').length")
+            rendered = page.evaluate("Array.from(document.querySelectorAll('.arithmatex'))"
+                                     ".filter(e => e.querySelector('mjx-container')).length")
             spans = page.evaluate("document.querySelectorAll('.arithmatex').length")
             broken = page.evaluate("Array.from(document.images).filter(i => !i.naturalWidth).map(i => i.src)")
             png = out / (re.sub(r"[^\w.-]+", "_", name.replace(".html", "")) + ".png")
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--screenshots", type=Path, default=None)
     ap.add_argument("--mathjax", type=Path, default=None)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     if not (args.site / "index.html").is_file():
         print(f"site_check: error: site: no index.html in {args.site} (run mkdocs build first)", file=sys.stderr)
         return 2
