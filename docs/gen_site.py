@@ -39,10 +39,10 @@ INCLUDED = {
     "docs/PAPER_NOTES.md": "concepts/paper-notes.md",
 }
 REPORTS = {  # site page -> (JSON, title, figure folder in the repo)
-    "reports/verify.md": ("docs/results/verify/report.json", "`scaleinv verify`: the talk's claims",
+    "reports/verify.md": ("docs/results/verify/report.json", "`scaleinv verify`: every claim",
                           "docs/results/verify"),
     "reports/verify-newer.md": ("docs/results/verify/newer/report.json",
-                                "`scaleinv verify`: the newer theory", "docs/results/verify/newer"),
+                                "`scaleinv verify`: the newer theory (S, N, M, E)", "docs/results/verify/newer"),
     "reports/proofs.md": ("docs/results/proofs/report.json", "`scaleinv proofs`: the derivations", None),
 }
 # Headings of the claim groups (the rows carry ids like "C5.norm"; a group not listed here is
@@ -57,7 +57,7 @@ GROUP_TITLES = {
     "S1": "LR schedules: the quasi-static ratio", "S2": "LR schedules: the adiabatic lag",
     "S3": "Schedule-corrected weight decay (SGDC)", "S4": "Noisy normalized regression under a cosine schedule",
     "N1": "AdamW under pure noise: the stationary norm", "N2": "AdamW under pure noise: weight / update cosine",
-    "N3": "AdamW under pure noise: the beta2 dependence", "M1": "Weight decay as a memory timescale",
+    "N3": "AdamW under pure noise: the beta2 dependence", "M1": "Weight decay as a memory timescale", "M2": "The weight-decay timescale against the dataset size",
     "E1": "GD + WD at the edge of stability",
     "P1": "Homogeneity of the derivatives", "P2": "Ex 1: the divergence threshold", "P3": "MF gradients",
     "P4": "Effective learning rate", "P5": "Weight decay = exponential learning rate",
@@ -179,7 +179,8 @@ def errata_page(page: str = "reports/errata.md") -> None:
                                    ("docs/results/verify/newer/report.json", "verify (newer theory)",
                                     "verify-newer.md")):
         _, rows = load_rows(json_rel)
-        found += [(name, target, escaped(r)) for r in rows if r.status == "erratum"]
+        seen = {r.id for _, _, r in found}   # verify/newer repeats a subset of verify's rows
+        found += [(name, target, escaped(r)) for r in rows if r.status == "erratum" and r.id not in seen]
     out += [f"**{len(found)} erratum rows**; each section below gives the stated form, the derived or "
             "measured one and the size of the discrepancy.", "",
             "| id | report | claim |", "|---|---|---|"]
