@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -100,6 +101,31 @@ def step_problem(path: Path, markers_expected: bool = True) -> Optional[str]:
     return None
 
 
+_ORBAX_SHARD_READER = "_read_array_index_and_device_put"
+
+
+def _drop_orbax_abandoned_reads() -> None:
+    """Silence one known orbax artefact, chaining to the previous ``sys.unraisablehook``.
+
+    When a damaged array file fails a restore, orbax abandons the other shard reads; its reader
+    coroutine (``_read_array_index_and_device_put``) catches ``BaseException``, so the
+    ``GeneratorExit`` of closing it at garbage collection becomes an "Exception ignored in
+    <coroutine ...>" dump of a TensorStore spec on stderr, possibly at interpreter exit, after
+    ``scaleinv train``'s one-line error. The restore failure itself is already reported; only
+    these unraisables of that coroutine are dropped, everything else goes to the old hook."""
+    old = sys.unraisablehook
+    if getattr(old, "_scaleinv_orbax_filter", False):
+        return
+
+    def hook(u):
+        if getattr(getattr(u, "object", None), "__name__", "") == _ORBAX_SHARD_READER:
+            return
+        old(u)
+
+    hook._scaleinv_orbax_filter = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def _first_line(e: BaseException, limit: int = 200) -> str:
     s = str(e).strip().splitlines()
     s = s[0] if s else ""
@@ -134,6 +160,7 @@ def restore_latest_intact(mngr, abstract_state, run_dir: Path,
                     problem = f"meta says data_position {out['meta']['data_position']}, folder says {step}"
             except Exception as e:  # orbax / tensorstore raise many types for damaged files
                 problem = f"restore failed ({_first_line(e)})"
+                _drop_orbax_abandoned_reads()
         if problem is None:
             if move_damaged and (rejected or tmps):
                 dest = run_dir / "damaged_checkpoints"

@@ -260,3 +260,21 @@ def test_memory_estimate_vs_xla(tmp_path):
     xla = ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes + ma.temp_size_in_bytes
     print(f"estimate {est['per_device'] / 2**20:.2f} MiB vs XLA {xla / 2**20:.2f} MiB")
     assert 0.7 <= est["per_device"] / xla <= 3.0
+
+
+def test_orbax_abandoned_read_unraisables_dropped_others_kept(monkeypatch):
+    """The filter behind the one-line error of a failed resume (CI once saw an orbax shard
+    reader's GeneratorExit dump after it): that coroutine's unraisables are dropped, others
+    still reach the previous hook."""
+    import types
+
+    from sibert import checkpoints as ck
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.object))
+    ck._drop_orbax_abandoned_reads()
+    ck._drop_orbax_abandoned_reads()  # idempotent: not chained twice
+    orbax_like = types.SimpleNamespace(__name__=ck._ORBAX_SHARD_READER)
+    other = types.SimpleNamespace(__name__="something_else")
+    for obj in (orbax_like, other):
+        sys.unraisablehook(types.SimpleNamespace(object=obj, exc_value=Exception("x")))
+    assert seen == [other]
