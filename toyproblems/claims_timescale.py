@@ -8,6 +8,13 @@ with the gradient of step s changed by delta (AdamW: ||delta|| = 1e-4 sqrt(d), f
 linear, ||delta|| = sqrt(d)); measured: ||W'_{s+L} - W_{s+L}|| / ||delta|| for L = 1 .. 5 tau. Predictions:
 :func:`scaleinv.theory.wang2025.gradient_influence` (exact for SGD + WD; AdamW to first order in delta
 with Adam's v taken as its stationary value 1).
+
+M1.5-M1.7 (the same claim, M1.png's second panel): the effect on the final LOSS, on a noisy quadratic where the
+perturbation feeds back through the curvature h (:func:`simulate_loss_influence`; predictions
+:func:`scaleinv.theory.wang2025.loss_influence`, exact for SGD + WD, first order for AdamW): the loss forgets a
+gradient with the slow root of the perturbation's recursion, ~1/(eta(lambda + h)) < tau.
+M2: the dataset-size scaling rule on linear regression. Over ~400 lines because the M1 rows share the two
+cached influence simulations and one figure.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from scaleinv.report import Row, close, verdict, within
 from scaleinv.theory import wang2025 as W25
 from toyproblems.plotting import new_figure, save_figure
 
-__all__ = ["TIMESCALE_CLAIMS", "simulate_influence", "simulate_dataset_scaling"]
+__all__ = ["TIMESCALE_CLAIMS", "simulate_influence", "simulate_loss_influence", "simulate_dataset_scaling"]
 
 SRC = "Wang & Aitchison 2024/25 (arXiv 2405.13698); influence derived here"
 DIM = 256
@@ -107,7 +114,7 @@ def claim_gradient_influence(seed: int, quick: bool, out_dir: Path) -> List[Row]
     r = simulate_influence(seed, quick)
     cfg, L = r["cfg"], r["L"]
     rows = []
-    fig, ax = new_figure()
+    fig, (ax, ax_loss) = new_figure(ncols=2)
     sgd = np.where(cfg[:, 0] == 0)[0]
     adam = np.where((cfg[:, 0] > 0) & (cfg[:, 3] == B2_MAIN))[0]
     long_ = np.where(cfg[:, 3] == B2_LONG)[0]
@@ -170,10 +177,180 @@ def claim_gradient_influence(seed: int, quick: bool, out_dir: Path) -> List[Row]
     ax.set(yscale="log", xlabel="L eta lambda = (t - s) / tau", ylabel="||Delta W_{s+L}|| / (eta ||delta||)",
            title="M1: one gradient's memory, tau = 1/(eta lambda)")
     ax.legend(fontsize=6)
+    rows += _loss_influence_rows(seed, quick, ax_loss)
     save_figure(fig, Path(out_dir) / "M1.png")
     return rows
 
 
+def _loss_name(c):
+    return ("SGD+WD, h/lambda" if c[0] == 0 else "AdamW, h/(lambda sigma)") + f" = {c[4] / c[3]:g}"
+
+
+def _loss_influence_rows(seed: int, quick: bool, ax) -> List[Row]:
+    """M1.5-M1.7: a perturbed gradient's effect on the final loss (noisy quadratic, P13.curved / P13.loss)."""
+    r = simulate_loss_influence(seed, quick)
+    cfg, L, mean, pred = r["cfg"], r["L"], r["mean"], r["pred"]
+    peak = np.abs(pred).max(1)
+    err = np.abs(r["dev"]).max(1) / peak                  # max over L of |measured - predicted| / peak |Delta L|
+    err1 = np.abs(mean - r["first"]).max(1) / peak       # the first-order term alone
+    scatter = r["dev_single_sd"].max(1) / peak
+    sgd, adam = np.where(cfg[:, 0] == 0)[0], np.where(cfg[:, 0] > 0)[0]
+    rows = []
+    S, A = LOSS_SGD, LOSS_ADAMW
+    tol_sgd = 1e-9
+    rows.append(Row(
+        "M1.5", SRC + "; loss influence derived here (P13.curved, P13.loss)",
+        f"SGD+WD (eta={S['eta']:g}, lambda={S['weight_decay']:g}) on a noisy quadratic (h/2)||W-W*||^2, h/lambda in "
+        f"{list(LOSS_H)}: a gradient change delta at step s changes the expected loss at s+L by -G_L <gbar, delta> + "
+        "(h/2) G_L^2 ||delta||^2, G_L = eta (1 - eta(lambda+h))^(L-1), gbar = -lambda h W*/(lambda+h), "
+        f"L = 1..{L[-1]} (exact: linear dynamics, quadratic loss)",
+        0.0, [float(f"{v:.2e}") for v in err[sgd]],
+        f"max over L of |measured - predicted| / max|Delta L| <= {tol_sgd:g} per config",
+        verdict([within("max |error| / peak", err[sgd].tolist(), None, tol_sgd)]),
+        note=f"{r['pairs']} antithetic pairs (noise xi, -xi; for SGD+WD the noise part of Delta L cancels exactly in "
+             f"each pair); one run alone scatters by up to {scatter[sgd].max():.1%} of the peak; the first-order term "
+             f"-G_L <gbar, delta> alone is off by {np.round(err1[sgd], 3).tolist()} of the peak (the second-order term, "
+             "||delta|| = ||W*|| here)"))
+    tol_adam = 0.03
+    rows.append(Row(
+        "M1.6", SRC + "; loss influence derived here (P13.curved, P13.loss, P13.gain)",
+        f"AdamW (eta={A['eta']:g}, lambda={A['weight_decay']:g}, beta1={A['beta1']:g}, beta2={A['beta2']:g}), same toy "
+        f"with unit noise, h in {[h * A['weight_decay'] for h in LOSS_H]}: expected loss change at s+L = the same form "
+        "with G_L = eta kappa (1-b1)(r1^L - r2^L)/(r1 - r2), r1,2 the roots of z^2 - (alpha + b1 - eta kappa (1-b1) h) z "
+        f"+ alpha b1, gain kappa = {float(cfg[adam[0], 7]):.4f} (first order in delta, in 1-beta2 and in |gbar|/sigma; "
+        "h = 4: complex roots, the influence rings and changes sign)",
+        0.0, [round(float(v), 4) for v in err[adam]],
+        f"max over L of |measured - predicted| / max|Delta L| <= {tol_adam:.0%} per config (allowance for the "
+        "neglected signal share of v, ~(h^2 E(W-W*)^2 + gbar^2)/sigma^2, and O((1-beta2)^2))",
+        verdict([within("max |error| / peak", err[adam].tolist(), None, tol_adam)]),
+        note=f"{r['pairs']} antithetic pairs; standard error of the error {np.round((r['dev_se'][adam].max(1) / peak[adam]), 4).tolist()} "
+             f"of the peak; Adam's v_hat at step s {np.round(r['v_hat'][adam], 4).tolist()} (the neglected signal share); "
+             f"with kappa = 1 instead the error would include the gain's {abs(float(cfg[adam[0], 7]) - 1):.2%}"))
+    taus, taus_pred, names = [], [], []
+    for i in np.concatenate([sgd, adam]):
+        c = cfg[i]
+        r1, _ = W25.influence_roots(c[2], c[3], c[4], c[0], c[7])
+        if abs(np.imag(r1)) > 0:
+            continue                                     # ringing: no single exponential to fit
+        t_pred = float(W25.loss_memory_time(c[2], c[3], c[4], c[0], c[7]))
+        sel = (L >= 2 * t_pred) & (L <= 4 * t_pred)
+        taus.append(-1.0 / np.polyfit(L[sel], np.log(np.abs(mean[i][sel])), 1)[0])
+        taus_pred.append(t_pred)
+        names.append(_loss_name(c))
+    taus, taus_pred = np.array(taus), np.array(taus_pred)
+    tau_w = float(W25.wd_timescale_exact(S["eta"], S["weight_decay"]))
+    tol_t = 0.03
+    rows.append(Row(
+        "M1.7", SRC + "; derived here (P13.curved)",
+        "the final loss forgets a gradient faster than the weights do: decay time of the loss influence (fit of ln|Delta L| "
+        f"over L in [2, 4] x the prediction) = 1/(-ln r1) ~ 1/(eta(lambda + h kappa/sigma)) < tau = {tau_w:.1f} "
+        "(the weights' memory, M1.3); tau is reached only as h -> 0, where the loss no longer depends on the direction",
+        [round(float(v), 2) for v in taus_pred], [round(float(v), 2) for v in taus],
+        f"rel. err <= {tol_t:.0%} per config, and every decay time < tau",
+        verdict([close("loss memory time", taus.tolist(), taus_pred.tolist(), rtol=tol_t),
+                 within("loss memory time / tau", (taus / tau_w).tolist(), None, 1.0)]),
+        note="configs " + "; ".join(names) + f"; ratio to tau {np.round(taus / tau_w, 3).tolist()}"))
+    for j, i in enumerate(np.concatenate([sgd, adam])):
+        c = cfg[i]
+        el = c[2] * c[3]
+        ax.plot(L * el, mean[i] / peak[i], color=f"C{j}", lw=1.2, label=_loss_name(c))
+        ax.plot(L * el, pred[i] / peak[i], color="k", ls=":", lw=0.8, label="theory (P13.loss)" if j == 0 else None)
+    ax.plot(L * 0.01, -(1 - 0.01) ** L, color="0.5", ls="--", lw=0.8, label="-(1 - eta lambda)^L (weights' memory)")
+    ax.axhline(0, color="0.7", lw=0.5)
+    ax.set(xlabel="L eta lambda = (t - s) / tau", ylabel="E Delta L_{s+L} / max |E Delta L|",
+           title="M1.5-7: its effect on the loss (noisy quadratic)")
+    ax.legend(fontsize=6)
+    return rows
+
+
+
+# ============================================================== M1.5-M1.8: influence on the final loss
+# Toy (scaleinv.theory.wang2025, P13.curved/P13.loss): noisy quadratic, g_t = h (W_t - W*) + xi_t (unit noise),
+# L(W) = (h/2)||W - W*||^2, isotropic curvature h, W* ~ N(0, w^2 I_d) fixed per seed. Two runs per seed with the
+# same noise, the second with the gradient of step s changed by delta = -eps W*/||W*|| (an extra push towards the
+# optimum). Measured at every t = s + L: Delta L_t = L(W'_t) - L(W_t), evaluated as <grad L(W_t) + (h/2) D, D>,
+# D = W'_t - W_t (algebraically the same for a quadratic, without the cancellation of two nearly equal losses).
+LOSS_SGD = dict(eta=0.1, weight_decay=0.1, w=1.0)            # eta lambda = 0.01, tau = 100
+LOSS_ADAMW = dict(eta=0.01, weight_decay=1.0, w=0.1, beta1=0.9, beta2=0.99)
+LOSS_H = (0.25, 1.0, 4.0)                                    # h / lambda (SGD); h / (lambda sigma) (AdamW)
+LOSS_LMAX = 300                                              # 3 tau
+
+
+def _loss_configs():
+    """(beta1 (0 = SGD + WD), beta2, eta, lambda, h, w, eps, gain)."""
+    out = []
+    S, A = LOSS_SGD, LOSS_ADAMW
+    kappa = float(W25.adam_signal_gain(A["beta1"], A["beta2"]))
+    for r in LOSS_H:
+        # SGD is linear: eps = ||W*|| = sqrt(d) w makes the second-order term (h/2)||Delta W||^2 visible (6-25 % at L = 1)
+        out.append((0.0, 0.0, S["eta"], S["weight_decay"], r * S["weight_decay"], S["w"], np.sqrt(DIM) * S["w"], 1.0))
+    for r in LOSS_H:
+        # AdamW: first order, ||delta|| = 1e-2 sqrt(d) (1 % of the noise per coordinate)
+        out.append((A["beta1"], A["beta2"], A["eta"], A["weight_decay"], r * A["weight_decay"], A["w"],
+                    1e-2 * np.sqrt(DIM), kappa))
+    return np.array(out, dtype=float)
+
+
+def simulate_loss_influence(seed: int, quick: bool) -> dict:
+    """Per config and L = 1..LOSS_LMAX: mean and standard error over seeds of Delta L_{s+L}, and the prediction
+    :func:`scaleinv.theory.wang2025.loss_influence` (gbar from :func:`~scaleinv.theory.wang2025.stationary_mean_gradient`,
+    AdamW's gain kappa from :func:`~scaleinv.theory.wang2025.adam_signal_gain`). Runs start at the predicted
+    stationary mean Wbar (exact for SGD + WD) and are perturbed at s = 300 (Adam's v stationary). Seeds come in
+    antithetic pairs (noise xi and -xi): the part of Delta L that is odd in the noise, <grad L(W_t) - gbar,
+    Delta W_t>, cancels in each pair (exactly for SGD + WD, which is linear; to leading order for AdamW, whose v
+    is even in xi), so the pair means measure the systematic part. Also returned: Adam's mean v at step s. Cached."""
+    key = ("loss", seed, quick)
+    if key in _CACHE:
+        return _CACHE[key]
+    cfg = _loss_configs()
+    s, Lmax = 300, LOSS_LMAX
+    pairs = 8 if quick else 32
+
+    def one(c, k, sign):
+        b1, b2, eta, wd, h, w, eps, gain = (c[i] for i in range(8))
+        sgd = optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta))
+        adam = optax.adamw(eta, b1=jnp.maximum(b1, 1e-6), b2=jnp.maximum(b2, 1e-6), eps=1e-12, weight_decay=wd)
+        kw, kn = jax.random.split(k)
+        wstar = w * jax.random.normal(kw, (DIM,))
+        delta = -eps * wstar / jnp.linalg.norm(wstar)
+        gbar = W25.stationary_mean_gradient(wd, h, wstar, gain)
+        W0 = wstar + gbar / h                                               # Wbar = W* + gbar / h
+
+        def step(carry, t):
+            W, Wp, s1, s2, s1p, s2p = carry
+            xi = sign * jax.random.normal(jax.random.fold_in(kn, t), (DIM,))
+            g, gp = h * (W - wstar) + xi, h * (Wp - wstar) + xi + jnp.where(t == s, 1.0, 0.0) * delta
+            u1, s1 = sgd.update(g, s1, W)
+            u2, s2 = adam.update(g, s2, W)
+            u1p, s1p = sgd.update(gp, s1p, Wp)
+            u2p, s2p = adam.update(gp, s2p, Wp)
+            W, Wp = W + jnp.where(b1 == 0, u1, u2), Wp + jnp.where(b1 == 0, u1p, u2p)
+            D = Wp - W
+            return (W, Wp, s1, s2, s1p, s2p), (jnp.vdot(h * (W - wstar) + 0.5 * h * D, D), jnp.mean(s2[0].nu))
+
+        init = (W0, W0, sgd.init(W0), adam.init(W0), sgd.init(W0), adam.init(W0))
+        dL, nu = jax.lax.scan(step, init, jnp.arange(s + Lmax))[1]          # entry i: after step i -> W_{i+1}
+        return dL[s:s + Lmax], jnp.vdot(gbar, delta), nu[s]
+
+    with jax.enable_x64(True):
+        keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 13), len(cfg) * pairs)
+        keys = jnp.repeat(keys.reshape(len(cfg), pairs, 1, 2), 2, axis=2)
+        signs = jnp.array([1.0, -1.0])
+        f = jax.vmap(jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)), in_axes=(None, 0, None)), in_axes=(0, 0, None))
+        dL, gdot, nu = (np.asarray(a) for a in jax.jit(f)(jnp.asarray(cfg), keys, signs))
+    L = np.arange(1, Lmax + 1)
+    pm = dL.mean(2)                                                         # (config, pair, L): antithetic means
+    gdot = gdot[:, :, 0]
+    pred = np.array([[W25.loss_influence(c[2], c[3], L, c[4], gdot[i, j], c[6] ** 2, beta1=c[0], gain=c[7])
+                      for j in range(pairs)] for i, c in enumerate(cfg)])      # per pair (W* differs)
+    first = np.array([[W25.loss_influence(c[2], c[3], L, c[4], gdot[i, j], 0.0, beta1=c[0], gain=c[7])
+                       for j in range(pairs)] for i, c in enumerate(cfg)])
+    dev, dev1 = pm - pred, dL[:, :, 0] - pred                               # antithetic pair / single run
+    res = dict(cfg=cfg, L=L, pairs=pairs, mean=pm.mean(1), pred=pred.mean(1), first=first.mean(1),
+               dev=dev.mean(1), dev_se=dev.std(1, ddof=1) / np.sqrt(pairs), dev_single_sd=dev1.std(1, ddof=1),
+               v_hat=nu.mean((1, 2)) / (1.0 - cfg[:, 1] ** (s + 1)))
+    _CACHE[key] = res
+    return res
 
 # ============================================================== M2: the dataset-size scaling rule
 # Toy (scaleinv.theory.wang2025, P13.ridge): linear regression y = <x, w*> + sigma eps, x ~ N(0, I_d),

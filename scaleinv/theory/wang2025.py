@@ -32,13 +32,47 @@ the decoupled decay acts like a ridge penalty lambda sqrt(v) = lambda sigma/sqrt
     AdamW:     tau_epoch* ~ sqrt(B) r^2 / (eta sigma d)                           (independent of N)
 
 Both are constant in N: the rule holds on this toy (for SGD + WD exactly, for AdamW to mean-field accuracy).
+
+The influence on the final LOSS (derived here, ``proofs_check.timescale`` P13.curved / P13.loss / P13.gain).
+Toy: a noisy quadratic, minibatch gradient g_t = h (W_t - W*) + sigma xi_t (xi_t i.i.d., unit variance), loss
+L(W) = (h/2)||W - W*||^2. The perturbation now feeds back through the loss's curvature: with the update
+W_{t+1} = alpha W_t - c m_t, m_t = beta1 m_{t-1} + (1 - beta1) g_t (SGD + WD: beta1 = 0, c = eta; AdamW:
+c = eta kappa / sigma, Adam's direction m/sqrt(v) with v ~ sigma^2), the change obeys the linear recursion
+
+    Delta W_{t+1} = (alpha + beta1 - c (1 - beta1) h) Delta W_t - alpha beta1 Delta W_{t-1},
+    Delta W_{s+1} = -c (1 - beta1) delta,
+so  Delta W_{s+L} = -c (1 - beta1) (r1^L - r2^L)/(r1 - r2) delta,
+    r1, r2 = roots of z^2 - (alpha + beta1 - c (1 - beta1) h) z + alpha beta1            (P13.curved)
+
+(h = 0: r = alpha, beta1, the pure-noise form above; SGD + WD: Delta W_{s+L} = -eta (1 - eta(lambda + h))^(L-1)
+delta; complex roots, i.e. AdamW with (1-beta1) c h > (sqrt(alpha) - sqrt(beta1))^2, ring). The final loss
+changes by
+
+    Delta L_{s+L} = <grad L(W_{s+L}), Delta W_{s+L}> + (h/2) ||Delta W_{s+L}||^2                  (P13.loss)
+
+exactly (L is quadratic); the first term is the first-order change, the second is second order in delta. Over
+the noise, at stationarity, E grad L(W) = gbar = -lambda h / (lambda + h c/eta) W* (decay balances the mean
+gradient: eta lambda Wbar = -c gbar). So E Delta L_{s+L} = -G_L <gbar, delta> + (h/2) G_L^2 ||delta||^2,
+G_L = (c/eta) eta (1-beta1)(r1^L - r2^L)/(r1 - r2): for SGD + WD exact, for AdamW to first order in delta
+and in the signal/noise ratio |gbar|/sigma, with v's fluctuation folded into the gain (P13.gain)
+
+    kappa = sigma E[u] / E[g] = 1 + (3/4)(1 - beta2)/(1 + beta2) - (1 - beta1)(1 - beta2)/(1 - beta1 beta2)
+            + O((1 - beta2)^2)
+
+(Jensen: E v^(-1/2) > (E v)^(-1/2); minus the correlation of v_t with the recent gradients in m_t; Gaussian
+noise). The loss therefore forgets a gradient with the slow root: decay time 1/(-ln r1) ~ 1/(eta (lambda + h
+c/eta)) < tau = 1/(eta lambda). The weights remember for tau only along flat directions (h = 0), and there
+the loss does not change (gbar = 0 and h = 0): Wang & Aitchison's tau is an upper bound of the loss's memory,
+reached where the curvature is small compared with lambda.
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["wd_timescale", "wd_timescale_exact", "gradient_influence", "tau_epochs",
-           "ridge_optimal_weight_decay", "optimal_tau_epochs_sgd", "optimal_tau_epochs_adamw"]
+           "ridge_optimal_weight_decay", "optimal_tau_epochs_sgd", "optimal_tau_epochs_adamw",
+           "influence_roots", "curved_gradient_influence", "stationary_mean_gradient", "loss_influence",
+           "adam_signal_gain", "loss_memory_time"]
 
 
 def wd_timescale(eta, weight_decay):
@@ -81,3 +115,54 @@ def optimal_tau_epochs_sgd(eta, batch, sigma2, r2, dim):
 def optimal_tau_epochs_adamw(eta, batch, sigma2, r2, dim):
     """AdamW, mean field (v ~ sigma^2 / B, penalty lambda sqrt(v)): tau_epoch* ~ sqrt(B) r^2 / (eta sigma d)."""
     return np.sqrt(batch) * r2 / (np.asarray(eta, float) * np.sqrt(sigma2) * dim)
+
+
+def influence_roots(eta, weight_decay, curvature, beta1=0.0, gain=1.0):
+    """Roots r1 (the slow one, largest modulus) and r2 of z^2 - (alpha + beta1 - eta gain (1 - beta1) h) z
+    + alpha beta1 (complex when the momentum rings); ``gain`` = c/eta (SGD: 1; AdamW: kappa/sigma)."""
+    a = 1.0 - np.asarray(eta, float) * weight_decay
+    b = a + beta1 - eta * gain * (1.0 - beta1) * np.asarray(curvature, float)
+    sq = np.sqrt(b.astype(complex) ** 2 - 4.0 * a * beta1)
+    return (b + sq) / 2.0, (b - sq) / 2.0
+
+
+def curved_gradient_influence(eta, weight_decay, lag, curvature, beta1=0.0, gain=1.0):
+    """G_L with Delta W_{s+L} = -G_L delta on the noisy quadratic (module docstring, P13.curved), signed:
+    eta gain (1-beta1)(r1^L - r2^L)/(r1 - r2); = eta (1 - eta(lambda + h))^(L-1) for SGD + WD (beta1 = 0);
+    at critical damping (r1 = r2 = r) the limit eta gain (1-beta1) L r^(L-1)."""
+    r1, r2 = influence_roots(eta, weight_decay, curvature, beta1, gain)
+    L = np.asarray(lag, float)
+    diff = r1 - r2
+    crit = np.abs(diff) < 1e-12 * np.maximum(np.abs(r1), 1e-300)
+    safe = np.where(crit, 1.0, diff)
+    ratio = np.where(crit, L * r1 ** (L - 1.0), (r1**L - r2**L) / safe)
+    return eta * gain * (1.0 - beta1) * np.real(ratio)
+
+
+def stationary_mean_gradient(weight_decay, curvature, w_star, gain=1.0):
+    """E grad L(W) at stationarity on the noisy quadratic: gbar = -lambda h W* / (lambda + gain h)
+    (eta lambda Wbar = -eta gain gbar, gbar = h (Wbar - W*)); exact for SGD + WD (gain 1). Plain arithmetic:
+    numpy or JAX arrays (also traced) pass through."""
+    return -weight_decay * curvature * w_star / (weight_decay + gain * curvature)
+
+
+def loss_influence(eta, weight_decay, lag, curvature, grad_dot_delta, delta_sq=0.0, beta1=0.0, gain=1.0):
+    """E Delta L_{s+L} = -G_L <gbar, delta> + (h/2) G_L^2 ||delta||^2 (P13.loss): the expected change of the loss
+    at step s + L after the gradient of step s changed by delta; ``grad_dot_delta`` = <gbar, delta>. The first
+    term is the first-order change <E grad L, Delta W>; the second is exact second order (quadratic loss)."""
+    G = curved_gradient_influence(eta, weight_decay, lag, curvature, beta1, gain)
+    return -G * np.asarray(grad_dot_delta, float) + 0.5 * np.asarray(curvature, float) * G**2 * delta_sq
+
+
+def adam_signal_gain(beta1, beta2):
+    """kappa = sigma E[m/sqrt(v)] / E[g] for a weak signal in Gaussian noise of variance sigma^2, stationary, first
+    order in 1 - beta2 (P13.gain): 1 + (3/4)(1-b2)/(1+b2) - (1-b1)(1-b2)/(1-b1 b2)."""
+    b1, b2 = np.asarray(beta1, float), np.asarray(beta2, float)
+    return 1.0 + 0.75 * (1.0 - b2) / (1.0 + b2) - (1.0 - b1) * (1.0 - b2) / (1.0 - b1 * b2)
+
+
+def loss_memory_time(eta, weight_decay, curvature, beta1=0.0, gain=1.0):
+    """Decay time of the loss influence for L >> 1/(1-beta1): 1/(-ln|r1|) (SGD + WD: 1/(-ln(1 - eta(lambda + h))));
+    <= wd_timescale_exact, equal only at h = 0."""
+    r1, _ = influence_roots(eta, weight_decay, curvature, beta1, gain)
+    return -1.0 / np.log(np.abs(r1))
