@@ -61,7 +61,8 @@ and in the signal/noise ratio |gbar|/sigma, with v's fluctuation folded into the
 
 (Jensen: E v^(-1/2) > (E v)^(-1/2); minus the correlation of v_t with the recent gradients in m_t; Gaussian
 noise). The loss therefore forgets a gradient with the slow root: decay time 1/(-ln r1) ~ 1/(eta (lambda + h
-c/eta)) < tau = 1/(eta lambda). The weights remember for tau only along flat directions (h = 0), and there
+c/eta)) < tau = 1/(eta lambda) (while beta1 < alpha, i.e. the momentum's own memory is the shorter one; in
+general |r1| <= max(alpha, beta1): curvature only moves the two roots together). The weights remember for tau only along flat directions (h = 0), and there
 the loss does not change (gbar = 0 and h = 0): Wang & Aitchison's tau is an upper bound of the loss's memory,
 reached where the curvature is small compared with lambda.
 """
@@ -163,6 +164,6 @@ def adam_signal_gain(beta1, beta2):
 
 def loss_memory_time(eta, weight_decay, curvature, beta1=0.0, gain=1.0):
     """Decay time of the loss influence for L >> 1/(1-beta1): 1/(-ln|r1|) (SGD + WD: 1/(-ln(1 - eta(lambda + h))));
-    <= wd_timescale_exact, equal only at h = 0."""
+    <= max(wd_timescale_exact, 1/(-ln beta1)), i.e. <= tau while beta1 < 1 - eta lambda (equal at h = 0)."""
     r1, _ = influence_roots(eta, weight_decay, curvature, beta1, gain)
     return -1.0 / np.log(np.abs(r1))
