@@ -27,6 +27,7 @@ __all__ = [
     "gradient_homogeneity_residual",
     "DEFAULT_SCALES",
     "fit_log_log",
+    "result_from_outputs",
 ]
 
 DEFAULT_SCALES = tuple(np.logspace(-2, 2, 9))
@@ -88,18 +89,26 @@ def estimate_degree(fn: Callable[[Any], Any], params, mask=None,
     if any(c <= 0 for c in scales):
         raise ValueError(f"scales must be > 0, got {scales}")
     y1 = _flat(fn(params))
+    ys = [_flat(fn(scale_params(params, c, mask))) for c in scales]
+    return result_from_outputs(scales, y1, ys, rtol)
+
+
+def result_from_outputs(scales: Sequence[float], y1: np.ndarray, ys: Sequence[np.ndarray],
+                        rtol: float) -> HomogeneityResult:
+    """The degree fit of flattened outputs ``y1 = f(x)`` and ``ys[i] = f(scales[i] x)`` (shared by
+    the JAX and the torch estimators): ``ValueError`` when f(x) is zero or not finite (the degree
+    is not identifiable there) or f(c x) is not finite at some scale."""
     n1 = float(np.linalg.norm(y1))
     if not np.isfinite(n1) or n1 == 0.0:
         raise ValueError("fn(params) is zero or not finite: the degree is not identifiable there; "
                          "evaluate at another point")
-    ys = [_flat(fn(scale_params(params, c, mask))) for c in scales]
     bad = [c for c, y in zip(scales, ys) if not np.all(np.isfinite(y))]
     if bad:
         raise ValueError(f"fn(c x) is not finite at scales c = {bad}: choose scales inside the range "
                          "where fn is finite")
     k, K, rel, fit_res = fit_log_log(scales, y1, ys)
     return HomogeneityResult(degree=k, rounded=K, residual=rel, fit_residual=fit_res,
-                             homogeneous=bool(rel <= rtol), scales=scales)
+                             homogeneous=bool(rel <= rtol), scales=tuple(scales))
 
 
 def fit_log_log(scales: Sequence[float], y1: np.ndarray, ys: Sequence[np.ndarray]):

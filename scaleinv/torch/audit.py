@@ -41,7 +41,7 @@ from torch.overrides import TorchFunctionMode
 from scaleinv.audit import (DEFAULT_INPUT_DEGREES, AuditReport, AuditRow, Signature, default_rtol,
                             degree_from_samples, flag_breaks, parse_notation)
 from scaleinv.homogeneity import DEFAULT_SCALES
-from scaleinv.torch.capture import _float_tensors, _np, _TCall, _Recorder, _forward, _capture
+from scaleinv.torch.capture import float_tensors, _np, _TCall, _Recorder, _forward, _capture
 from scaleinv.torch.homogeneity import GroupSpec, select
 
 __all__ = ["audit", "block_signature", "group_from_regex", "unpack_factory_result", "is_torch_factory_result",
@@ -100,7 +100,7 @@ def _signature(module, local: Mapping[str, Tuple[torch.Tensor, str]], in_group: 
             p = {k: (v * c if in_group(root) else v) for k, (v, root) in local.items()}
             a = tuple(t * (c ** _x) if f else t for t, f in zip(args, arg_is_float))
             with torch.no_grad():
-                return _np(_float_tensors(torch.func.functional_call(module, p, a, dict(kwargs or {})))[output_index])
+                return _np(float_tensors(torch.func.functional_call(module, p, a, dict(kwargs or {})))[output_index])
 
         y1 = g(1.0)
         tol = rtol if rtol is not None else default_rtol(_dtype_of(local, args))

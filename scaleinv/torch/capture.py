@@ -14,7 +14,7 @@ import torch
 
 
 # ------------------------------------------------------------------------------ helpers
-def _float_tensors(obj) -> List[torch.Tensor]:
+def float_tensors(obj) -> List[torch.Tensor]:
     """Floating tensors of a nested output (tuples, lists, dicts, HF ModelOutputs), in order."""
     out: List[torch.Tensor] = []
 
@@ -100,7 +100,7 @@ class _Recorder:
         i = self.stack.pop()
         c = self.calls[i]
         c.end, self.counter = self.counter, self.counter + 1
-        c.ins, c.outs = _float_tensors(args), _float_tensors(out)
+        c.ins, c.outs = float_tensors(args), float_tensors(out)
 
     def run(self, fn):
         handles = []

@@ -21,7 +21,8 @@ from typing import Callable, Dict, Sequence, Union
 import numpy as np
 import torch
 
-from scaleinv.homogeneity import DEFAULT_SCALES, HomogeneityResult, fit_log_log
+from scaleinv.homogeneity import DEFAULT_SCALES, HomogeneityResult, result_from_outputs
+from scaleinv.torch.capture import float_tensors
 
 __all__ = ["Params", "GroupSpec", "module_params", "select", "scale_params", "as_function", "flat",
            "estimate_degree", "euler_residual", "gradient_homogeneity_residual", "DEFAULT_SCALES"]
@@ -75,24 +76,9 @@ def as_function(module_or_fn, inputs=(), kwargs=None) -> Callable[[Params], obje
 
 
 def flat(y) -> np.ndarray:
-    """Every tensor in the (nested) output as one float64 NumPy vector (HF ``ModelOutput``s,
-    tuples, dicts and lists are walked; non-tensors are ignored)."""
-    out = []
-
-    def walk(v):
-        if torch.is_tensor(v):
-            if v.is_floating_point() or v.is_complex():
-                out.append(v.detach().to(torch.float64).reshape(-1).cpu().numpy())
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, (tuple, list)):
-            for x in v:
-                walk(x)
-        elif hasattr(v, "to_tuple"):
-            walk(v.to_tuple())
-
-    walk(y)
+    """Every floating tensor in the (nested) output as one float64 NumPy vector (HF
+    ``ModelOutput``s, tuples, dicts and lists are walked; non-tensors are ignored)."""
+    out = [t.detach().to(torch.float64).reshape(-1).cpu().numpy() for t in float_tensors(y)]
     if not out:
         raise ValueError("the output holds no floating-point tensor")
     return np.concatenate(out)
@@ -109,18 +95,8 @@ def estimate_degree(fn: Callable[[Params], object], params: Params, group: Group
     names = select(params, group)
     with torch.no_grad():
         y1 = flat(fn(params))
-        n1 = float(np.linalg.norm(y1))
-        if not np.isfinite(n1) or n1 == 0.0:
-            raise ValueError("fn(params) is zero or not finite: the degree is not identifiable there; "
-                             "evaluate at another point")
         ys = [flat(fn(scale_params(params, c, names))) for c in scales]
-    bad = [c for c, y in zip(scales, ys) if not np.all(np.isfinite(y))]
-    if bad:
-        raise ValueError(f"fn(c x) is not finite at scales c = {bad}: choose scales inside the range "
-                         "where fn is finite")
-    k, K, rel, fit_res = fit_log_log(scales, y1, ys)
-    return HomogeneityResult(degree=k, rounded=K, residual=rel, fit_residual=fit_res,
-                             homogeneous=bool(rel <= rtol), scales=scales)
+    return result_from_outputs(scales, y1, ys, rtol)
 
 
 def _grads(fn, params, names):
