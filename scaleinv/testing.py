@@ -41,7 +41,7 @@ from scaleinv.homogeneity import (DEFAULT_SCALES, estimate_degree, euler_residua
                                   gradient_homogeneity_residual)
 
 __all__ = ["scales", "scale_lists", "param_trees", "params_like", "group_masks", "degrees",
-           "assert_homogeneous", "assert_euler_identity", "assert_scale_invariant_loss",
+           "assert_homogeneous", "assert_group_degrees", "assert_euler_identity", "assert_scale_invariant_loss",
            "assert_signature", "value_rtol", "grad_rtol"]
 
 
@@ -162,6 +162,32 @@ def _groups(params, groups) -> Mapping[str, Any]:
     raise TypeError(f"groups must be None, a dict name -> mask or a list of masks, got {type(groups).__name__}")
 
 
+def assert_group_degrees(groups: Mapping[str, Any], degree: Union[int, Mapping[str, int]],
+                         estimate: Callable[[Any], Any], rtol: float) -> None:
+    """The group loop of :func:`assert_homogeneous` (shared with ``scaleinv.torch.testing``):
+    ``estimate(spec)`` -> :class:`~scaleinv.homogeneity.HomogeneityResult` for each group spec;
+    ValueError when ``degree`` (a dict) misses a group, AssertionError naming every group whose
+    fitted degree is not ``degree`` within ``rtol`` (or whose degree is not identifiable)."""
+    if isinstance(degree, Mapping):
+        missing = set(groups) - set(degree)
+        if missing:
+            raise ValueError(f"degree has no entry for group(s) {sorted(missing)}; groups: {sorted(groups)}")
+    failures = []
+    for name, spec in groups.items():
+        k = degree[name] if isinstance(degree, Mapping) else degree
+        try:
+            res = estimate(spec)
+        except ValueError as e:
+            failures.append(f"group {name!r}: {e}")
+            continue
+        if not (res.homogeneous and res.rounded == k):
+            failures.append(f"group {name!r}: expected degree {k}, fitted slope {res.degree:.4g} "
+                            f"(rounded {res.rounded}), residual vs c^{res.rounded}: {res.residual:.3g} "
+                            f"(rtol {rtol:g}), log-log fit rms {res.fit_residual:.3g}")
+    if failures:
+        raise AssertionError("not homogeneous as asserted:\n  " + "\n  ".join(failures))
+
+
 def assert_homogeneous(fn: Callable[[Any], Any], params, degree: Union[int, Mapping[str, int]],
                        groups=None, scales: Sequence[float] = DEFAULT_SCALES,
                        rtol: Optional[float] = None) -> None:
@@ -172,24 +198,8 @@ def assert_homogeneous(fn: Callable[[Any], Any], params, degree: Union[int, Mapp
     the fitted slope and the residual."""
     rtol = value_rtol(params) if rtol is None else rtol
     gs = _groups(params, groups)
-    if isinstance(degree, Mapping):
-        missing = set(gs) - set(degree)
-        if missing:
-            raise ValueError(f"degree has no entry for group(s) {sorted(missing)}; groups: {sorted(gs)}")
-    failures = []
-    for name, mask in gs.items():
-        k = degree[name] if isinstance(degree, Mapping) else degree
-        try:
-            res = estimate_degree(fn, params, mask=mask, scales=scales, rtol=rtol)
-        except ValueError as e:
-            failures.append(f"group {name!r}: {e}")
-            continue
-        if not (res.homogeneous and res.rounded == k):
-            failures.append(f"group {name!r}: expected degree {k}, fitted slope {res.degree:.4g} "
-                            f"(rounded {res.rounded}), residual vs c^{res.rounded}: {res.residual:.3g} "
-                            f"(rtol {rtol:g}), log-log fit rms {res.fit_residual:.3g}")
-    if failures:
-        raise AssertionError("not homogeneous as asserted:\n  " + "\n  ".join(failures))
+    assert_group_degrees(gs, degree, lambda mask: estimate_degree(fn, params, mask=mask, scales=scales, rtol=rtol),
+                         rtol)
 
 
 def assert_euler_identity(fn: Callable[[Any], jax.Array], params, degree: float, mask=None,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from scaleinv.testing import degrees, scale_lists, scales
+from scaleinv.testing import assert_group_degrees, degrees, scale_lists, scales
 from scaleinv.torch.homogeneity import (DEFAULT_SCALES, GroupSpec, Params, as_function, estimate_degree,
                                         euler_residual, gradient_homogeneity_residual, module_params, select)
 
@@ -130,26 +130,10 @@ def assert_homogeneous(module_or_fn: Union[torch.nn.Module, Callable[[Params], A
     fn, params = _setup(module_or_fn, params, inputs, kwargs)
     rtol = value_rtol(params) if rtol is None else rtol
     gs = _groups(group)
-    if isinstance(degree, Mapping):
-        missing = set(gs) - set(degree)
-        if missing:
-            raise ValueError(f"degree has no entry for group(s) {sorted(missing)}; groups: {sorted(gs)}")
     for spec in gs.values():
         select(params, spec)  # a group that selects nothing is a usage error (ValueError), not a failure
-    failures = []
-    for label, spec in gs.items():
-        k = degree[label] if isinstance(degree, Mapping) else degree
-        try:
-            res = estimate_degree(fn, params, group=spec, scales=scales, rtol=rtol)
-        except ValueError as e:
-            failures.append(f"group {label!r}: {e}")
-            continue
-        if not (res.homogeneous and res.rounded == k):
-            failures.append(f"group {label!r}: expected degree {k}, fitted slope {res.degree:.4g} "
-                            f"(rounded {res.rounded}), residual vs c^{res.rounded}: {res.residual:.3g} "
-                            f"(rtol {rtol:g}), log-log fit rms {res.fit_residual:.3g}")
-    if failures:
-        raise AssertionError("not homogeneous as asserted:\n  " + "\n  ".join(failures))
+    assert_group_degrees(gs, degree, lambda spec: estimate_degree(fn, params, group=spec, scales=scales, rtol=rtol),
+                         rtol)
 
 
 def assert_euler_identity(module_or_fn, degree: float, group: GroupSpec = None, *, inputs=(),
