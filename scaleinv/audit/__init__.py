@@ -62,7 +62,7 @@ Modules: ``fitting`` (degree fits), ``signatures`` (local Table-2 signature of a
 """
 from __future__ import annotations
 
-from scaleinv.audit.driver import audit, flag_breaks, mask_from_regex, parse_notation
+from scaleinv.audit.driver import audit, checked_scales_and_degrees, flag_breaks, mask_from_regex, parse_notation
 from scaleinv.audit.explain import NONHOMOGENEOUS_PRIMITIVES
 from scaleinv.audit.factory import audit_factory, call_factory, load_factory
 from scaleinv.audit.fitting import Fit, default_rtol, degree_from_samples
@@ -71,7 +71,7 @@ from scaleinv.audit.signatures import DEFAULT_INPUT_DEGREES, JitCache, Signature
 
 __all__ = [
     "Fit", "Signature", "AuditRow", "AuditReport", "degree_from_samples", "default_rtol",
-    "block_signature", "audit", "flag_breaks", "audit_factory", "call_factory", "load_factory", "mask_from_regex", "parse_notation",
+    "block_signature", "audit", "checked_scales_and_degrees", "flag_breaks", "audit_factory", "call_factory", "load_factory", "mask_from_regex", "parse_notation",
     "DEFAULT_INPUT_DEGREES", "NONHOMOGENEOUS_PRIMITIVES", "JitCache",
 ]
 

@@ -111,10 +111,9 @@ def audit(apply_fn: Callable, params, batch, *, groups: Optional[Mapping[str, An
 
 
 # ---------------------------------------------------------------- the steps of audit()
-def _checked_settings(params, scales, input_degrees, depths, groups, target_group, expect
-                      ) -> Tuple[Tuple[float, ...], Tuple[int, ...], Dict[str, Any], Dict[str, str]]:
-    """Validate the settings (ValueError naming the field); returns (scales, input_degrees,
-    all groups, expect) in their normalised forms."""
+def checked_scales_and_degrees(scales, input_degrees, depths) -> Tuple[Tuple[float, ...], Tuple[int, ...]]:
+    """(scales, input_degrees) as tuples, or ValueError naming the field (shared with
+    ``scaleinv.torch.audit``): >= 2 positive scales, >= 1 input degree, depths >= 1."""
     scales = tuple(float(c) for c in scales)
     if len(scales) < 2 or any(c <= 0 for c in scales):
         raise ValueError(f"scales must hold at least 2 positive values, got {scales}")
@@ -123,6 +122,14 @@ def _checked_settings(params, scales, input_degrees, depths, groups, target_grou
         raise ValueError("input_degrees must not be empty")
     if any(int(d) < 1 for d in depths):
         raise ValueError(f"depths must be >= 1, got {tuple(depths)}")
+    return scales, input_degrees
+
+
+def _checked_settings(params, scales, input_degrees, depths, groups, target_group, expect
+                      ) -> Tuple[Tuple[float, ...], Tuple[int, ...], Dict[str, Any], Dict[str, str]]:
+    """Validate the settings (ValueError naming the field); returns (scales, input_degrees,
+    all groups, expect) in their normalised forms."""
+    scales, input_degrees = checked_scales_and_degrees(scales, input_degrees, depths)
     all_groups = _all_groups(params, depths, groups)
     if target_group not in all_groups:
         raise ValueError(f"target_group {target_group!r} is not a group; allowed: {list(all_groups)}")

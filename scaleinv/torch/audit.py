@@ -39,7 +39,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from scaleinv.audit import (DEFAULT_INPUT_DEGREES, AuditReport, AuditRow, Signature, default_rtol,
-                            degree_from_samples, flag_breaks, parse_notation)
+                            checked_scales_and_degrees, degree_from_samples, flag_breaks, parse_notation)
 from scaleinv.homogeneity import DEFAULT_SCALES
 from scaleinv.torch.capture import float_tensors, _np, _TCall, _Recorder, _forward, _capture
 from scaleinv.torch.homogeneity import GroupSpec, select
@@ -184,14 +184,7 @@ def audit(model: torch.nn.Module, batch, *, loss_fn: Optional[Callable[[Any], to
     names, e.g. ``{r"encoder\\.layer\\.\\d+": "(2;2)"}``)."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    scales = tuple(float(c) for c in scales)
-    if len(scales) < 2 or any(c <= 0 for c in scales):
-        raise ValueError(f"scales must hold at least 2 positive values, got {scales}")
-    input_degrees = tuple(int(x) for x in input_degrees)
-    if not input_degrees:
-        raise ValueError("input_degrees must not be empty")
-    if any(int(d) < 1 for d in depths):
-        raise ValueError(f"depths must be >= 1, got {tuple(depths)}")
+    scales, input_degrees = checked_scales_and_degrees(scales, input_degrees, depths)
     model.eval()
     named = dict(model.named_parameters())
     root_names = {id(p): n for n, p in named.items()}
