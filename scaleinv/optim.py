@@ -191,7 +191,8 @@ def exponential_lr(learning_rate: float, weight_decay: float, as_stated: bool = 
     sqrt(1 - eta lambda)); see :func:`scaleinv.theory.exp_lr_schedule`."""
     _check_positive("learning_rate", learning_rate)
     _check_positive("weight_decay", weight_decay, allow_zero=True)
-    if not learning_rate * weight_decay < 1:
+    traced = isinstance(learning_rate, jax.core.Tracer) or isinstance(weight_decay, jax.core.Tracer)
+    if not traced and not learning_rate * weight_decay < 1:   # traced values: checked by the caller
         raise ValueError(f"learning_rate * weight_decay must be < 1, got {learning_rate * weight_decay}")
     offset = 0.0 if as_stated else 1.0
 

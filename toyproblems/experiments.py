@@ -191,8 +191,27 @@ def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, weight_decay: float, steps: in
     ``wd``: GD+WD from x0; ``exact``: eta(1-eta lambda)^(-2t-1) from x0; ``stated``: the talk's
     eta(1-eta lambda)^(-2t) from x0; ``stated_rescaled``: the talk's schedule from sqrt(1-eta lambda) x0;
     ``c``: the factors c_t = (1-eta lambda)^(-t) with x_exact(t) = c_t x_wd(t).
+
+    eta and lambda are traced arguments of one jitted runner per (loss, steps), so a sweep over
+    (eta, lambda) compiles once.
     """
-    grad = jax.grad(prob.loss)
+    exponential_lr(eta, weight_decay)   # validates eta, lambda (> 0, eta lambda < 1) before tracing
+    wd, exact, stated, rescaled = _wd_vs_exp_lr_runner(prob.loss, int(steps))(
+        x0, np.sqrt(1 - eta * weight_decay) * x0, *(jnp.asarray(v, jnp.result_type(x0)) for v in (eta, weight_decay)))
+    return {
+        "wd": np.asarray(wd),
+        "exact": np.asarray(exact),
+        "stated": np.asarray(stated),
+        "stated_rescaled": np.asarray(rescaled),
+        "c": np.asarray(theory.wd_to_exp_lr_rescale(np.arange(steps), eta, weight_decay)),
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def _wd_vs_exp_lr_runner(loss_fn, steps: int):
+    """The four trajectories of :func:`wd_vs_exp_lr` as one jitted function of (x0, sqrt(1-eta lambda) x0,
+    eta, lambda): one compilation per (loss, steps, shapes/dtypes), whatever eta and lambda are."""
+    grad = jax.grad(loss_fn)
 
     def traj(opt, p):
         def step(carry, t):
@@ -201,15 +220,15 @@ def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, weight_decay: float, steps: in
             return (x + u, s), x
         return jax.lax.scan(step, (p, opt.init(p)), jnp.arange(steps))[1]
 
-    jtraj = jax.jit(traj, static_argnums=0)
-    return {
-        "wd": np.asarray(jtraj(sgd_wd(eta, weight_decay), x0)),
-        "exact": np.asarray(jtraj(optax.sgd(exponential_lr(eta, weight_decay)), x0)),
-        "stated": np.asarray(jtraj(optax.sgd(exponential_lr(eta, weight_decay, as_stated=True)), x0)),
-        "stated_rescaled": np.asarray(jtraj(optax.sgd(exponential_lr(eta, weight_decay, as_stated=True)),
-                                            np.sqrt(1 - eta * weight_decay) * x0)),
-        "c": np.asarray(theory.wd_to_exp_lr_rescale(np.arange(steps), eta, weight_decay)),
-    }
+    @jax.jit
+    def go(x0, x0_rescaled, eta, weight_decay):
+        stated = optax.sgd(exponential_lr(eta, weight_decay, as_stated=True))
+        return (traj(sgd_wd(eta, weight_decay), x0),
+                traj(optax.sgd(exponential_lr(eta, weight_decay)), x0),
+                traj(stated, x0),
+                traj(stated, x0_rescaled))
+
+    return go
 
 
 # ------------------------------------------------------------------ norm dynamics
@@ -220,13 +239,22 @@ def norm_trajectories(prob: P.Problem, scales: Sequence[float], eta: float, weig
     [scale, step]; ``loss`` is ``eval_fn(x_t)`` if given, e.g. the full-batch loss)."""
     keys = jax.random.split(jax.random.PRNGKey(seed), len(scales))
     p0 = jax.vmap(lambda k, s: prob.init(s, k))(keys, jnp.asarray(scales, float))
+    # eta, lambda (and C) are traced per-config hyper-parameters of module-level factories, so
+    # calls with other values (a loop over (eta, lambda)) reuse one compiled sweep
     if weight_decay == 0:
-        make = lambda: optax.sgd(eta)  # noqa: E731
+        make, hs = _sgd, {"learning_rate": eta}
     elif C is None:
-        make = lambda: sgd_wd(eta, weight_decay)  # noqa: E731
+        make, hs = sgd_wd, {"learning_rate": eta, "weight_decay": weight_decay}
     else:
-        make = lambda: sgd_wd_rgc(eta, weight_decay, C=C)  # noqa: E731
-    return sweep(make, prob.loss, p0, steps, jax.random.PRNGKey(seed + 1), {}, eval_fn=eval_fn)
+        make, hs = sgd_wd_rgc, {"learning_rate": eta, "weight_decay": weight_decay, "C": C}
+    make(**hs)   # validates the values before they are traced
+    dtype = jax.tree.leaves(p0)[0].dtype
+    hp = {k: jnp.full((len(scales),), v, dtype) for k, v in hs.items()}
+    return sweep(make, prob.loss, p0, steps, jax.random.PRNGKey(seed + 1), hp, eval_fn=eval_fn)
+
+
+def _sgd(learning_rate):
+    return optax.sgd(learning_rate)
 
 
 def time_to_equilibrium(sq_norm, scales: Sequence[float], eq: float, eta: float, sigma: float):
