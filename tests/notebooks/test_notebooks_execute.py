@@ -22,12 +22,12 @@ def test_expected_notebooks_found():
     assert names == list(EXPECTED_NOTEBOOKS), f"found {names}, expected {list(EXPECTED_NOTEBOOKS)}"
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)  # generous: 06 took 160 s at load 7.5 on 2 cores; CI may be loaded
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path: Path, tmp_path: Path):
     fig_dir = tmp_path / "figures"
     quick = os.environ.get("NOTEBOOK_QUICK", "1")  # CI / tests default to the quick sweeps
-    nb = execute_notebook(path, quick=quick == "1", fig_dir=fig_dir, timeout=540)
+    nb = execute_notebook(path, quick=quick == "1", fig_dir=fig_dir, timeout=1700)  # per cell
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "all checks passed" in outputs, f"{path.name}: the closing assertion cell did not report success"
     pngs = sorted(fig_dir.glob("*.png"))

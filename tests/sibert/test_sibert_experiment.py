@@ -79,7 +79,7 @@ def test_bad_experiment_file_names_the_key(tmp_path):
     assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("config", [p.stem for p in CONFIGS])
 def test_each_experiment_code_path_runs_at_tiny_shapes(tmp_path, config):
     exp = ex.load_experiment(REPO / "experiments" / f"{config}.toml")
@@ -109,7 +109,7 @@ def test_each_experiment_code_path_runs_at_tiny_shapes(tmp_path, config):
             assert (out / png).stat().st_size > 5000
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_driver_resumes_and_skips_finished_runs(tmp_path):
     exp_file = tmp_path / "e.toml"
     exp_file.write_text('name = "e"\npreset = "tiny"\nfigures = ["main_comparison"]\n'
@@ -161,7 +161,7 @@ def test_sgd_warmup_schedule():
     assert float(sgd_schedule(1.0, 100, (0.6,))(0)) == 1.0  # the SIBERT recipe: no warmup
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("opt", ["rv-sgd-wd", "rv-adamw"])
 def test_rotational_encoder_optimizers_keep_norms_and_rotate_at_the_predicted_angle(tmp_path, opt):
     over = tiny_overrides(tmp_path / "cache", steps=12, lr=0.05 if opt == "rv-sgd-wd" else 1e-3,
@@ -196,7 +196,7 @@ def test_predicted_equilibrium_angle():
     assert predicted_equilibrium_angle(preset("tiny", "sibert", "sgd"), 0.1) is None
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_identical_run_of_another_experiment_is_reused_not_retrained(tmp_path):
     files = []
     for name in ("a", "b"):
