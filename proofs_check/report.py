@@ -1,11 +1,21 @@
 """Collect every derivation into report rows; LaTeX and markdown renderings (full table, errata).
 
-``all_derivations()`` is computed once per process (sympy work of ~20 s) and copied on return.
+``all_derivations()`` is computed once per process (sympy work of ~15 s) and copied on return.
+With ``PROOFS_CHECK_SHARE=<file>`` set, processes share one computation through that file: the
+first writes the derivations (pickled, keyed by the sympy version and the text of every
+``proofs_check`` module), the others read them if the key matches and compute afresh otherwise.
+The test suite sets it to a file in a fresh temporary folder (tests/conftest.py), so the
+notebook kernel that renders the table reuses the test process's derivations (or the other way
+round) instead of deriving everything twice; nothing is shared across sessions.
 """
 from __future__ import annotations
 
 import copy
-from typing import List
+import hashlib
+import os
+import pickle
+from pathlib import Path
+from typing import List, Optional
 
 import sympy as sp
 
@@ -19,11 +29,42 @@ TOPICS = (homogeneity, ex1, factorization, effective_lr, exp_lr, equilibrium, cl
 
 
 _CACHE: List[tuple] = []
+SHARE_ENV = "PROOFS_CHECK_SHARE"
+
+
+def _share_key() -> str:
+    """sympy's version and the source text of every proofs_check module."""
+    h = hashlib.sha256(sp.__version__.encode())
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def _load_shared(path: Path) -> Optional[tuple]:
+    try:
+        with open(path, "rb") as f:
+            key, derivs = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
+        return None
+    return tuple(derivs) if key == _share_key() else None
+
+
+def _save_shared(path: Path, derivs: tuple) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump((_share_key(), derivs), f)
+    os.replace(tmp, path)   # atomic: a reader sees the old file or the whole new one
 
 
 def _cached(progress=None) -> tuple:
-    """Every derivation, computed once per process; ``progress`` (a :class:`scaleinv.progress.Progress`
-    or None) is told each topic as it starts and finishes."""
+    """Every derivation, computed once per process (or read from ``$PROOFS_CHECK_SHARE``);
+    ``progress`` (a :class:`scaleinv.progress.Progress` or None) is told each topic as it starts
+    and finishes."""
+    share = Path(os.environ[SHARE_ENV]) if os.environ.get(SHARE_ENV) else None
+    if not _CACHE and share is not None:
+        shared = _load_shared(share)
+        if shared is not None:
+            _CACHE.append(shared)
     if not _CACHE:
         out: List[Derivation] = []
         for mod in TOPICS:
@@ -33,6 +74,8 @@ def _cached(progress=None) -> tuple:
             if progress is not None:
                 progress.update(1)
         _CACHE.append(tuple(out))
+        if share is not None:
+            _save_shared(share, _CACHE[0])
     elif progress is not None:
         progress.update(len(TOPICS))
     return _CACHE[0]
