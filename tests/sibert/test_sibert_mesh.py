@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sibert_helpers import tiny_overrides  # noqa: E402
+from _sibert_helpers import fast_compile, tiny_overrides  # noqa: E402
 
 from sibert.devices import fake_cpu_devices_env  # noqa: E402
 
@@ -34,7 +34,7 @@ print(json.dumps(res))
 def _run(tmp_path, name, ndev, model, variants):
     # fake devices with XLA's CPU collective timeouts raised (the default 40 s rendezvous
     # timeout aborted this test on a loaded 2-core machine)
-    env = fake_cpu_devices_env(ndev)
+    env = fast_compile(fake_cpu_devices_env(ndev))   # every run of the comparison: same XLA flags
     overs = [tiny_overrides(tmp_path / "cache", steps=8, eval_every=8, ckpt_every=8, **kw) for kw in variants]
     r = subprocess.run([sys.executable, "-c", SCRIPT, model, str(tmp_path / name), json.dumps(overs)],
                        env=env, capture_output=True, text=True, timeout=1500)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sibert_helpers import set_args, tiny_overrides  # noqa: E402
+from _sibert_helpers import fast_compile, set_args, tiny_overrides  # noqa: E402
 
 from sibert.devices import fake_cpu_devices_env  # noqa: E402
 
@@ -38,7 +38,7 @@ def _cmd(out, over):
 def test_two_processes_match_one_process(tmp_path):
     over = tiny_overrides(tmp_path / "cache", steps=STEPS, eval_every=STEPS, ckpt_every=3, batch_size=8)
     one = tmp_path / "one"
-    r = subprocess.run(_cmd(one, over), env=fake_cpu_devices_env(4), capture_output=True, text=True, timeout=1400)
+    r = subprocess.run(_cmd(one, over), env=fast_compile(fake_cpu_devices_env(4)), capture_output=True, text=True, timeout=1400)
     assert r.returncode == 0, r.stderr[-3000:]
     ref = json.loads((one / "summary.json").read_text())
     assert ref["devices"] == 4 and ref["processes"] == 1
@@ -47,7 +47,7 @@ def test_two_processes_match_one_process(tmp_path):
     port = _free_port()
     procs = []
     for pid in range(2):
-        env = fake_cpu_devices_env(2)
+        env = fast_compile(fake_cpu_devices_env(2))   # the same XLA flags as the one-process run
         env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
         procs.append(subprocess.Popen(_cmd(two, over), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sibert_helpers import set_args, tiny_overrides  # noqa: E402
+from _sibert_helpers import fast_compile, set_args, tiny_overrides  # noqa: E402
 
 STEPS = 60
 
@@ -38,7 +38,7 @@ def _ckpt_steps(run):
 @pytest.mark.timeout(1800)  # four trainer subprocesses; generous for a loaded machine
 def test_sigkill_then_resume_reproduces_uninterrupted_run(tmp_path):
     cache = tmp_path / "cache"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = fast_compile({**os.environ, "JAX_PLATFORMS": "cpu"})   # every trainer here: the same XLA flags
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(_cmd(full, cache), check=True, env=env, capture_output=True, timeout=600)
 
