@@ -14,14 +14,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from _sibert_helpers import fast_compile, set_args, tiny_overrides  # noqa: E402
 
-STEPS = 60
+STEPS = 200  # long enough that the trainer cannot finish between the step-12 checkpoint and the poll (loaded CI)
 
 
 def _cmd(out, cache, resume=False):
     cmd = [sys.executable, "-m", "scaleinv.cli", "train", "--out", str(out), "--no-progress"]
     if resume:
         return cmd + ["--resume"]
-    return cmd + ["--model", "sibert"] + set_args(tiny_overrides(cache, steps=STEPS, ckpt_every=4, eval_every=10))
+    return cmd + ["--model", "sibert"] + set_args(tiny_overrides(cache, steps=STEPS, ckpt_every=12, eval_every=25))
 
 
 def _losses(run):
