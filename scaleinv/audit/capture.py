@@ -18,13 +18,20 @@ from scaleinv.audit.fitting import _float_leaves
 
 
 @dataclass
-class _Call:
+class CallRecord:
+    """One module call of a recorded forward pass, as the shared explanations read it (flax and
+    torch recorders extend it): its path, method and class, its start index, the index of the
+    enclosing call, and the index at which it finished."""
     path: Tuple[str, ...]
     method: str
     cls: str
     start: int
     parent: Optional[int]
     end: int = -1
+
+
+@dataclass
+class _Call(CallRecord):
     args: Any = None
     kwargs: Any = None
     out: Any = None

@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from scaleinv.audit.capture import CallRecord
+
 
 # ------------------------------------------------------------------------------ helpers
 def float_tensors(obj) -> List[torch.Tensor]:
@@ -61,16 +63,9 @@ def _default_loss(out):
 
 # ------------------------------------------------------------------------------ recording
 @dataclass
-class _TCall:
-    """One submodule call (the attributes the shared explanations read: path, method, cls,
-    parent, producer)."""
+class _TCall(CallRecord):
+    """One torch submodule call (:class:`scaleinv.audit.capture.CallRecord` plus its tensors)."""
 
-    path: Tuple[str, ...]
-    method: str
-    cls: str
-    start: int
-    parent: Optional[int]
-    end: int = -1
     producer: Optional[int] = None
     module: Any = None
     args: Any = None
