@@ -173,27 +173,81 @@ def main_comparison(exp, rows, out: Path):
 
 
 def warmup(exp, rows, out: Path):
-    """warmup_lr.png (final held-out loss vs LR multiplier per optimizer, with / without warmup)
-    and warmup_gap.json (best loss without warmup minus best with, per optimizer)."""
+    """warmup_lr.png (final held-out loss vs LR per optimizer, with / without warmup; finished runs
+    solid markers, in-progress runs hollow), warmup_gap.json (best FINISHED loss without warmup minus
+    best with, per optimizer, with the LRs it covers) and warmup_angles.png (per-matrix angular
+    update vs step of each optimizer's best finished run with and without warmup, against the
+    predicted equilibrium angle at the scheduled LR)."""
     plt = _plt()
     by: Dict[tuple, list] = {}
     for r in rows:
         if r["heldout_loss"] is None:
             continue
-        by.setdefault((r["optimizer"], bool(r["warmup_frac"])), []).append((r["lr"], r["heldout_loss"], r["status"]))
+        by.setdefault((r["optimizer"], bool(r["warmup_frac"])), []).append(
+            (r["lr"], r["heldout_loss"], r["status"] == "ok", r["run"]))
     fig, ax = plt.subplots(figsize=(7, 4.6))
-    gap = {}
-    for (opt, warm), pts in sorted(by.items()):
+    for i, ((opt, warm), pts) in enumerate(sorted(by.items())):
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if warm else "x",
-                ls="-" if warm else "--", label=f"{opt} {'warmup' if warm else 'no warmup'}")
+        color = f"C{sorted({k[0] for k in by}).index(opt)}"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, ls="-" if warm else "--",
+                label=f"{opt} {'warmup' if warm else 'no warmup'}")
+        for lr, loss, done, _ in pts:
+            ax.plot([lr], [loss], marker="o" if warm else "x", color=color, ms=6,
+                    mfc=color if done else "none")
+    gap = {}
     for opt in sorted({k[0] for k in by}):
-        if (opt, True) in by and (opt, False) in by:
-            gap[opt] = min(p[1] for p in by[(opt, False)]) - min(p[1] for p in by[(opt, True)])
+        fin = {w: [p for p in by.get((opt, w), []) if p[2]] for w in (False, True)}
+        if fin[False] and fin[True]:
+            best = {w: min(fin[w], key=lambda p: p[1]) for w in (False, True)}
+            gap[opt] = {"gap": best[False][1] - best[True][1],
+                        "best_no_warmup": {"lr": best[False][0], "loss": best[False][1]},
+                        "best_warmup": {"lr": best[True][0], "loss": best[True][1]},
+                        "lrs_no_warmup": sorted(p[0] for p in fin[False]),
+                        "lrs_warmup": sorted(p[0] for p in fin[True])}
     ax.set_xscale("log")
     ax.set_xlabel("encoder LR")
-    ax.set_ylabel("final held-out MLM loss")
+    ax.set_ylabel("final held-out MLM loss (hollow: run in progress)")
     ax.axhline(rows[0]["unigram_xent"], color="k", lw=0.8, ls="--")
     ax.legend(fontsize=7)
     _save(fig, out / "warmup_lr.png")
     (out / "warmup_gap.json").write_text(json.dumps(gap, indent=1))
+    _warmup_angles(plt, by, rows, out)
+
+
+def _warmup_angles(plt, by, rows, out: Path):
+    """One panel per (optimizer, warmup): the per-matrix angles of its best finished run."""
+    from scaleinv import theory
+
+    row_of = {r["run"]: r for r in rows}
+    panels = []
+    for key, pts in sorted(by.items()):
+        fin = [p for p in pts if p[2]]
+        if fin:
+            panels.append((key, row_of[min(fin, key=lambda p: p[1])[3]]))
+    if not panels:
+        return
+    ncol = 2
+    nrow = (len(panels) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(10, 3.2 * nrow), squeeze=False, sharey=True)
+    for ax, ((opt, warm), r) in zip(axes.flat, panels):
+        met = _jsonl(out / f"{r['run']}.metrics.jsonl")
+        summ = out / f"{r['run']}.summary.json"
+        b1 = json.loads(summ.read_text())["config"].get("adam_b1", 0.9) if summ.is_file() else 0.9
+        steps = [m["step"] for m in met]
+        for k in sorted({k for m in met for k in m if k.startswith("angle/")}):
+            ax.plot(steps, [m.get(k, np.nan) for m in met], lw=0.6, alpha=0.6)
+        pred = [theory.equilibrium_angle_adamw(m["lr"], r["weight_decay"], b1) if "adam" in opt
+                else theory.equilibrium_angle_sgd(m["lr"], r["weight_decay"]) for m in met]
+        ax.plot(steps, pred, "k--", lw=1.4,
+                label="predicted equilibrium angle at the scheduled LR")
+        ax.set_yscale("log")
+        ax.set_title(f"{opt}, {'warmup' if warm else 'no warmup'}, lr {r['lr']:g}: "
+                     f"held-out {r['heldout_loss']:.3f}", fontsize=8)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("angle per step (rad), per matrix")
+    if nrow > 1:
+        axes[1, 0].set_ylabel("angle per step (rad), per matrix")
+    _save(fig, out / "warmup_angles.png")

@@ -104,7 +104,7 @@ def test_each_experiment_code_path_runs_at_tiny_shapes(tmp_path, config):
     assert "| run |" in (out / "table.md").read_text()
     for fig in exp.figures:
         pngs = {"robustness": ["robustness_loss.png", "robustness_norm.png"], "main_comparison": ["main.png"],
-                "warmup": ["warmup_lr.png"]}[fig]
+                "warmup": ["warmup_lr.png", "warmup_angles.png"]}[fig]
         for png in pngs:
             assert (out / png).stat().st_size > 5000
 
@@ -217,3 +217,4 @@ def test_identical_run_of_another_experiment_is_reused_not_retrained(tmp_path):
     a, b = (tmp_path / "res" / x / "table.json" for x in ("a", "b"))
     ra, rb = json.loads(a.read_text())[0], json.loads(b.read_text())[0]
     assert ra["heldout_loss"] == rb["heldout_loss"] and ra["steps"] == rb["steps"] == 6
+
