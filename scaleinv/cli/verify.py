@@ -6,6 +6,11 @@ when no row fails (an ``erratum`` row is a finding about the talk's formula, not
 the run), 1 when some row fails, 2 on bad arguments (one line ``scaleinv verify: error: ...``,
 checked before any work; nothing written). Progress: a live bar (claims done / total, the
 current claim) on a terminal, one ``[k/N] claim ...`` line per claim otherwise.
+
+``--jobs N`` runs the claims in N worker processes (default: one per CPU core this process may
+use, at most one per claim). The claims are independent and each seeds its own PRNG, so the rows
+are the same as in one process (the report keeps the claim order); only the wall time changes.
+Each worker compiles its own programs (the persistent compilation cache is shared).
 """
 from __future__ import annotations
 
@@ -19,6 +24,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="smaller sweeps (< 2 min on 2 CPU cores)")
     p.add_argument("--only", default=None,
                    help="comma-separated claim-function names or row-id prefixes (e.g. C5,C8)")
+    p.add_argument("--jobs", default="auto",
+                   help="worker processes running claims in parallel: a positive integer, or auto "
+                        "(one per usable CPU core, at most one per claim; 1 = in this process)")
+
+
+def usable_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def parse_jobs(value, n_claims: int) -> int:
+    """``--jobs``: 'auto' -> min(usable cores, claims); else a positive integer (capped at claims)."""
+    from scaleinv.usage import UsageError
+
+    if str(value).strip().lower() == "auto":
+        jobs = usable_cores()
+    else:
+        try:
+            jobs = int(value)
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            raise UsageError(f"--jobs: expected a positive integer or auto, got {value!r}")
+    return max(1, min(jobs, n_claims))
+
+
+def _run_claim(module: str, name: str, seed: int, quick: bool, out: str):
+    """One claim in a worker process: (rows, seconds)."""
+    import importlib
+    import time
+    from pathlib import Path
+
+    claim = getattr(importlib.import_module(module), name)
+    t = time.time()
+    rows = claim(seed, quick, Path(out))
+    return rows, round(time.time() - t, 2)
 
 
 # claim groups beyond the talk: (module, list name, row-id prefix); each list's i-th claim is <prefix><i+1>
@@ -73,6 +118,7 @@ def run(args) -> int:
     if args.json:
         check_output_file(args.json, "--json")
     claims = selected_claims(args.only)
+    jobs = parse_jobs(args.jobs, len(claims))
 
     import jax
 
@@ -80,18 +126,35 @@ def run(args) -> int:
     from scaleinv.report import print_table, to_markdown, write_json
 
     out.mkdir(parents=True, exist_ok=True)
-    rows, timings = [], {}
+    results, timings = {}, {}
     t_all = time.time()
     with progress(len(claims), "scaleinv verify", unit="claim") as bar:
-        for claim in claims:
-            bar.item(claim.__name__)
-            t = time.time()
-            rows += claim(args.seed, args.quick, out)
-            timings[claim.__name__] = round(time.time() - t, 2)
-            bar.write(f"  {claim.__name__}: {timings[claim.__name__]:.1f} s")
+        def done(claim, claim_rows, seconds):
+            results[claim.__name__], timings[claim.__name__] = claim_rows, seconds
+            bar.write(f"  {claim.__name__}: {seconds:.1f} s")
             bar.update(1, last=claim.__name__)
+
+        if jobs == 1:
+            for claim in claims:
+                bar.item(claim.__name__)
+                t = time.time()
+                claim_rows = claim(args.seed, args.quick, out)
+                done(claim, claim_rows, round(time.time() - t, 2))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            bar.item(f"{len(claims)} claims in {jobs} processes")
+            # spawn, not fork: this process has JAX (and its thread pools) initialised
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_run_claim, c.__module__, c.__name__, args.seed, args.quick,
+                                       str(out)): c for c in claims}
+                for fut in as_completed(futures):
+                    done(futures[fut], *fut.result())
+    rows = [r for claim in claims for r in results[claim.__name__]]   # claim order, as with --jobs 1
+    timings = {c.__name__: timings[c.__name__] for c in claims}
     meta = {"seed": args.seed, "quick": args.quick, "jax": jax.__version__, "python": platform.python_version(),
-            "seconds": round(time.time() - t_all, 1), "claim_seconds": timings}
+            "seconds": round(time.time() - t_all, 1), "jobs": jobs, "claim_seconds": timings}
     print_table(rows, title="scaleinv verify: toy-model claims of the talk and of the newer theory")
     write_json(rows, out / "report.json", meta)
     (out / "report.md").write_text(to_markdown(rows))

@@ -4,12 +4,13 @@ import re
 import subprocess
 import sys
 
+import pytest
 
 from scaleinv.cli import main
 
 
 def test_verify_subset_writes_report_and_figures(tmp_path):
-    rc = main(["verify", "--quick", "--only", "C1,C7", "--out", str(tmp_path), "--seed", "3"])
+    rc = main(["verify", "--quick", "--only", "C1,C7", "--out", str(tmp_path), "--seed", "3", "--jobs", "1"])
     report = json.loads((tmp_path / "report.json").read_text())
     rows = report["rows"]
     assert {r["id"].split(".")[0] for r in rows} == {"C1", "C7"}
@@ -36,6 +37,35 @@ def test_verify_unknown_claim_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert re.search(r"^scaleinv verify: error: --only: unknown claim 'C99'.*allowed", err) and err.count("\n") == 1
     assert not (tmp_path / "v").exists()
+
+
+def test_jobs_gives_the_same_rows_in_claim_order(tmp_path):
+    # two worker processes (spawned) against this process: identical rows, in the claim order
+    # given, not the order of completion (S3 finishes first: it is the cheaper claim)
+    only = ["--quick", "--only", "C7,S3", "--seed", "1"]
+    assert main(["verify", *only, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    assert main(["verify", *only, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
+    two, one = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("two", "one"))
+    assert two["meta"]["jobs"] == 2 and one["meta"]["jobs"] == 1
+    assert two["rows"] == one["rows"]
+    assert [r["id"].split(".")[0] for r in two["rows"]][0] == "C7" and two["rows"][-1]["id"].startswith("S3")
+    assert (tmp_path / "two" / "C7.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2", "many", "1.5"])
+def test_bad_jobs_is_one_line_exit_2_nothing_written(tmp_path, capsys, jobs):
+    assert main(["verify", "--quick", "--only", "C7", "--jobs", jobs, "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"scaleinv verify: error: --jobs: expected a positive integer or auto, got .*\n", err), err
+    assert not (tmp_path / "v").exists()
+
+
+def test_jobs_auto_is_capped_by_claims_and_cores():
+    from scaleinv.cli.verify import parse_jobs, usable_cores
+
+    assert parse_jobs("auto", 1) == 1
+    assert parse_jobs("auto", 100) == usable_cores()
+    assert parse_jobs("8", 3) == 3 and parse_jobs("2", 5) == 2
 
 
 def test_console_script_help():
