@@ -8,9 +8,12 @@ checked before any work; nothing written). Progress: a live bar (claims done / t
 current claim) on a terminal, one ``[k/N] claim ...`` line per claim otherwise.
 
 ``--jobs N`` runs the claims in N worker processes (default: one per CPU core this process may
-use, at most one per claim). The claims are independent and each seeds its own PRNG, so the rows
-are the same as in one process (the report keeps the claim order); only the wall time changes.
-Each worker compiles its own programs (the persistent compilation cache is shared).
+use, at most one per task). A task is one claim of the talk, or all selected claims of one group
+beyond the talk (``EXTRA_GROUPS``: a group's claims share its simulations, which one worker then
+computes once); tasks go out largest first (groups, then the talk's claims). Every claim seeds
+its own PRNG, so the rows are the same as in one process (the report keeps the claim order);
+only the wall time changes. Each worker compiles its own programs (the persistent compilation
+cache is shared).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated claim-function names or row-id prefixes (e.g. C5,C8)")
     p.add_argument("--jobs", default="auto",
                    help="worker processes running claims in parallel: a positive integer, or auto "
-                        "(one per usable CPU core, at most one per claim; 1 = in this process)")
+                        "(one per usable CPU core, at most one per task; 1 = in this process)")
 
 
 def usable_cores() -> int:
@@ -39,7 +42,7 @@ def usable_cores() -> int:
 
 
 def parse_jobs(value, n_claims: int) -> int:
-    """``--jobs``: 'auto' -> min(usable cores, claims); else a positive integer (capped at claims)."""
+    """``--jobs``: 'auto' -> min(usable cores, tasks); else a positive integer (capped at tasks)."""
     from scaleinv.usage import UsageError
 
     if str(value).strip().lower() == "auto":
@@ -54,16 +57,32 @@ def parse_jobs(value, n_claims: int) -> int:
     return max(1, min(jobs, n_claims))
 
 
-def _run_claim(module: str, name: str, seed: int, quick: bool, out: str):
-    """One claim in a worker process: (rows, seconds)."""
+def tasks(claims):
+    """The claims as tasks for worker processes, largest first: each group beyond the talk
+    (same module, sharing its simulations) is one task, each claim of the talk one task."""
+    groups = {m for m, _, _ in EXTRA_GROUPS}
+    grouped, single = {}, []
+    for c in claims:
+        if c.__module__ in groups:
+            grouped.setdefault(c.__module__, []).append(c)
+        else:
+            single.append([c])
+    return list(grouped.values()) + single
+
+
+def _run_claims(names, seed: int, quick: bool, out: str):
+    """Claims ``[(module, name), ...]`` in one worker process, in order: [(name, rows, seconds)]."""
     import importlib
     import time
     from pathlib import Path
 
-    claim = getattr(importlib.import_module(module), name)
-    t = time.time()
-    rows = claim(seed, quick, Path(out))
-    return rows, round(time.time() - t, 2)
+    done = []
+    for module, name in names:
+        claim = getattr(importlib.import_module(module), name)
+        t = time.time()
+        rows = claim(seed, quick, Path(out))
+        done.append((name, rows, round(time.time() - t, 2)))
+    return done
 
 
 # claim groups beyond the talk: (module, list name, row-id prefix); each list's i-th claim is <prefix><i+1>
@@ -118,7 +137,8 @@ def run(args) -> int:
     if args.json:
         check_output_file(args.json, "--json")
     claims = selected_claims(args.only)
-    jobs = parse_jobs(args.jobs, len(claims))
+    work = tasks(claims)
+    jobs = parse_jobs(args.jobs, len(work))
 
     import jax
 
@@ -129,28 +149,29 @@ def run(args) -> int:
     results, timings = {}, {}
     t_all = time.time()
     with progress(len(claims), "scaleinv verify", unit="claim") as bar:
-        def done(claim, claim_rows, seconds):
-            results[claim.__name__], timings[claim.__name__] = claim_rows, seconds
-            bar.write(f"  {claim.__name__}: {seconds:.1f} s")
-            bar.update(1, last=claim.__name__)
+        def done(name, claim_rows, seconds):
+            results[name], timings[name] = claim_rows, seconds
+            bar.write(f"  {name}: {seconds:.1f} s")
+            bar.update(1, last=name)
 
         if jobs == 1:
             for claim in claims:
                 bar.item(claim.__name__)
                 t = time.time()
                 claim_rows = claim(args.seed, args.quick, out)
-                done(claim, claim_rows, round(time.time() - t, 2))
+                done(claim.__name__, claim_rows, round(time.time() - t, 2))
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            bar.item(f"{len(claims)} claims in {jobs} processes")
+            bar.item(f"{len(claims)} claims ({len(work)} tasks) in {jobs} processes")
             # spawn, not fork: this process has JAX (and its thread pools) initialised
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_run_claim, c.__module__, c.__name__, args.seed, args.quick,
-                                       str(out)): c for c in claims}
+                futures = [pool.submit(_run_claims, [(c.__module__, c.__name__) for c in task], args.seed,
+                                       args.quick, str(out)) for task in work]
                 for fut in as_completed(futures):
-                    done(futures[fut], *fut.result())
+                    for name, claim_rows, seconds in fut.result():
+                        done(name, claim_rows, seconds)
     rows = [r for claim in claims for r in results[claim.__name__]]   # claim order, as with --jobs 1
     timings = {c.__name__: timings[c.__name__] for c in claims}
     meta = {"seed": args.seed, "quick": args.quick, "jax": jax.__version__, "python": platform.python_version(),

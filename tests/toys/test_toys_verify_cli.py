@@ -60,12 +60,22 @@ def test_bad_jobs_is_one_line_exit_2_nothing_written(tmp_path, capsys, jobs):
     assert not (tmp_path / "v").exists()
 
 
-def test_jobs_auto_is_capped_by_claims_and_cores():
+def test_jobs_auto_is_capped_by_tasks_and_cores():
     from scaleinv.cli.verify import parse_jobs, usable_cores
 
     assert parse_jobs("auto", 1) == 1
     assert parse_jobs("auto", 100) == usable_cores()
     assert parse_jobs("8", 3) == 3 and parse_jobs("2", 5) == 2
+
+
+def test_tasks_keep_a_group_together_groups_first():
+    # a group's claims share its module's simulations: one task each, before the talk's claims
+    from scaleinv.cli.verify import selected_claims, tasks
+
+    claims = selected_claims("C7,R1,C1,R2,S1")
+    work = [[c.__name__ for c in t] for t in tasks(claims)]
+    assert work == [["claim_equilibrium_angle", "claim_equilibrium_norm"], ["claim_schedule_tracking"],
+                    ["claim_exp_lr"], ["claim_homogeneity"]]
 
 
 def test_console_script_help():
