@@ -53,7 +53,6 @@ import argparse
 import contextlib
 import functools
 import json
-import math
 import os
 import statistics
 import time
@@ -65,41 +64,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import sibert.model as sm
-from sibert.model import ModelConfig, si_attention_probs
+from sibert.model import ModelConfig, attention_probs
 
-__all__ = ["VARIANTS", "LegacySelfAttention", "LayoutAttention", "run"]
+__all__ = ["VARIANTS", "LayoutAttention", "run"]
 
 
 def _key_mask(attention_mask):
     """(B, L) token mask -> (B, 1, 1, L) key mask (as sibert.model)."""
     return None if attention_mask is None else attention_mask[:, None, None, :]
-
-
-class LegacySelfAttention(nn.Module):
-    """``sibert.model.SelfAttention`` as it was before the layout lever (copied verbatim)."""
-    cfg: ModelConfig
-
-    @nn.compact
-    def __call__(self, x, deterministic: bool = True, attention_mask=None):
-        cfg = self.cfg
-        si = cfg.scale_invariant
-        key_mask = _key_mask(attention_mask)
-        dh = cfg.hidden // cfg.heads
-        init = nn.initializers.truncated_normal(cfg.init_std)
-        proj = lambda name: nn.DenseGeneral((cfg.heads, dh), use_bias=True, kernel_init=init, name=name)
-        q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)          # (B, L, H, dh)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)                           # (B, H, L, L)
-        if si:
-            probs = si_attention_probs(scores, cfg.attn_eps, key_mask)
-        else:
-            logits = scores / math.sqrt(dh)
-            if key_mask is not None:
-                logits = logits + (1.0 - key_mask.astype(logits.dtype)) * jnp.finfo(logits.dtype).min
-            probs = jax.nn.softmax(logits, axis=-1)
-        probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
-        ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
-        return nn.DenseGeneral(cfg.hidden, axis=(-2, -1), use_bias=not si, kernel_init=init,
-                               name="out")(ctx)
 
 
 def _flat_init(init, n_in: int):
@@ -201,13 +173,7 @@ class LayoutAttention(nn.Module):
             k = to_bhld("key")(x)
             scores = jnp.einsum("bhqd,bhkd->bhqk", q, k)
         v = to_bhld("value")(x)
-        if si:
-            probs = si_attention_probs(scores, cfg.attn_eps, key_mask)
-        else:
-            logits = scores / math.sqrt(dh)
-            if key_mask is not None:
-                logits = logits + (1.0 - key_mask.astype(logits.dtype)) * jnp.finfo(logits.dtype).min
-            probs = jax.nn.softmax(logits, axis=-1)
+        probs = attention_probs(cfg, scores, key_mask)
         probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
         if self.variant == "bhld_ctx_bqhd":
             ctx = jnp.einsum("bhqk,bhkd->bqhd", probs, v)
@@ -228,13 +194,7 @@ class LayoutAttention(nn.Module):
         for h in range(H):
             q, k, v = (x @ params[n][0][:, h] + params[n][1][h] for n in ("query", "key", "value"))
             scores = jnp.einsum("bqd,bkd->bqk", q, k)
-            if si:
-                probs = si_attention_probs(scores, cfg.attn_eps, km)
-            else:
-                logits = scores / math.sqrt(dh)
-                if km is not None:
-                    logits = logits + (1.0 - km.astype(logits.dtype)) * jnp.finfo(logits.dtype).min
-                probs = jax.nn.softmax(logits, axis=-1)
+            probs = attention_probs(cfg, scores, km)
             probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
             ctxs.append(jnp.einsum("bqk,bkd->bqd", probs, v))
         return _OutLoop(cfg.hidden, not si, init, self.variant == "loop_sum", name="out")(ctxs, H, dh)
@@ -250,13 +210,7 @@ class LayoutAttention(nn.Module):
         q, k, v = proj("query"), proj("key"), proj("value")
         scores = jnp.einsum("hbqd,hbkd->hbqk", q, k)
         km = None if key_mask is None else key_mask[None]
-        if si:
-            probs = si_attention_probs(scores, cfg.attn_eps, km)
-        else:
-            logits = scores / math.sqrt(dh)
-            if km is not None:
-                logits = logits + (1.0 - km.astype(logits.dtype)) * jnp.finfo(logits.dtype).min
-            probs = jax.nn.softmax(logits, axis=-1)
+        probs = attention_probs(cfg, scores, km)
         probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
         ctx = jnp.einsum("hbqk,hbkd->hbqd", probs, v)
         spec = "hbqd,hdo->bqo" if self.variant == "hb" else "hbqd,hdo->hbqo"
@@ -264,8 +218,8 @@ class LayoutAttention(nn.Module):
 
 
 def _variant_cls(name: str, current):
-    if name == "legacy":
-        return LegacySelfAttention
+    if name == "legacy":   # the model's attention when these layouts were measured (unchanged since)
+        return sm.SelfAttention
     if name == "current":
         return current
     if name in VARIANTS[2:]:

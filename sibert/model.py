@@ -127,6 +127,18 @@ def si_attention_probs(scores: jax.Array, eps: float, key_mask: Optional[jax.Arr
     return a / jnp.maximum(jnp.sum(a, axis=-1, keepdims=True), eps)
 
 
+def attention_probs(cfg: ModelConfig, scores: jax.Array, key_mask: Optional[jax.Array] = None) -> jax.Array:
+    """SIBERT: :func:`si_attention_probs`; BERT: softmax(s / sqrt(d_head)), padded keys at
+    finfo.min as in HF BERT (+ (1 - m) * finfo.min before the softmax). ``key_mask`` broadcasts
+    to ``scores`` (1 = real key); None = all keys real."""
+    if cfg.scale_invariant:
+        return si_attention_probs(scores, cfg.attn_eps, key_mask)
+    logits = scores / math.sqrt(cfg.hidden // cfg.heads)
+    if key_mask is not None:
+        logits = logits + (1.0 - key_mask.astype(logits.dtype)) * jnp.finfo(logits.dtype).min
+    return jax.nn.softmax(logits, axis=-1)
+
+
 def _key_mask(attention_mask: Optional[jax.Array]) -> Optional[jax.Array]:
     """(B, L) token mask -> (B, 1, 1, L) key mask for the (B, H, L_q, L_k) scores."""
     return None if attention_mask is None else attention_mask[:, None, None, :]
@@ -152,14 +164,7 @@ class SelfAttention(nn.Module):
         proj = lambda name: nn.DenseGeneral((cfg.heads, dh), use_bias=True, kernel_init=init, name=name)
         q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)          # (B, L, H, dh)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)                           # (B, H, L, L)
-        if si:
-            probs = si_attention_probs(scores, cfg.attn_eps, key_mask)
-        else:
-            logits = scores / math.sqrt(dh)
-            if key_mask is not None:   # HF BERT: + (1 - m) * finfo.min before the softmax
-                logits = logits + (1.0 - key_mask.astype(logits.dtype)) * jnp.finfo(logits.dtype).min
-            probs = jax.nn.softmax(logits, axis=-1)
-        probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
+        probs = nn.Dropout(cfg.dropout)(attention_probs(cfg, scores, key_mask), deterministic=deterministic)
         ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         # SIBERT: ctx is 1-homogeneous, ctx W_o 2-homogeneous: a bias here would break it.
         return nn.DenseGeneral(cfg.hidden, axis=(-2, -1), use_bias=not si, kernel_init=init,
