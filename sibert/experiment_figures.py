@@ -186,16 +186,17 @@ def warmup(exp, rows, out: Path):
         by.setdefault((r["optimizer"], bool(r["warmup_frac"])), []).append(
             (r["lr"], r["heldout_loss"], r["status"] == "ok", r["run"]))
     fig, ax = plt.subplots(figsize=(7, 4.6))
-    for i, ((opt, warm), pts) in enumerate(sorted(by.items())):
+    opts = sorted({k[0] for k in by})
+    for (opt, warm), pts in sorted(by.items()):
         pts.sort()
-        color = f"C{sorted({k[0] for k in by}).index(opt)}"
+        color = f"C{opts.index(opt)}"
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, ls="-" if warm else "--",
                 label=f"{opt} {'warmup' if warm else 'no warmup'}")
         for lr, loss, done, _ in pts:
             ax.plot([lr], [loss], marker="o" if warm else "x", color=color, ms=6,
                     mfc=color if done else "none")
     gap = {}
-    for opt in sorted({k[0] for k in by}):
+    for opt in opts:
         fin = {w: [p for p in by.get((opt, w), []) if p[2]] for w in (False, True)}
         if fin[False] and fin[True]:
             best = {w: min(fin[w], key=lambda p: p[1]) for w in (False, True)}
@@ -216,7 +217,8 @@ def warmup(exp, rows, out: Path):
 
 def _warmup_angles(plt, by, rows, out: Path):
     """One panel per (optimizer, warmup): the per-matrix angles of its best finished run."""
-    from scaleinv import theory
+    from sibert.config import TrainConfig
+    from sibert.train import predicted_equilibrium_angle
 
     row_of = {r["run"]: r for r in rows}
     panels = []
@@ -231,14 +233,11 @@ def _warmup_angles(plt, by, rows, out: Path):
     fig, axes = plt.subplots(nrow, ncol, figsize=(10, 3.2 * nrow), squeeze=False, sharey=True)
     for ax, ((opt, warm), r) in zip(axes.flat, panels):
         met = _jsonl(out / f"{r['run']}.metrics.jsonl")
-        summ = out / f"{r['run']}.summary.json"
-        b1 = json.loads(summ.read_text())["config"].get("adam_b1", 0.9) if summ.is_file() else 0.9
+        cfg = TrainConfig(**json.loads((out / f"{r['run']}.summary.json").read_text())["config"])
         steps = [m["step"] for m in met]
         for k in sorted({k for m in met for k in m if k.startswith("angle/")}):
             ax.plot(steps, [m.get(k, np.nan) for m in met], lw=0.6, alpha=0.6)
-        pred = [theory.equilibrium_angle_adamw(m["lr"], r["weight_decay"], b1) if "adam" in opt
-                else theory.equilibrium_angle_sgd(m["lr"], r["weight_decay"]) for m in met]
-        ax.plot(steps, pred, "k--", lw=1.4,
+        ax.plot(steps, [predicted_equilibrium_angle(cfg, m["lr"]) for m in met], "k--", lw=1.4,
                 label="predicted equilibrium angle at the scheduled LR")
         ax.set_yscale("log")
         ax.set_title(f"{opt}, {'warmup' if warm else 'no warmup'}, lr {r['lr']:g}: "

@@ -157,9 +157,7 @@ def run(args) -> int:
         if jobs == 1:
             for claim in claims:
                 bar.item(claim.__name__)
-                t = time.time()
-                claim_rows = claim(args.seed, args.quick, out)
-                done(claim.__name__, claim_rows, round(time.time() - t, 2))
+                done(*_run_claims([(claim.__module__, claim.__name__)], args.seed, args.quick, str(out))[0])
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
