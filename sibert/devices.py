@@ -11,6 +11,13 @@ With more fake devices than cores on a loaded machine a thread can legitimately 
 than that, so the environment also raises XLA's CPU collective timeouts
 (``--xla_cpu_collective_timeout_seconds``, ``--xla_cpu_collective_call_terminate_timeout_seconds``;
 ``--xla_cpu_collective_call_warn_stuck_timeout_seconds`` only delays a warning).
+
+A longer timeout does not cure a real deadlock. XLA:CPU runs each device's part of a program
+on a client pool with one thread per device; when several *independent* programs with
+collectives are in flight at once (e.g. an eager per-leaf norm of FSDP-sharded parameters),
+the threads of some devices can wait in one program's all-reduce for devices whose threads wait
+in another's, and nothing moves. Code that reduces sharded arrays outside the train step does
+it in ONE jitted program (``sibert.train._jit_tree_norm``).
 """
 from __future__ import annotations
 

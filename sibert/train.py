@@ -263,6 +263,14 @@ def build_steps(cfg: TrainConfig, model: MLMModel, tx, enc_lr: Schedule):
     return train_step, eval_step
 
 
+# One program for a norm of sharded parameters. Eagerly, ``tree_norm`` dispatches one small
+# program per leaf; over an FSDP mesh each contains an all-reduce and they are independent, so
+# XLA:CPU may run several at once. With fake CPU devices (one client thread per device) that
+# deadlocks: the threads of some devices wait in one program's all-reduce for devices whose
+# threads wait in another's (seen under load: 8-device test hung until its timeout).
+_jit_tree_norm = jax.jit(tree_norm)
+
+
 def evaluate(eval_fn, params, data: MLMData, cfg: TrainConfig, mesh: Mesh) -> Dict[str, float]:
     tot = {"loss_sum": 0.0, "correct": 0.0, "n": 0.0}
     for j in range(cfg.eval_batches):
@@ -519,7 +527,7 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
                "clip_rate_this_session": n_clipped / max(n_logged, 1),
                "final_eval": last_eval, "unigram_baseline": baseline,
                # after a non-finite step the (donated) state is gone: no norm to report
-               "encoder_x_norm": None if status != "ok" else float(tree_norm(state["params"][ENCODER])),
+               "encoder_x_norm": None if status != "ok" else float(_jit_tree_norm(state["params"][ENCODER])),
                "config": cfg.to_dict()}
     if is_main:
         summary_path.write_text(json.dumps(summary, indent=1))

@@ -33,8 +33,11 @@ print(json.dumps(res))
 
 def _run(tmp_path, name, ndev, model, variants):
     # fake devices with XLA's CPU collective timeouts raised (the default 40 s rendezvous
-    # timeout aborted this test on a loaded 2-core machine)
-    env = fast_compile(fake_cpu_devices_env(ndev))   # every run of the comparison: same XLA flags
+    # timeout aborted this test on a loaded 2-core machine) but well below the subprocess timeout:
+    # a tiny step's collective never waits minutes, so a deadlock (as once in the trainer's
+    # summary, see sibert.train._jit_tree_norm) aborts with XLA's rendezvous message in 5 min
+    # instead of hanging until the timeout
+    env = fast_compile(fake_cpu_devices_env(ndev, timeout_s=300))   # every run: same XLA flags
     overs = [tiny_overrides(tmp_path / "cache", steps=8, eval_every=8, ckpt_every=8, **kw) for kw in variants]
     r = subprocess.run([sys.executable, "-c", SCRIPT, model, str(tmp_path / name), json.dumps(overs)],
                        env=env, capture_output=True, text=True, timeout=1500)
