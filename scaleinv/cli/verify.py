@@ -10,7 +10,12 @@ current claim) on a terminal, one ``[k/N] claim ...`` line per claim otherwise.
 ``--jobs N`` runs the claims in N worker processes (default: one per CPU core this process may
 use, at most one per task). A task is one claim of the talk, or all selected claims of one group
 beyond the talk (``EXTRA_GROUPS``: a group's claims share its simulations, which one worker then
-computes once); tasks go out largest first (groups, then the talk's claims). Every claim seeds
+computes once). Tasks go out longest first (the LPT rule: the last task to start is a short
+one), by the seconds each claim took in the last run on this machine with the same ``--quick``
+(``verify_seconds.json`` next to the compilation cache, ``~/.cache/scaleinv/``, rewritten after
+every run); claims never timed go first, then, without any timing, groups before the talk's
+claims. Measured: the talk's C5 (~25 s) was submitted after every group and finished last, 5-7 s
+after the other worker. Every claim seeds
 its own PRNG, so the rows are the same as in one process (the report keeps the claim order);
 only the wall time changes. Each worker compiles its own programs (the persistent compilation
 cache is shared).
@@ -18,6 +23,7 @@ cache is shared).
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,9 +63,11 @@ def parse_jobs(value, n_claims: int) -> int:
     return max(1, min(jobs, n_claims))
 
 
-def tasks(claims):
-    """The claims as tasks for worker processes, largest first: each group beyond the talk
-    (same module, sharing its simulations) is one task, each claim of the talk one task."""
+def tasks(claims, seconds=None):
+    """The claims as tasks for worker processes: each group beyond the talk (same module, sharing
+    its simulations) is one task, each claim of the talk one task; groups first. With
+    ``seconds`` ({claim name: seconds of its last run}) the tasks are sorted longest first by the
+    sum over their claims, a task with an untimed claim counting as longest (stable sort)."""
     groups = {m for m, _, _ in EXTRA_GROUPS}
     grouped, single = {}, []
     for c in claims:
@@ -67,7 +75,50 @@ def tasks(claims):
             grouped.setdefault(c.__module__, []).append(c)
         else:
             single.append([c])
-    return list(grouped.values()) + single
+    work = list(grouped.values()) + single
+    if seconds:
+        def expected(task):
+            return sum(float(seconds.get(c.__name__, float("inf"))) for c in task)
+        work.sort(key=expected, reverse=True)
+    return work
+
+
+def _seconds_path():
+    from scaleinv.compile_cache import default_dir
+
+    return default_dir().parent / "verify_seconds.json"
+
+
+def load_seconds(quick: bool) -> dict:
+    """{claim name: seconds} of the last timed runs on this machine (``{}`` if none or unreadable)."""
+    import json
+
+    try:
+        d = json.loads(_seconds_path().read_text())[("quick" if quick else "full")]
+        return {str(k): float(v) for k, v in d.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def save_seconds(quick: bool, timings: dict) -> None:
+    """Merge this run's per-claim seconds into the history (best effort: never fails the run)."""
+    import json
+
+    path = _seconds_path()
+    try:
+        try:
+            hist = json.loads(path.read_text())
+            hist = hist if isinstance(hist, dict) else {}
+        except (OSError, ValueError):
+            hist = {}
+        key = "quick" if quick else "full"
+        hist[key] = {**(hist.get(key) if isinstance(hist.get(key), dict) else {}), **timings}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(hist, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _run_claims(names, seed: int, quick: bool, out: str):
@@ -137,7 +188,7 @@ def run(args) -> int:
     if args.json:
         check_output_file(args.json, "--json")
     claims = selected_claims(args.only)
-    work = tasks(claims)
+    work = tasks(claims, load_seconds(args.quick))
     jobs = parse_jobs(args.jobs, len(work))
 
     import jax
@@ -172,6 +223,7 @@ def run(args) -> int:
                         done(name, claim_rows, seconds)
     rows = [r for claim in claims for r in results[claim.__name__]]   # claim order, as with --jobs 1
     timings = {c.__name__: timings[c.__name__] for c in claims}
+    save_seconds(args.quick, timings)
     meta = {"seed": args.seed, "quick": args.quick, "jax": jax.__version__, "python": platform.python_version(),
             "seconds": round(time.time() - t_all, 1), "jobs": jobs, "claim_seconds": timings}
     print_table(rows, title="scaleinv verify: toy-model claims of the talk and of the newer theory")

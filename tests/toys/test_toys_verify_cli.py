@@ -78,6 +78,37 @@ def test_tasks_keep_a_group_together_groups_first():
                     ["claim_exp_lr"], ["claim_homogeneity"]]
 
 
+def test_tasks_longest_first_by_last_run_seconds_untimed_first():
+    # LPT order from the timing history: the sum over a group's claims; an untimed claim first
+    from scaleinv.cli.verify import selected_claims, tasks
+
+    claims = selected_claims("C7,R1,C1,R2,S1")
+    secs = {"claim_exp_lr": 10.0, "claim_homogeneity": 1.0, "claim_equilibrium_angle": 5.0,
+            "claim_equilibrium_norm": 0.3, "claim_schedule_tracking": 7.0}
+    names = lambda work: [[c.__name__ for c in t] for t in work]
+    assert names(tasks(claims, secs)) == [["claim_exp_lr"], ["claim_schedule_tracking"],
+                                          ["claim_equilibrium_angle", "claim_equilibrium_norm"],
+                                          ["claim_homogeneity"]]
+    del secs["claim_homogeneity"]
+    assert names(tasks(claims, secs))[0] == ["claim_homogeneity"]
+
+
+def test_timing_history_round_trip_and_damaged_file(tmp_path, monkeypatch):
+    from scaleinv.cli.verify import load_seconds, save_seconds
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert load_seconds(False) == {}
+    save_seconds(False, {"claim_a": 3.5})
+    save_seconds(True, {"claim_a": 1.0})
+    save_seconds(False, {"claim_b": 2.0})          # merged into the full-run history
+    assert load_seconds(False) == {"claim_a": 3.5, "claim_b": 2.0} and load_seconds(True) == {"claim_a": 1.0}
+    path = tmp_path / "scaleinv" / "verify_seconds.json"
+    path.write_text("{not json")
+    assert load_seconds(False) == {}                # a damaged history only loses the ordering
+    save_seconds(False, {"claim_c": 1.0})
+    assert load_seconds(False) == {"claim_c": 1.0}
+
+
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "scaleinv.cli", "verify", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--quick" in out.stdout
