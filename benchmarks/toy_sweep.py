@@ -93,7 +93,7 @@ def _profile(prob, opt, p0, keys, steps, res, wide) -> Dict[str, float]:
     out = {"sweep_s": res["sweep"]["median_s"], "sweep_without_trace_s": t,
            "trace_share_of_sweep": 1.0 - t / res["sweep"]["median_s"],
            "chunk_width": SWEEP_BATCH, "one_wide_vmap_s": tw["wide"]["median_s"],
-           "one_wide_vmap_ns_per_config_step": 1e9 * tw["wide"]["median_s"] / (keys.shape[0] * steps),
+           "one_wide_vmap_ns_per_config_step": 1e9 * tw["wide"]["median_s"] / (n * steps),
            "single_run_ns_per_step": 1e9 * res["loop"]["median_s"] / (n * steps),
            "sweep_ns_per_config_step": 1e9 * res["sweep"]["median_s"] / (n * steps)}
     short = 500
