@@ -94,13 +94,16 @@ def run(loss_fn: Callable[[Any, jax.Array], jax.Array], opt: optax.GradientTrans
 
 
 def sweep(make_opt: Callable[..., optax.GradientTransformation], loss_fn, params0, steps: int,
-          key: jax.Array, hparams: dict, mask=None, eval_fn=None, record_every: int = 1,
-          batch_size: Optional[int] = SWEEP_BATCH) -> Trace:
+          key: Optional[jax.Array], hparams: dict, mask=None, eval_fn=None, record_every: int = 1,
+          batch_size: Optional[int] = SWEEP_BATCH, keys: Optional[jax.Array] = None) -> Trace:
     """vmap :func:`run` over a batch of configurations in ONE jitted call.
 
     ``params0``: a pytree whose leaves have a leading batch axis B; ``hparams``: dict of arrays
     of shape (B,) passed as keywords to ``make_opt(**h)`` inside the vmap (so each config gets
-    its own optimizer); keys are split per configuration; ``record_every`` as in :func:`run`.
+    its own optimizer); ``key`` is split into one key per configuration, or ``keys`` (a batch of
+    B keys, ``key=None``) gives each configuration its own key as is, e.g. to run the
+    configurations of several smaller sweeps as one (same keys, same iterates);
+    ``record_every`` as in :func:`run`.
 
     ``batch_size``: at most this many configurations are vectorised together; a larger B runs as
     ``jax.lax.map(..., batch_size=batch_size)`` (vmapped chunks one after another, still one
@@ -118,7 +121,12 @@ def sweep(make_opt: Callable[..., optax.GradientTransformation], loss_fn, params
                              f"got {jnp.shape(v)}")
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    keys = jax.random.split(key, n)
+    if (key is None) == (keys is None):
+        raise ValueError("give exactly one of key (split per configuration) and keys (one per configuration)")
+    if keys is None:
+        keys = jax.random.split(key, n)
+    elif jnp.shape(keys)[0] != n:
+        raise ValueError(f"keys must have a leading axis of {n} to match params0, got shape {jnp.shape(keys)}")
     return _sweep_fn(make_opt, loss_fn, steps, mask, eval_fn, record_every, batch_size)(
         params0, keys, {k: jnp.asarray(v) for k, v in hparams.items()})
 

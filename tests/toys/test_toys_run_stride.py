@@ -66,3 +66,35 @@ def test_sweep_batch_size_must_be_positive_integer(b):
     p0 = jax.vmap(prob.init)(jnp.asarray([1.0, 2.0]))
     with pytest.raises(ValueError, match="batch_size"):
         sweep(lambda: sgd_wd_rgc(0.1, 0.1), prob.loss, p0, 10, jax.random.PRNGKey(0), {}, batch_size=b)
+
+
+def test_sweep_with_given_keys_merges_smaller_sweeps_exactly():
+    """sweep(keys=...) gives each configuration its key as is: two sweeps of a noisy loss (each
+    splitting its own key) run as one sweep with the concatenated keys give the same iterates;
+    a gradient scale of 2 in the optimizer is the loss scaled by 2 (how claim C5 merges its
+    sigma sweeps), bit for bit."""
+    from toyproblems.problems import constant_sigma
+    import optax
+    from scaleinv.optim import sgd_wd
+
+    one, two = constant_sigma(dim=8, sigma=1.0), constant_sigma(dim=8, sigma=2.0)
+    with jax.enable_x64(True):
+        p0 = jax.vmap(lambda k: one.init(1.0, k))(jax.random.split(jax.random.PRNGKey(3), 3))
+        hp = {"eta": jnp.asarray([0.1, 0.2, 0.4]), "weight_decay": jnp.asarray([0.01, 0.02, 0.05])}
+        make = lambda eta, weight_decay: sgd_wd(eta, weight_decay)
+        a = sweep(make, one.loss, p0, 30, jax.random.PRNGKey(5), hp)
+        b = sweep(make, two.loss, p0, 30, jax.random.PRNGKey(5), hp)
+        ks = jax.random.split(jax.random.PRNGKey(5), 3)
+        merged = sweep(lambda eta, weight_decay, s: optax.chain(optax.scale(s), sgd_wd(eta, weight_decay)),
+                       one.loss, jax.tree.map(lambda x: jnp.concatenate([x, x]), p0), 30, None,
+                       {**{k: jnp.concatenate([v, v]) for k, v in hp.items()}, "s": jnp.asarray([1.0] * 3 + [2.0] * 3)},
+                       keys=jnp.concatenate([ks, ks]))
+    want = np.concatenate([np.asarray(a.sq_norm), np.asarray(b.sq_norm)])
+    np.testing.assert_array_equal(np.asarray(merged.sq_norm), want)
+    assert not np.array_equal(np.asarray(a.sq_norm), np.asarray(b.sq_norm))   # sigma matters
+    with pytest.raises(ValueError, match="exactly one of key"):
+        sweep(make, one.loss, p0, 5, jax.random.PRNGKey(0), hp, keys=ks)
+    with pytest.raises(ValueError, match="exactly one of key"):
+        sweep(make, one.loss, p0, 5, None, hp)
+    with pytest.raises(ValueError, match="leading axis of 3"):
+        sweep(make, one.loss, p0, 5, None, hp, keys=ks[:2])
