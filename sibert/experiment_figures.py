@@ -22,7 +22,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["robustness", "main_comparison", "warmup", "predicted_equilibration_steps", "sigma_estimate"]
+__all__ = ["robustness", "main_comparison", "warmup", "predicted_equilibration_steps", "sigma_estimate",
+           "spread_summary", "spread_md"]
 
 _COLORS = {0.1: "tab:blue", 1.0: "tab:green", 10.0: "tab:orange", 100.0: "tab:red"}
 _STYLES = ["-", "--", ":", "-."]
@@ -72,10 +73,69 @@ def _group_styles(rows):
     return {g: _STYLES[i % len(_STYLES)] for i, g in enumerate(groups)}
 
 
+def spread_summary(rows: List[dict]) -> Dict[str, dict]:
+    """The init-scale robustness criterion per recipe, from FINISHED runs only.
+
+    A recipe is (model, optimizer, lr, weight_decay, warmup_frac, steps), named after the first
+    group that has it (seeds may come from several groups). Per recipe: ``loss[c][seed]`` (final held-out loss), ``spread_over_c`` per seed (max - min over
+    the scales that seed finished), ``seed_spread[c]`` (max - min over the seeds finished at c),
+    ``spread_of_means`` (max - min over c of the seed-mean loss, scales with >= 2 seeds only) and
+    ``ratio`` = spread_of_means / the largest seed spread, and ``holds``: ratio <= 1 (the paper's "spread across c no
+    larger than seed to seed"; None until some scale has two seeds). ``complete``: every scale
+    of the group has the same seeds.
+    """
+    out: Dict[str, dict] = {}
+    for r in rows:
+        if r.get("status") != "ok" or not np.isfinite(r.get("heldout_loss", np.nan)):
+            continue
+        recipe = (r["model"], r["optimizer"], r["lr"], r["weight_decay"], r["warmup_frac"], r["steps"])
+        name = next((k for k, v in out.items() if v["recipe"] == recipe), r["group"])
+        g = out.setdefault(name, {"model": r["model"], "optimizer": r["optimizer"], "recipe": recipe, "loss": {}})
+        g["loss"].setdefault(f"{r['init_scale']:g}", {})[str(r["seed"])] = round(float(r["heldout_loss"]), 4)
+    for g in out.values():
+        loss = g["loss"] = dict(sorted(g["loss"].items(), key=lambda kv: float(kv[0])))
+        seeds = sorted({s for v in loss.values() for s in v})
+        g["spread_over_c"] = {s: round(max(v[s] for v in loss.values() if s in v) -
+                                       min(v[s] for v in loss.values() if s in v), 4) for s in seeds}
+        g["seed_spread"] = {c: round(max(v.values()) - min(v.values()), 4) for c, v in loss.items() if len(v) >= 2}
+        means = {c: float(np.mean(list(v.values()))) for c, v in loss.items() if len(v) >= 2}
+        g["spread_of_means"] = round(max(means.values()) - min(means.values()), 4) if len(means) >= 2 else None
+        g["max_seed_spread"] = max(g["seed_spread"].values()) if g["seed_spread"] else None
+        known = g["spread_of_means"] is not None and g["max_seed_spread"]
+        g["ratio"] = round(g["spread_of_means"] / g["max_seed_spread"], 2) if known else None
+        g["holds"] = None if g["ratio"] is None else bool(g["spread_of_means"] <= g["max_seed_spread"])
+        g["complete"] = len({tuple(sorted(v)) for v in loss.values()}) == 1
+    return out
+
+
+def spread_md(summary: Dict[str, dict]) -> str:
+    """Markdown table of :func:`spread_summary`: one row per group, finished runs only."""
+    scales = sorted({float(c) for g in summary.values() for c in g["loss"]})
+    head = ["group", "encoder optimizer"] + [f"c = {c:g} (seeds)" for c in scales] + [
+        "spread over c, per seed", "seed spread, max over c", "spread of seed means over c", "ratio", "holds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, g in summary.items():
+        cells = [name, f"{g['model']} {g['optimizer']}"]
+        for c in scales:
+            v = g["loss"].get(f"{c:g}", {})
+            cells.append(" / ".join(f"{v[s]:.3f}" for s in sorted(v)) if v else "not run")
+        cells.append(" / ".join(f"{x:.3f}" for x in g["spread_over_c"].values()))
+        cells.append("-" if g["max_seed_spread"] is None else f"{g['max_seed_spread']:.3f}")
+        cells.append("-" if g["spread_of_means"] is None else f"{g['spread_of_means']:.3f}")
+        cells.append("-" if g["ratio"] is None else f"{g['ratio']:.2f}")
+        cells.append("-" if g["holds"] is None else ("yes" if g["holds"] else "no"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def robustness(exp, rows, out: Path):
     """robustness_loss.png (held-out and training loss vs step per init scale, predicted
-    equilibration times marked) and robustness_norm.png (||x||^2 vs its predicted equilibrium
-    band; angular update vs sqrt(2 eta lambda))."""
+    equilibration times marked), robustness_norm.png (||x||^2 vs its predicted equilibrium
+    band; angular update vs sqrt(2 eta lambda)) and spread.json / spread.md
+    (:func:`spread_summary`)."""
+    summary = spread_summary(rows)
+    (out / "spread.json").write_text(json.dumps(summary, indent=1))
+    (out / "spread.md").write_text(spread_md(summary))
     plt = _plt()
     styles = _group_styles(rows)
     data = {r["run"]: (_jsonl(out / f"{r['run']}.metrics.jsonl"), _jsonl(out / f"{r['run']}.eval.jsonl"))

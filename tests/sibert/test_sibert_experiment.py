@@ -218,3 +218,31 @@ def test_identical_run_of_another_experiment_is_reused_not_retrained(tmp_path):
     ra, rb = json.loads(a.read_text())[0], json.loads(b.read_text())[0]
     assert ra["heldout_loss"] == rb["heldout_loss"] and ra["steps"] == rb["steps"] == 6
 
+
+
+def test_spread_summary_states_both_spreads_from_finished_runs():
+    """robustness: spread over c of the seed means against the largest seed-to-seed spread; runs
+    in progress do not count; seeds of one recipe listed in two groups are pooled."""
+    from sibert.experiment_figures import spread_md, spread_summary
+
+    def row(group, c, seed, loss, status="ok", opt="sgd-wd-rgc"):
+        return {"group": group, "model": "sibert", "optimizer": opt, "lr": 0.1, "weight_decay": 0.03,
+                "warmup_frac": 0.0, "steps": 100, "init_scale": c, "seed": seed, "heldout_loss": loss,
+                "status": status}
+
+    rows = [row("wd", 1.0, 0, 5.80), row("wd", 100.0, 0, 5.90), row("wd_seed1", 1.0, 1, 5.86),
+            row("wd_seed1", 100.0, 1, 5.88), row("wd", 10.0, 0, 9.0, status="in progress, 50/100 steps"),
+            row("nowd", 1.0, 0, 5.5, opt="sgd"), row("nowd", 100.0, 0, 6.2, opt="sgd")]
+    s = spread_summary(rows)
+    assert set(s) == {"wd", "nowd"}
+    wd = s["wd"]
+    assert wd["loss"] == {"1": {"0": 5.8, "1": 5.86}, "100": {"0": 5.9, "1": 5.88}}   # c = 10 not finished
+    assert wd["spread_over_c"] == {"0": 0.1, "1": 0.02}
+    assert wd["seed_spread"] == {"1": 0.06, "100": 0.02}
+    assert wd["spread_of_means"] == 0.06 and wd["max_seed_spread"] == 0.06
+    assert wd["ratio"] == 1.0 and wd["holds"] is True and wd["complete"] is True
+    assert s["nowd"]["holds"] is None and s["nowd"]["spread_over_c"] == {"0": 0.7}   # one seed: no verdict
+    rows[3]["heldout_loss"] = 5.96                                                   # means 5.83 / 5.93
+    assert spread_summary(rows)["wd"]["holds"] is False
+    md = spread_md(spread_summary(rows))
+    assert "| wd | sibert sgd-wd-rgc | 5.800 / 5.860 | 5.900 / 5.960 |" in md and "| no |" in md
