@@ -118,7 +118,7 @@ def spread_md(summary: Dict[str, dict]) -> str:
         cells = [name, f"{g['model']} {g['optimizer']}"]
         for c in scales:
             v = g["loss"].get(f"{c:g}", {})
-            cells.append(" / ".join(f"{v[s]:.3f}" for s in sorted(v)) if v else "not run")
+            cells.append(" / ".join(f"{v[s]:.3f}" for s in sorted(v)) if v else "not finished")
         cells.append(" / ".join(f"{x:.3f}" for x in g["spread_over_c"].values()))
         cells.append("-" if g["max_seed_spread"] is None else f"{g['max_seed_spread']:.3f}")
         cells.append("-" if g["spread_of_means"] is None else f"{g['spread_of_means']:.3f}")
