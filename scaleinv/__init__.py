@@ -13,6 +13,7 @@ The library (imports no wing: toyproblems, proofs_check, sibert, benchmarks; doc
   usage        -- one-line errors for bad command-line input (exit 2, nothing written)
   progress     -- progress bars / log lines for long commands
   compile_cache -- JAX's persistent compilation cache for the commands and the tests
+  threefry     -- JAX's straight-line threefry lowering on the CPU (same random bits, faster)
   audit        -- homogeneity audit of flax models (subpackage)
   torch        -- optional PyTorch bridge (needs the torch extra)
   cli          -- the ``scaleinv`` console script: the only code that names the wings

@@ -7,8 +7,10 @@ import tempfile
 from hypothesis import HealthCheck, settings
 
 from scaleinv.compile_cache import enable
+from scaleinv.threefry import unroll_on_cpu
 
 enable()   # persistent JAX compilation cache, inherited by CLI subprocesses (SCALEINV_COMPILE_CACHE=0: off)
+unroll_on_cpu()   # threefry without its rolled loop from the first test on, as toyproblems does (same numbers)
 
 # proofs_check's derivations (~15 s of sympy) computed once per test session and shared with the
 # notebook kernel that renders them (notebook 07) through a file in a fresh folder, removed at the
