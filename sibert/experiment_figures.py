@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 __all__ = ["robustness", "main_comparison", "warmup", "predicted_equilibration_steps", "sigma_estimate",
-           "spread_summary", "spread_md"]
+           "spread_summary", "spread_md", "warmup_md"]
 
 _COLORS = {0.1: "tab:blue", 1.0: "tab:green", 10.0: "tab:orange", 100.0: "tab:red"}
 _STYLES = ["-", "--", ":", "-."]
@@ -237,7 +237,8 @@ def warmup(exp, rows, out: Path):
     solid markers, in-progress runs hollow), warmup_gap.json (best FINISHED loss without warmup minus
     best with, per optimizer, with the LRs it covers) and warmup_angles.png (per-matrix angular
     update vs step of each optimizer's best finished run with and without warmup, against the
-    predicted equilibrium angle at the scheduled LR)."""
+    predicted equilibrium angle at the scheduled LR), and warmup_gap.md (:func:`warmup_md`; the
+    JSON also says whether a best LR is the smallest or largest LR run: ``best_at_edge``)."""
     plt = _plt()
     by: Dict[tuple, list] = {}
     for r in rows:
@@ -265,6 +266,11 @@ def warmup(exp, rows, out: Path):
                         "best_warmup": {"lr": best[True][0], "loss": best[True][1]},
                         "lrs_no_warmup": sorted(p[0] for p in fin[False]),
                         "lrs_warmup": sorted(p[0] for p in fin[True])}
+    for opt, g in gap.items():   # is a best LR at the edge of the LRs run? then the optimum may lie beyond
+        lrs = sorted(set(g["lrs_no_warmup"]) | set(g["lrs_warmup"]))
+        g["best_at_edge"] = sorted({b["lr"] for b in (g["best_no_warmup"], g["best_warmup"])
+                                    if b["lr"] in (lrs[0], lrs[-1]) and len(lrs) > 1})
+    (out / "warmup_gap.md").write_text(warmup_md(by, gap))
     ax.set_xscale("log")
     ax.set_xlabel("encoder LR")
     ax.set_ylabel("final held-out MLM loss (hollow: run in progress)")
@@ -273,6 +279,24 @@ def warmup(exp, rows, out: Path):
     _save(fig, out / "warmup_lr.png")
     (out / "warmup_gap.json").write_text(json.dumps(gap, indent=1))
     _warmup_angles(plt, by, rows, out)
+
+
+def warmup_md(by: Dict[tuple, list], gap: Dict[str, dict]) -> str:
+    """Markdown: the final held-out loss without / with warmup per (encoder optimizer, LR), finished
+    runs only ('…': not finished), then per optimizer the best of each and the warmup gap."""
+    lines = ["| encoder optimizer | encoder LR | no warmup | 10 % warmup | no warmup - warmup |", "|---|---|---|---|---|"]
+    for opt in sorted({k[0] for k in by}):
+        for lr in sorted({p[0] for w in (False, True) for p in by.get((opt, w), [])}):
+            v = [next((p[1] for p in by.get((opt, w), []) if p[0] == lr and p[2]), None) for w in (False, True)]
+            d = f"{v[0] - v[1]:+.3f}" if None not in v else "-"
+            lines.append(f"| {opt} | {lr:g} | " + " | ".join("…" if x is None else f"{x:.3f}" for x in v) + f" | {d} |")
+    lines += ["", "| encoder optimizer | best no warmup (lr) | best with warmup (lr) | warmup gap | best LR at the edge of the sweep |",
+              "|---|---|---|---|---|"]
+    for opt, g in sorted(gap.items()):
+        edge = ", ".join(f"{x:g}" for x in g.get("best_at_edge", [])) or "no"
+        lines.append(f"| {opt} | {g['best_no_warmup']['loss']:.3f} ({g['best_no_warmup']['lr']:g}) | "
+                     f"{g['best_warmup']['loss']:.3f} ({g['best_warmup']['lr']:g}) | **{g['gap']:+.3f}** | {edge} |")
+    return "\n".join(lines) + "\n"
 
 
 def _warmup_angles(plt, by, rows, out: Path):

@@ -246,3 +246,18 @@ def test_spread_summary_states_both_spreads_from_finished_runs():
     assert spread_summary(rows)["wd"]["holds"] is False
     md = spread_md(spread_summary(rows))
     assert "| wd | sibert sgd-wd-rgc | 5.800 / 5.860 | 5.900 / 5.960 |" in md and "| no |" in md
+
+
+def test_warmup_table_and_edge_flag(tmp_path):
+    """warmup_gap.json / .md: best finished loss with and without warmup per optimizer, the gap, and
+    whether a best LR is the smallest or largest LR run (the optimum may then lie outside)."""
+    from sibert.experiment_figures import warmup_md
+
+    by = {("adamw", False): [(1e-3, 5.9, True, "a"), (3e-3, 5.8, True, "b"), (1e-2, 6.0, True, "c")],
+          ("adamw", True): [(1e-3, 5.7, True, "d"), (3e-3, 5.6, True, "e"), (1e-2, 9.9, False, "f")]}
+    gap = {"adamw": {"gap": 0.2, "best_no_warmup": {"lr": 3e-3, "loss": 5.8}, "best_warmup": {"lr": 3e-3, "loss": 5.6},
+                     "best_at_edge": []}}
+    md = warmup_md(by, gap)
+    assert "| adamw | 0.003 | 5.800 | 5.600 | +0.200 |" in md
+    assert "| adamw | 0.01 | 6.000 | … | - |" in md          # the unfinished run is not reported
+    assert "| adamw | 5.800 (0.003) | 5.600 (0.003) | **+0.200** | no |" in md
