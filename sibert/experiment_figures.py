@@ -78,7 +78,7 @@ def spread_summary(rows: List[dict]) -> Dict[str, dict]:
 
     A recipe is (model, optimizer, lr, weight_decay, warmup_frac, steps), named after the first
     group that has it (seeds may come from several groups). Per recipe: ``loss[c][seed]`` (final held-out loss), ``spread_over_c`` per seed (max - min over
-    the scales that seed finished), ``seed_spread[c]`` (max - min over the seeds finished at c),
+    the scales that seed finished; seeds with one scale only are left out), ``seed_spread[c]`` (max - min over the seeds finished at c),
     ``spread_of_means`` (max - min over c of the seed-mean loss, scales with >= 2 seeds only) and
     ``ratio`` = spread_of_means / the largest seed spread, and ``holds``: ratio <= 1 (the paper's "spread across c no
     larger than seed to seed"; None until some scale has two seeds). ``complete``: every scale
@@ -96,7 +96,8 @@ def spread_summary(rows: List[dict]) -> Dict[str, dict]:
         loss = g["loss"] = dict(sorted(g["loss"].items(), key=lambda kv: float(kv[0])))
         seeds = sorted({s for v in loss.values() for s in v})
         g["spread_over_c"] = {s: round(max(v[s] for v in loss.values() if s in v) -
-                                       min(v[s] for v in loss.values() if s in v), 4) for s in seeds}
+                                       min(v[s] for v in loss.values() if s in v), 4)
+                              for s in seeds if sum(s in v for v in loss.values()) >= 2}
         g["seed_spread"] = {c: round(max(v.values()) - min(v.values()), 4) for c, v in loss.items() if len(v) >= 2}
         means = {c: float(np.mean(list(v.values()))) for c, v in loss.items() if len(v) >= 2}
         g["spread_of_means"] = round(max(means.values()) - min(means.values()), 4) if len(means) >= 2 else None

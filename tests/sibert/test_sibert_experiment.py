@@ -242,6 +242,8 @@ def test_spread_summary_states_both_spreads_from_finished_runs():
     assert wd["spread_of_means"] == 0.06 and wd["max_seed_spread"] == 0.06
     assert wd["ratio"] == 1.0 and wd["holds"] is True and wd["complete"] is True
     assert s["nowd"]["holds"] is None and s["nowd"]["spread_over_c"] == {"0": 0.7}   # one seed: no verdict
+    rows.append(row("nowd", 1.0, 1, 5.6, opt="sgd"))                                  # seed 1 at one scale only
+    assert spread_summary(rows)["nowd"]["spread_over_c"] == {"0": 0.7}
     rows[3]["heldout_loss"] = 5.96                                                   # means 5.83 / 5.93
     assert spread_summary(rows)["wd"]["holds"] is False
     md = spread_md(spread_summary(rows))
