@@ -262,15 +262,15 @@ def warmup(exp, rows, out: Path):
         fin = {w: [p for p in by.get((opt, w), []) if p[2]] for w in (False, True)}
         if fin[False] and fin[True]:
             best = {w: min(fin[w], key=lambda p: p[1]) for w in (False, True)}
+            lrs = sorted({p[0] for w in (False, True) for p in fin[w]})
             gap[opt] = {"gap": best[False][1] - best[True][1],
                         "best_no_warmup": {"lr": best[False][0], "loss": best[False][1]},
                         "best_warmup": {"lr": best[True][0], "loss": best[True][1]},
                         "lrs_no_warmup": sorted(p[0] for p in fin[False]),
-                        "lrs_warmup": sorted(p[0] for p in fin[True])}
-    for opt, g in gap.items():   # is a best LR at the edge of the LRs run? then the optimum may lie beyond
-        lrs = sorted(set(g["lrs_no_warmup"]) | set(g["lrs_warmup"]))
-        g["best_at_edge"] = sorted({b["lr"] for b in (g["best_no_warmup"], g["best_warmup"])
-                                    if b["lr"] in (lrs[0], lrs[-1]) and len(lrs) > 1})
+                        "lrs_warmup": sorted(p[0] for p in fin[True]),
+                        # a best LR at the edge of the LRs run: the optimum may lie beyond
+                        "best_at_edge": sorted({best[w][0] for w in (False, True)
+                                                if len(lrs) > 1 and best[w][0] in (lrs[0], lrs[-1])})}
     (out / "warmup_gap.md").write_text(warmup_md(by, gap))
     ax.set_xscale("log")
     ax.set_xlabel("encoder LR")

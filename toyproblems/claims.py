@@ -360,9 +360,9 @@ def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         # iterates are those of three per-sigma sweeps, in a third of the loop steps (the per-step
         # loop overhead dominates this 64-dim toy).
         g = np.concatenate([grid[grid[:, 2] == sigma] for sigma in sigmas])
-        per_sigma = len(g) // len(sigmas)
         prob = P.constant_sigma(dim=64, sigma=1.0)
-        keys = jnp.tile(jax.random.split(jax.random.PRNGKey(seed), per_sigma), (len(sigmas), 1))
+        keys = jnp.concatenate([jax.random.split(jax.random.PRNGKey(seed), int(np.sum(grid[:, 2] == sigma)))
+                                for sigma in sigmas])
         p0 = jax.vmap(lambda k: prob.init(1.0, k))(keys)
         tr = sweep(lambda eta, weight_decay, sigma: optax.chain(optax.scale(sigma), sgd_wd(eta, weight_decay)),
                    prob.loss, p0, T, None, {"eta": g[:, 0], "weight_decay": g[:, 1], "sigma": g[:, 2]}, keys=keys)
