@@ -83,7 +83,6 @@ def make_plain_flax_step(cfg, batch: Dict[str, np.ndarray], seed: int = 0
         w = bb["mlm_weights"]
         return (nll * w).sum() / jnp.maximum(w.sum(), 1.0)
 
-    @jax.jit
     def _step(state, bb):
         p, o = state
         loss, g = jax.value_and_grad(loss_fn)(p, bb)

@@ -130,3 +130,21 @@ def test_mfu_formula_and_bert_base_flops():
     head = 3 * (M / cfg.seq_len) * (2 * D * D + 2 * D * cfg.vocab_size)
     assert f == pytest.approx(six_n + attn + head, rel=1e-12)
     assert 1.0 < f / six_n < 1.25
+
+
+def test_plain_flax_peer_has_hf_shapes_and_trains():
+    """The plain flax.linen BERT reference (benchmarks/flax_peer.py) has exactly HF
+    BertForMaskedLM's parameters less its one-row token-type table (hidden numbers), and its
+    step trains (the MLM loss on a fixed batch falls over 3 AdamW steps)."""
+    from benchmarks import hf_peer
+    from benchmarks.flax_peer import make_plain_flax_step
+    from benchmarks.sibert_bench import bench_config
+    from benchmarks.sibert_step import synthetic_batch
+
+    cfg = bench_config("tiny", True, model="bert")
+    batch = synthetic_batch(cfg)
+    step, info = make_plain_flax_step(cfg, batch)
+    losses = [float(step()) for _ in range(3)]
+    assert losses[2] < losses[1] < losses[0], losses
+    if hf_peer.available():
+        assert hf_peer.make_hf_step(cfg, batch, "masked")[1]["n_params"] - info["n_params"] == cfg.hidden
