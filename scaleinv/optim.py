@@ -72,7 +72,7 @@ def masked_tree_norm(tree, mask=None) -> jax.Array:
     return _safe_sqrt(sum(jax.tree.leaves(sq), jnp.zeros(())))
 
 
-def sgd_wd(learning_rate: ScalarOrSchedule, weight_decay: float, mask: MaskOrFn = None
+def sgd_wd(learning_rate: ScalarOrSchedule, weight_decay: ScalarOrSchedule, mask: MaskOrFn = None
            ) -> optax.GradientTransformation:
     r"""SGD with (coupled) weight decay and no momentum (talk, "Ingredient 2: SGD + WD"):
 
@@ -80,7 +80,7 @@ def sgd_wd(learning_rate: ScalarOrSchedule, weight_decay: float, mask: MaskOrFn 
 
     implemented as update = -eta_t (g + lambda x); ``mask`` selects the decayed leaves
     (default: all). ``learning_rate`` may be an optax schedule (eta_t is then used in both
-    terms, as the formula requires).
+    terms, as the formula requires); so may ``weight_decay`` (lambda_t, same step count).
     """
     _check_positive("learning_rate", learning_rate)
     _check_positive("weight_decay", weight_decay, allow_zero=True)
@@ -100,7 +100,7 @@ class RelativeClipState(NamedTuple):
     num_clipped: jax.Array  # total number of clipped steps so far (int32)
 
 
-def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: float, C: float = 2.0,
+def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: ScalarOrSchedule, C: float = 2.0,
                          mask: MaskOrFn = None, eps: float = 0.0) -> optax.GradientTransformation:
     r"""Relative global clipping (talk, "Ingredient 3"; paper Sec. 5):
 
@@ -109,7 +109,7 @@ def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: float, C
     where S is the parameter subset selected by ``mask`` (a bool pytree or a callable
     params -> bool pytree; default all leaves), ||.|| is ONE global l2 norm over S, and
     eta_t the LR of the current step (``learning_rate`` may be a schedule; pass the same one
-    the optimizer uses). Leaves outside S pass unchanged. Requires ``params`` in ``update``.
+    the optimizer uses; ``weight_decay`` likewise: lambda_t). Leaves outside S pass unchanged. Requires ``params`` in ``update``.
     With ||grad L(x_bar)|| = sigma constant the SGD+WD equilibrium has
     ||g|| = sqrt(lambda (2 - eta lambda)/eta) ||x||, so with C > 1 it never fires there.
 
@@ -146,11 +146,12 @@ def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: float, C
             raise ValueError("relative_global_clip needs params: call update(grads, state, params)")
         m = _resolve_mask(mask, params)
         eta = _at(learning_rate, state.count)
+        lam = _at(weight_decay, state.count)
         g_norm = masked_tree_norm(updates, m)
         x_norm = masked_tree_norm(params, m)
         # sqrt(2 C lambda / eta_t) ||x_S||, defined as 0 when ||x_S|| = 0 (even if eta_t = 0)
         x_pos = x_norm > 0
-        scale = jnp.sqrt(2.0 * C * weight_decay / jnp.where(x_pos, eta, 1.0))
+        scale = jnp.sqrt(2.0 * C * lam / jnp.where(x_pos, eta, 1.0))
         threshold = jnp.where(x_pos, scale * x_norm, jnp.zeros_like(x_norm)) + eps
         finite = jnp.isfinite(g_norm) & jnp.isfinite(x_norm)
         clipped = finite & (g_norm > threshold)
@@ -169,7 +170,7 @@ def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: float, C
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def sgd_wd_rgc(learning_rate: ScalarOrSchedule, weight_decay: float, C: float = 2.0,
+def sgd_wd_rgc(learning_rate: ScalarOrSchedule, weight_decay: ScalarOrSchedule, C: float = 2.0,
                mask: MaskOrFn = None) -> optax.GradientTransformation:
     """The paper's encoder optimizer: relative global clipping then SGD+WD (no momentum).
 

@@ -79,6 +79,7 @@ class TrainConfig:
     weight_decay: float = 1e-2            # encoder WD (lambda)
     clip_C: float = 2.0                   # relative global clipping constant C > 1
     lr_drops: str = "0.6,0.9"             # SGD: LR /10 at these fractions of training
+    wd_drops: str = ""                    # sgd-wd(-rgc): encoder WD /10 at these fractions ("" none)
     warmup_frac: float = 0.0              # encoder LR linear warmup fraction (recipes: SGD 0, AdamW 0.1)
     head_warmup_frac: float = 0.1         # head (LAMB / AdamW) LR linear warmup fraction
     head_lr: float = 1e-2
@@ -101,6 +102,10 @@ class TrainConfig:
     @property
     def lr_drop_fractions(self):
         return tuple(float(x) for x in self.lr_drops.split(",") if x.strip())
+
+    @property
+    def wd_drop_fractions(self):
+        return tuple(float(x) for x in self.wd_drops.split(",") if x.strip())
 
 
 _PRESET_DIMS = {
@@ -273,6 +278,15 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"lr_drops: expected comma-separated fractions in (0, 1), got {cfg.lr_drops!r}") from None
     need(all(0 < d < 1 for d in drops) and list(drops) == sorted(drops),
          f"lr_drops: expected increasing fractions in (0, 1), got {cfg.lr_drops!r}")
+    try:
+        wd_drops = cfg.wd_drop_fractions
+    except (ValueError, AttributeError):
+        raise ConfigError(f"wd_drops: expected comma-separated fractions in (0, 1), got {cfg.wd_drops!r}") from None
+    need(all(0 < d < 1 for d in wd_drops) and list(wd_drops) == sorted(wd_drops),
+         f"wd_drops: expected increasing fractions in (0, 1), got {cfg.wd_drops!r}")
+    need(not wd_drops or cfg.optimizer in ("sgd-wd-rgc", "sgd-wd"),
+         f"wd_drops: only for optimizer sgd-wd-rgc or sgd-wd; allowed for {cfg.optimizer!r}: \"\" (none), "
+         f"got {cfg.wd_drops!r}")
     need(cfg.source == "wiki-offline" or cfg.source.strip() != "",
          "source: allowed: 'wiki-offline' or a directory of .txt files")
     return cfg

@@ -75,6 +75,18 @@ def sgd_schedule(lr: float, steps: int, drops, warmup_frac: float = 0.0) -> Sche
     return lambda t: jnp.minimum((jnp.asarray(t, jnp.float32) + 1.0) / warm, 1.0) * const(t)
 
 
+def wd_schedule(weight_decay: float, steps: int, drops):
+    """lambda_t = weight_decay * 0.1^(number of drop points <= t), drop points = round(f * steps)
+    (``wd_drops``); the plain float when there are no drops (the optimizer state is then that of a
+    constant WD, as in every run before ``wd_drops`` existed). Dropping LR and WD by the same factor
+    at the same step keeps eta/lambda, hence the SGD + WD equilibrium norm (||x*||^4 ~ eta sigma^2 /
+    (2 lambda)), and divides the equilibrium angle sqrt(2 eta lambda) by that factor at once."""
+    if not drops:
+        return weight_decay
+    return optax.piecewise_constant_schedule(
+        weight_decay, {max(1, int(round(f * steps))): 0.1 for f in drops})
+
+
 def warmup_linear_schedule(lr: float, steps: int, warmup_frac: float) -> Schedule:
     """Linear warmup over W = round(warmup_frac * steps) steps, eta_t = lr (t+1)/W for t < W (the
     first step already moves: lr/W, not 0), then linear decay lr -> 0 from step W to ``steps``."""
@@ -131,10 +143,11 @@ def make_encoder_optimizer(cfg: TrainConfig):
                                    per_neuron=False)
         return enc, enc_lr
     enc_lr = sgd_schedule(cfg.lr, cfg.steps, cfg.lr_drop_fractions, cfg.warmup_frac)
+    enc_wd = wd_schedule(cfg.weight_decay, cfg.steps, cfg.wd_drop_fractions)
     if cfg.optimizer == "sgd-wd-rgc":
-        enc = sgd_wd_rgc(enc_lr, cfg.weight_decay, C=cfg.clip_C)
+        enc = sgd_wd_rgc(enc_lr, enc_wd, C=cfg.clip_C)
     elif cfg.optimizer == "sgd-wd":
-        enc = sgd_wd(enc_lr, cfg.weight_decay)
+        enc = sgd_wd(enc_lr, enc_wd)
     elif cfg.optimizer == "rv-sgd-wd":
         enc = rotational_sgdm(enc_lr, cfg.weight_decay, 0.0, rotate=weight_mask, per_neuron=False)
     else:  # "sgd"
@@ -149,15 +162,18 @@ def make_optimizer(cfg: TrainConfig):
     return encoder_head_transform(enc, head), enc_lr, head_lr
 
 
-def predicted_equilibrium_angle(cfg: TrainConfig, lr: float):
+def predicted_equilibrium_angle(cfg: TrainConfig, lr: float, step: Optional[int] = None):
     """Rotational-equilibrium angle per step of the encoder optimizer at LR ``lr`` (None for
     plain SGD, which has no equilibrium): sqrt(2 eta lambda) for the SGD family,
-    sqrt(2 eta lambda (1 - b1)/(1 + b1)) for AdamW (:mod:`scaleinv.theory`)."""
+    sqrt(2 eta lambda (1 - b1)/(1 + b1)) for AdamW (:mod:`scaleinv.theory`); lambda is the WD of
+    ``step`` under ``wd_drops`` (``step`` None: the initial WD)."""
     if cfg.optimizer == "sgd" or cfg.weight_decay == 0:
         return None
+    wd = wd_schedule(cfg.weight_decay, cfg.steps, cfg.wd_drop_fractions)
+    lam = float(wd(step)) if callable(wd) and step is not None else cfg.weight_decay
     if cfg.optimizer in ("adamw", "rv-adamw"):
-        return float(theory.equilibrium_angle_adamw(lr, cfg.weight_decay, cfg.adam_b1))
-    return float(theory.equilibrium_angle_sgd(lr, cfg.weight_decay))
+        return float(theory.equilibrium_angle_adamw(lr, lam, cfg.adam_b1))
+    return float(theory.equilibrium_angle_sgd(lr, lam))
 
 
 # ----------------------------------------------------------------------------- mesh

@@ -105,3 +105,36 @@ def test_exponential_lr_values():
     np.testing.assert_allclose(float(s2(3)), 0.1 * 0.95 ** (-6), rtol=1e-6)
     with pytest.raises(ValueError, match="learning_rate \\* weight_decay"):
         exponential_lr(1.0, 2.0)
+
+
+def test_sgd_wd_rgc_follows_a_weight_decay_schedule_exactly():
+    """x(t+1) = (1 - eta_t lambda_t) x(t) - eta_t clip(g) with lambda_t a schedule: the decay
+    term and the clipping threshold sqrt(2 C lambda_t / eta_t) ||x|| both read lambda_t (a
+    transform that kept the initial lambda fails both checks after the drop)."""
+    import numpy as np
+    import optax as _optax
+    from scaleinv.optim import sgd_wd, sgd_wd_rgc, clip_stats
+
+    lam = _optax.piecewise_constant_schedule(0.2, {2: 0.1})     # 0.2, 0.2, 0.02, 0.02
+    eta = _optax.piecewise_constant_schedule(0.5, {2: 0.1})     # 0.5, 0.5, 0.05, 0.05
+    x = {"w": jnp.array([3.0, 4.0])}
+    g = {"w": jnp.array([0.3, -0.1])}
+    for tx in (sgd_wd(eta, lam), sgd_wd_rgc(eta, lam, C=2.0)):
+        p, st = x, tx.init(x)
+        for t in range(4):
+            u, st = tx.update(g, st, p)
+            expect = (1 - float(eta(t)) * float(lam(t))) * np.asarray(p["w"]) - float(eta(t)) * np.asarray(g["w"])
+            p = _optax.apply_updates(p, u)
+            np.testing.assert_allclose(np.asarray(p["w"]), expect, rtol=1e-6)
+    # threshold after the drop: sqrt(2 C lambda_t / eta_t) ||x|| with lambda_t / eta_t = 0.4 at every t
+    tx = sgd_wd_rgc(eta, lam, C=2.0)
+    st = tx.init(x)
+    for t in range(3):
+        _, st = tx.update(g, st, x)
+    np.testing.assert_allclose(float(clip_stats(st).threshold), np.sqrt(2 * 2.0 * 0.02 / 0.05) * 5.0, rtol=1e-6)
+    lam2 = _optax.piecewise_constant_schedule(0.2, {2: 0.01})   # lambda / eta changes at t = 2
+    tx = sgd_wd_rgc(eta, lam2, C=2.0)
+    st = tx.init(x)
+    for t in range(3):
+        _, st = tx.update(g, st, x)
+    np.testing.assert_allclose(float(clip_stats(st).threshold), np.sqrt(2 * 2.0 * 0.002 / 0.05) * 5.0, rtol=1e-6)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -67,3 +68,33 @@ def test_nonfinite_stops_cleanly_keeping_last_good_checkpoint(tmp_path, capsys):
     restored = mngr.restore(last, args=ocp.args.Composite(state=ocp.args.StandardRestore(None)))["state"]
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(restored["params"]))
     mngr.close()
+
+
+def test_wd_drops_divide_the_encoder_weight_decay_by_10_at_their_steps():
+    """``wd_drops``: lambda_t /10 at round(f * steps); the SGD + WD encoder update reads it (one
+    step of the real encoder optimizer on a zero gradient shrinks x by exactly 1 - eta_t lambda_t),
+    the predicted angle follows it, and it is refused for optimizers without coupled WD."""
+    import numpy as np
+    import optax as _optax
+    from sibert.config import ConfigError, apply_overrides, preset, validate
+    from sibert.train import make_encoder_optimizer, predicted_equilibrium_angle, wd_schedule
+
+    sched = wd_schedule(3e-2, 100, (0.1, 0.5))
+    assert [float(sched(t)) for t in (0, 9, 10, 49, 50)] == pytest.approx([3e-2, 3e-2, 3e-3, 3e-3, 3e-4])
+    assert wd_schedule(3e-2, 100, ()) == 3e-2
+    cfg = validate(apply_overrides(preset("tiny", "sibert", "sgd-wd"),
+                                   dict(steps=100, lr=0.1, weight_decay=3e-2, lr_drops="0.5", wd_drops="0.1")))
+    tx, lr = make_encoder_optimizer(cfg)
+    x = {"w": jnp.ones((3,))}
+    zero = {"w": jnp.zeros((3,))}
+    st = tx.init(x)
+    shrink = []
+    for t in range(12):
+        u, st = tx.update(zero, st, x)
+        shrink.append(float(_optax.apply_updates(x, u)["w"][0]))
+    np.testing.assert_allclose(shrink[:10], 1 - 0.1 * 3e-2, rtol=1e-6)
+    np.testing.assert_allclose(shrink[10:], 1 - 0.1 * 3e-3, rtol=1e-6)
+    assert predicted_equilibrium_angle(cfg, 0.1, 10) == pytest.approx(np.sqrt(2 * 0.1 * 3e-3))
+    assert predicted_equilibrium_angle(cfg, 0.1, 9) == pytest.approx(np.sqrt(2 * 0.1 * 3e-2))
+    with pytest.raises(ConfigError, match="wd_drops"):
+        validate(apply_overrides(cfg, dict(optimizer="rv-sgd-wd", wd_drops="0.1")))
