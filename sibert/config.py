@@ -34,9 +34,13 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional
 
+from scaleinv import registry
+
 MODELS = ("sibert", "bert")
-OPTIMIZERS = ("sgd-wd-rgc", "sgd-wd", "sgd", "adamw", "rv-sgd-wd", "rv-adamw")
-SGD_FAMILY = ("sgd-wd-rgc", "sgd-wd", "sgd", "rv-sgd-wd")
+# encoder optimizers: every name of the optimizer registry (scaleinv.registry); SGD_FAMILY are
+# those trained with the piecewise-constant SGD schedule (no warmup by default)
+OPTIMIZERS = registry.names()
+SGD_FAMILY = tuple(n for n in OPTIMIZERS if registry.get(n).schedule == "sgd")
 HEAD_OPTIMIZERS = ("lamb", "adamw")
 HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
 PRESETS = ("mini", "tiny", "small", "base")
@@ -78,6 +82,7 @@ class TrainConfig:
     lr: float = 0.1                       # encoder LR
     weight_decay: float = 1e-2            # encoder WD (lambda)
     clip_C: float = 2.0                   # relative global clipping constant C > 1
+    momentum: float = 0.9                 # sgdm / rv-sgdm: heavy-ball momentum
     lr_drops: str = "0.6,0.9"             # SGD: LR /10 at these fractions of training
     wd_drops: str = ""                    # sgd-wd(-rgc): encoder WD /10 at these fractions ("" none)
     warmup_frac: float = 0.0              # encoder LR linear warmup fraction (recipes: SGD 0, AdamW 0.1)
@@ -151,11 +156,11 @@ def preset(name: str, model: str = "sibert", optimizer: Optional[str] = None) ->
     if optimizer is not None and optimizer != kw["optimizer"]:
         kw["optimizer"] = optimizer
         kw["warmup_frac"] = 0.0 if optimizer in SGD_FAMILY else 0.1
-        if optimizer in ("adamw", "rv-adamw"):
+        if registry.get(optimizer).schedule == "adam":
             kw.update(lr=1e-3, weight_decay=1e-2)
         elif kw["model"] == "bert":  # SGD on BERT: same SGD LR/WD as the sibert tiny values
             kw.update(lr=_MODEL_DEFAULTS["sibert"]["lr"], weight_decay=_MODEL_DEFAULTS["sibert"]["weight_decay"])
-        if optimizer == "sgd":
+        if registry.get(optimizer).weight_decay == "none":
             kw["weight_decay"] = 0.0
     return TrainConfig(**kw)
 
@@ -258,7 +263,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(math.isfinite(v) and v >= 0, f"{name}: must be a finite number >= 0, got {v!r}")
     need(math.isfinite(cfg.clip_C) and cfg.clip_C > 1,
          f"clip_C: must be > 1 (talk default 2; paper sqrt(C)=2 i.e. 4), got {cfg.clip_C!r}")
-    if cfg.optimizer in ("sgd-wd-rgc", "sgd-wd", "rv-sgd-wd", "rv-adamw"):
+    need(0 <= cfg.momentum < 1, f"momentum: must be in [0, 1), got {cfg.momentum!r}")
+    if registry.get(cfg.optimizer).weight_decay == "required":
         need(cfg.weight_decay > 0, f"weight_decay: must be > 0 for optimizer {cfg.optimizer!r} "
                                    f"(use optimizer=sgd for no WD), got {cfg.weight_decay!r}")
         need(cfg.lr * cfg.weight_decay < 1,

@@ -46,13 +46,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from scaleinv import theory
+from scaleinv import registry
 from scaleinv.angular import leaf_angle, path_name
 from scaleinv.diagnostics import step_diagnostics, tree_norm
-from scaleinv.optim import sgd_wd, sgd_wd_rgc
 from sibert.checkpoints import (CheckpointError, checkpoint_manager, restore_checkpoint,  # noqa: F401
                                 restore_latest_intact, save_checkpoint)
-from scaleinv.rotational import rotational_adamw, rotational_sgdm
 from sibert.config import ConfigError, TrainConfig, validate
 from sibert.data import MLMData, load_mlm_data
 from sibert.model import ENCODER, HEAD, MLMModel, ModelConfig, init_params, mlm_loss
@@ -122,37 +120,29 @@ def encoder_head_transform(encoder_tx, head_tx):
 
 
 def make_encoder_optimizer(cfg: TrainConfig):
-    """(encoder tx, encoder LR schedule) for ``cfg.optimizer``.
+    """(encoder tx, encoder LR schedule) for ``cfg.optimizer``, built by the optimizer registry
+    (:mod:`scaleinv.registry`: every registered name trains here).
 
-    ``sgd-wd-rgc`` / ``sgd-wd`` / ``sgd``: :mod:`scaleinv.optim`, LR :func:`sgd_schedule`.
-    ``adamw``: optax AdamW, WD on matrices, LR :func:`warmup_linear_schedule`.
-    ``rv-sgd-wd`` / ``rv-adamw``: the rotational variants of SGD + WD and AdamW
-    (:mod:`scaleinv.rotational`, Kosson et al. 2024): every encoder weight matrix / table
-    (:func:`is_weight`, one rotating vector per tensor) keeps its initial norm and rotates by the equilibrium angle of
-    the inner optimizer, sqrt(2 eta_t lambda) resp. sqrt(2 eta_t lambda (1 - b1)/(1 + b1)), from
-    step 0; vectors (biases) get the inner optimizer. LR schedules as for sgd / adamw.
-    ``warmup_frac`` is the encoder's linear LR warmup for every optimizer (recipes: 0 for the
-    SGD family, 0.1 for AdamW)."""
-    if cfg.optimizer in ("adamw", "rv-adamw"):
+    LR schedule by the entry's family: "sgd" (``sgd-wd-rgc``, ``sgd-wd``, ``sgd``, ``sgdm``,
+    ``sgdc``, ``rv-sgd-wd``, ``rv-sgdm``) :func:`sgd_schedule` (piecewise constant, ``lr_drops``),
+    "adam" (``adamw``, ``adam-l2``, ``lion``, ``adamc``, ``rv-adamw``, ``rv-lion``)
+    :func:`warmup_linear_schedule`; ``warmup_frac`` is the encoder's linear LR warmup for every
+    optimizer (recipes: 0 for the SGD family, 0.1 for AdamW). Weight decay: every encoder leaf
+    for the SGD family (SIBERT's encoder is scale invariant throughout), matrices only for the
+    Adam family (BERT's convention); ``wd_drops`` schedules it (:func:`wd_schedule`). The
+    rotational variants (Kosson et al. 2024) rotate every encoder weight matrix / table
+    (:func:`is_weight`, one rotating vector per tensor) at the inner optimizer's equilibrium
+    angle from step 0; vectors (biases) get the inner optimizer."""
+    entry = registry.get(cfg.optimizer)
+    if entry.schedule == "adam":
         enc_lr = warmup_linear_schedule(cfg.lr, cfg.steps, cfg.warmup_frac)
-        if cfg.optimizer == "adamw":
-            enc = optax.adamw(enc_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=cfg.weight_decay,
-                              mask=_matrix_mask)
-        else:
-            enc = rotational_adamw(enc_lr, cfg.weight_decay, cfg.adam_b1, cfg.adam_b2, rotate=weight_mask,
-                                   per_neuron=False)
-        return enc, enc_lr
-    enc_lr = sgd_schedule(cfg.lr, cfg.steps, cfg.lr_drop_fractions, cfg.warmup_frac)
-    enc_wd = wd_schedule(cfg.weight_decay, cfg.steps, cfg.wd_drop_fractions)
-    if cfg.optimizer == "sgd-wd-rgc":
-        enc = sgd_wd_rgc(enc_lr, enc_wd, C=cfg.clip_C)
-    elif cfg.optimizer == "sgd-wd":
-        enc = sgd_wd(enc_lr, enc_wd)
-    elif cfg.optimizer == "rv-sgd-wd":
-        enc = rotational_sgdm(enc_lr, cfg.weight_decay, 0.0, rotate=weight_mask, per_neuron=False)
-    else:  # "sgd"
-        enc = sgd_wd(enc_lr, 0.0)
-    return enc, enc_lr
+    else:
+        enc_lr = sgd_schedule(cfg.lr, cfg.steps, cfg.lr_drop_fractions, cfg.warmup_frac)
+    wd = 0.0 if entry.weight_decay == "none" else wd_schedule(cfg.weight_decay, cfg.steps, cfg.wd_drop_fractions)
+    hp = {"C": cfg.clip_C, "b1": cfg.adam_b1, "b2": cfg.adam_b2, "momentum": cfg.momentum,
+          "mask": _matrix_mask if entry.schedule == "adam" else None, "peak_lr": cfg.lr,
+          "rotate": weight_mask, "per_neuron": False}
+    return registry.make_from(cfg.optimizer, enc_lr, wd, hp), enc_lr
 
 
 def make_optimizer(cfg: TrainConfig):
@@ -165,15 +155,14 @@ def make_optimizer(cfg: TrainConfig):
 def predicted_equilibrium_angle(cfg: TrainConfig, lr: float, step: Optional[int] = None):
     """Rotational-equilibrium angle per step of the encoder optimizer at LR ``lr`` (None for
     plain SGD, which has no equilibrium): sqrt(2 eta lambda) for the SGD family,
-    sqrt(2 eta lambda (1 - b1)/(1 + b1)) for AdamW (:mod:`scaleinv.theory`); lambda is the WD of
+    sqrt(2 eta lambda (1 - b1)/(1 + b1)) for AdamW (:func:`scaleinv.registry.predict`); lambda is the WD of
     ``step`` under ``wd_drops`` (``step`` None: the initial WD)."""
-    if cfg.optimizer == "sgd" or cfg.weight_decay == 0:
+    if registry.get(cfg.optimizer).weight_decay == "none" or cfg.weight_decay == 0:
         return None
     wd = wd_schedule(cfg.weight_decay, cfg.steps, cfg.wd_drop_fractions)
     lam = float(wd(step)) if callable(wd) and step is not None else cfg.weight_decay
-    if cfg.optimizer in ("adamw", "rv-adamw"):
-        return float(theory.equilibrium_angle_adamw(lr, lam, cfg.adam_b1))
-    return float(theory.equilibrium_angle_sgd(lr, lam))
+    angle = registry.predict(cfg.optimizer, lr, lam, b1=cfg.adam_b1, b2=cfg.adam_b2, momentum=cfg.momentum)["angle"]
+    return None if angle is None else float(angle)
 
 
 # ----------------------------------------------------------------------------- mesh

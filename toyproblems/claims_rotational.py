@@ -31,9 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaleinv import theory
+from scaleinv import registry, theory
 from scaleinv.diagnostics import angular_update
-from scaleinv.optim import sgd_wd
 from scaleinv.report import Row, close, verdict, within
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 from toyproblems import problems as P
@@ -84,21 +83,18 @@ def _setup(quick: bool):
     return dim, steps, grids
 
 
+# toy optimizer key -> optimizer registry name (scaleinv.registry builds every transform)
+REGISTRY_NAME = {"sgd": "sgd-wd", "sgdm": "sgdm", "adamw": "adamw", "lion": "lion", "adam_l2": "adam-l2"}
+
+
 def _make_opt(name: str):
+    if name not in REGISTRY_NAME:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    reg = REGISTRY_NAME[name]
+
     def make(eta, weight_decay, beta, sigma, beta2):
-        if name == "sgd":
-            o = sgd_wd(eta, weight_decay)
-        elif name == "sgdm":
-            o = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(eta, momentum=beta))
-        elif name == "adamw":
-            o = optax.adamw(eta, b1=beta, b2=beta2, eps=1e-12, weight_decay=weight_decay)
-        elif name == "lion":
-            o = optax.lion(eta, b1=beta, b2=beta2, weight_decay=weight_decay)
-        elif name == "adam_l2":
-            o = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(eta, b1=beta, b2=beta2, eps=1e-12))
-        else:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-        return optax.chain(optax.scale(sigma), o)
+        hp = {"momentum": beta, "b1": beta, "b2": beta2, "eps": 1e-12}
+        return optax.chain(optax.scale(sigma), registry.make_from(reg, eta, weight_decay, hp))
     return make
 
 

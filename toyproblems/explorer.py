@@ -37,11 +37,8 @@ from typing import Dict, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from scaleinv import theory
-from scaleinv.optim import sgd_wd, sgd_wd_rgc
-from scaleinv.rotational import rotational_sgdm
+from scaleinv import registry, theory
 from toyproblems import problems as P
 from toyproblems.run import run
 
@@ -148,18 +145,18 @@ def _make_problem(s: Settings, sigma):
     return prob, {"A": True, "B": False}
 
 
+# explorer key -> optimizer registry name (scaleinv.registry builds every transform; plain SGD is
+# sgd-wd with weight_decay 0, so that SGD and SGD+WD share one compiled program)
+REGISTRY_NAME: Dict[str, str] = {"sgd": "sgd-wd", "sgd_wd": "sgd-wd", "sgd_wd_clip": "sgd-wd-rgc",
+                                 "sgdm": "sgdm", "adamw": "adamw", "rotational": "rv-sgdm"}
+
+
 def _make_opt(name: str, eta, wd, C, momentum):
-    if name in ("sgd", "sgd_wd"):   # plain SGD is sgd_wd with weight_decay 0 (one compiled program)
-        return sgd_wd(eta, wd)
-    if name == "sgd_wd_clip":
-        return sgd_wd_rgc(eta, wd, C=C)
-    if name == "sgdm":
-        return optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta, momentum=momentum))
-    if name == "adamw":
-        return optax.adamw(eta, b1=momentum, b2=0.999, eps=1e-12, weight_decay=wd)
+    reg = REGISTRY_NAME[name]
     # rotational: every leaf is one rotating tensor (the scale-invariant groups)
-    return rotational_sgdm(eta, wd, momentum, rotate=lambda p: jax.tree.map(lambda _: True, p),
-                           per_neuron=False, zero_mean=False)
+    hp = {"C": C, "momentum": momentum, "b1": momentum, "b2": 0.999, "eps": 1e-12,
+          "rotate": lambda p: jax.tree.map(lambda _: True, p), "per_neuron": False, "zero_mean": False}
+    return registry.make_from(reg, eta, wd, hp)
 
 
 @partial(jax.jit, static_argnames=("s",))
@@ -191,19 +188,15 @@ def explore(settings: Settings | None = None, **kw) -> Exploration:
     ex = Exploration(s, sq, tr.angle, np.asarray(theory.effective_lr(s.eta, np.sqrt(sq))), tr.loss,
                      tr.clipped.astype(bool), sigma)
     eta, wd, dim = s.eta, s.weight_decay, s.dim if s.problem == "constant_sigma" else MF_D * MF_R
-    if s.optimizer in ("sgd_wd", "sgd_wd_clip"):
-        ex.eq_sq_norm = float(theory.equilibrium_sq_norm(eta, wd, sigma))
-        ex.angle_pred = float(theory.equilibrium_angle("sgd", eta, wd))
-    elif s.optimizer == "sgdm":
-        ex.eq_sq_norm = float(theory.equilibrium_norm_sgdm(eta, wd, s.momentum, sigma)) ** 2
-        ex.angle_pred = float(theory.equilibrium_angle("sgdm", eta, wd, momentum=s.momentum))
-    elif s.optimizer == "adamw":
-        ex.eq_sq_norm = float(theory.equilibrium_norm_adamw(eta, wd, dim)) ** 2
-        ex.angle_pred = float(theory.equilibrium_angle("adamw", eta, wd, beta1=s.momentum))
-    elif s.optimizer == "rotational":
-        ex.eq_sq_norm = float(sq[0])
-        ex.angle_pred = float(theory.equilibrium_angle_sgdm(eta, wd, s.momentum))
-        ex.notes["sq_norm"] = "the wrapper keeps the initial norm"
+    if s.optimizer != "sgd":
+        pred = registry.predict(REGISTRY_NAME[s.optimizer], eta, wd, sigma=sigma, dim=dim,
+                                momentum=s.momentum, b1=s.momentum, b2=0.999)
+        ex.angle_pred = float(pred["angle"])
+        if s.optimizer == "rotational":
+            ex.eq_sq_norm = float(sq[0])
+            ex.notes["sq_norm"] = "the wrapper keeps the initial norm"
+        else:
+            ex.eq_sq_norm = float(pred["sq_norm"])
     else:
         ex.notes["sq_norm"] = "no weight decay: no equilibrium, the norm only grows"
     if s.problem == "constant_sigma" and s.optimizer in ("sgd", "sgd_wd"):

@@ -245,7 +245,7 @@ def equilibrium_approach_steps(optimizer: str, eta, weight_decay, start=3.0, ban
       E g^2, v_t = beta2 v_{t-1} + (1 - beta2) q_t, v_hat = v_t / (1 - beta2^t):
       s' = (1 - eta lambda)^2 s + eta^2 d q_t / v_hat_t  -- Adam's v lags the growing gradient
       by ~1/(1 - beta2) steps, so T ~ c / (eta lambda) only when 1/(eta lambda) >> 1/(1 - beta2).
-    Equilibria (s' = s): s* = eta sigma / sqrt(lambda (2 - eta lambda)) (SGD),
+    Equilibria (s' = s): s* = sigma sqrt(eta / (lambda (2 - eta lambda))) (SGD),
     eta d / (lambda (2 - eta lambda)) (AdamW).
     """
     eta, weight_decay = float(eta), float(weight_decay)
