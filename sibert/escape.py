@@ -130,7 +130,8 @@ def _cells(rows: Sequence[dict]) -> List[dict]:
                 "weight_decay": r0["weight_decay"], "warmup_frac": r0["warmup_frac"], "steps": r0["steps"],
                 "equilibrium_angle": r0["equilibrium_angle"], "seeds": [r["seed"] for r in rs], "n": len(rs)}
         for key, suffix in (("escape_step", ""), (f"escape_step_{SENSITIVITY_MARGIN:g}nat", f"_{SENSITIVITY_MARGIN:g}nat")):
-            cell.update({f"escape{suffix}_{k}": v for k, v in _stats([r[key] for r in rs]).items()})
+            cell.update({(f"escaped{suffix}" if k == "escaped" else f"escape{suffix}_{k}"): v
+                         for k, v in _stats([r[key] for r in rs]).items()})
         cells.append(cell)
     return cells
 
@@ -169,7 +170,7 @@ def _opt_label(c: dict) -> str:
 def _seed_cells(c: dict, suffix: str) -> tuple:
     per = ", ".join("never" if t is None else str(t) for t in c[f"escape{suffix}_steps"])
     ms = "-" if c[f"escape{suffix}_std"] is None else f"{c[f'escape{suffix}_mean']:.0f} +- {c[f'escape{suffix}_std']:.0f}"
-    return per, f"{c[f'escape{suffix}_escaped']}/{c['n']}", ms
+    return per, f"{c[f'escaped{suffix}']}/{c['n']}", ms
 
 
 def escape_md(table: dict) -> str:
