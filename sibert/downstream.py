@@ -32,6 +32,7 @@ import json
 import math
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -143,11 +144,14 @@ def evaluate_encoder(enc: Encoder, tasks: Sequence[str], seeds: Sequence[int], s
         for seed in seeds:
             run = enc.make_run(seed)
             L = min(seq_len, run.config.max_positions)
+            t0 = time.perf_counter()
             out = finetune(run, task, steps=steps, batch_size=batch_size, lr=lr, head_lr=head_lr, seq_len=L,
                            seed=seed, encoder_optimizer=opt, eval_train=False)
+            out["wall_s"] = time.perf_counter() - t0
             outs.append(out)
             if log:
-                log(f"{enc.recipe} / {task_name} / seed {seed}: test accuracy {out['test_accuracy']:.4f}")
+                log(f"{enc.recipe} / {task_name} / seed {seed}: test accuracy {out['test_accuracy']:.4f} "
+                    f"(final train loss {out['final_loss']:.3f}, {out['wall_s']:.0f} s)")
         acc = [o["test_accuracy"] for o in outs]
         rows.append({"task": task_name, "recipe": enc.recipe, "pretrain_steps": enc.pretrain_steps,
                      "seeds": list(seeds), "accuracy_mean": statistics.fmean(acc),
@@ -158,7 +162,8 @@ def evaluate_encoder(enc: Encoder, tasks: Sequence[str], seeds: Sequence[int], s
                      "finetune": {"steps": steps, "batch_size": batch_size, "seq_len": L, "encoder_optimizer": opt,
                                   "encoder_lr": lr, "head_optimizer": "lamb", "head_lr": head_lr,
                                   "warmup_frac": 0.1},
-                     "final_train_loss": [o["final_loss"] for o in outs]})
+                     "final_train_loss": [o["final_loss"] for o in outs],
+                     "wall_s": [round(o["wall_s"], 1) for o in outs]})
     return rows
 
 
