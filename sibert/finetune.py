@@ -13,7 +13,10 @@ contain [CLS] (see :mod:`sibert.runs`): its embedding is untrained. Parameter gr
 ``{"encoder", "head"}`` as in pretraining; the optimizer is the run's own recipe
 (:func:`sibert.train.make_optimizer`: SIBERT encoder SGD + WD + relative global clipping, BERT
 encoder AdamW) with the HEAD trained by LAMB, as in the paper's fine-tuning; warmup + linear
-decay over the fine-tuning steps.
+decay over the fine-tuning steps. ``encoder_optimizer="adam"`` / ``"lamb"`` replaces the
+encoder's pretraining recipe by the paper's fine-tuning one (BERT: Adam, SIBERT: LAMB, WD on
+matrices only; :mod:`sibert.downstream` uses it), both with ``warmup_frac`` linear warmup then
+linear decay.
 
 This is a proof that padding, masking and a head path work end to end, not a benchmark of
 quality at this size.
@@ -28,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["SentenceTask", "split_sentences", "article_task", "Classifier", "finetune"]
+__all__ = ["SentenceTask", "split_sentences", "article_task", "Classifier", "ENCODER_OPTIMIZERS", "finetune"]
 
 
 @dataclass(frozen=True)
@@ -98,29 +101,51 @@ def Classifier(cfg, num_labels: int):
     return _classifier_module()(cfg, num_labels)
 
 
+ENCODER_OPTIMIZERS = ("adam", "lamb")   # fine-tuning recipes that replace the pretraining one
+
+
 def finetune(run, task: SentenceTask, steps: int = 300, batch_size: int = 16, lr: Optional[float] = None,
-             head_lr: float = 1e-2, seq_len: Optional[int] = None, seed: int = 0) -> Dict[str, float]:
+             head_lr: float = 1e-2, seq_len: Optional[int] = None, seed: int = 0,
+             encoder_optimizer: Optional[str] = None, encoder_weight_decay: float = 0.0,
+             warmup_frac: float = 0.1, eval_train: bool = True) -> Dict[str, float]:
     """Fine-tune ``run`` (a :class:`sibert.runs.Run`) on ``task``; returns accuracies and losses.
 
-    ``lr``: encoder LR (default: the run's pretraining LR / 10); ``head_lr``: LAMB LR of the head."""
+    ``lr``: encoder LR (default: the run's pretraining LR / 10); ``head_lr``: LAMB LR of the head.
+    ``encoder_optimizer``: None = the run's own pretraining recipe (:func:`sibert.train.make_optimizer`),
+    or ``"adam"`` / ``"lamb"`` (weight decay ``encoder_weight_decay`` on matrices; encoder and head
+    LR: ``warmup_frac`` linear warmup, then linear decay to 0). ``eval_train=False`` skips the
+    train-set accuracy and the accuracy before fine-tuning (both None then)."""
     import jax
     import jax.numpy as jnp
     import optax
 
     from sibert.config import apply_overrides, validate
     from sibert.data import encode_examples
-    from sibert.train import make_optimizer
+    from sibert.train import encoder_head_transform, make_head_optimizer, make_optimizer, warmup_linear_schedule
 
     L = seq_len or run.config.seq_len
     n_labels = int(max(task.train_labels.max(), task.test_labels.max())) + 1
-    cfg = validate(apply_overrides(run.config, {"steps": steps, "lr": lr or run.config.lr / 10,
-                                                 "head_lr": head_lr, "head_optimizer": "lamb"}))
+    if encoder_optimizer is not None and encoder_optimizer not in ENCODER_OPTIMIZERS:
+        raise ValueError(f"encoder_optimizer: unknown value {encoder_optimizer!r}; allowed: "
+                         f"{', '.join(ENCODER_OPTIMIZERS)} (or None: the run's pretraining recipe)")
+    over = {"steps": steps, "lr": lr or run.config.lr / 10, "head_lr": head_lr, "head_optimizer": "lamb"}
+    if encoder_optimizer is not None:
+        over["head_warmup_frac"] = warmup_frac
+    cfg = validate(apply_overrides(run.config, over))
     model = Classifier(run.model_config, n_labels)
     xtr, mtr = encode_examples(run.tokenizer, task.train_texts, L)
     xte, mte = encode_examples(run.tokenizer, task.test_texts, L)
     head = model.init(jax.random.PRNGKey(seed), xtr[:1], mtr[:1])["params"]["head"]
     params = {"encoder": jax.tree.map(jnp.asarray, run.params["encoder"]), "head": head}
-    tx, _, _ = make_optimizer(cfg)
+    if encoder_optimizer is None:
+        tx, _, _ = make_optimizer(cfg)
+    else:
+        enc_lr = warmup_linear_schedule(cfg.lr, steps, warmup_frac)
+        matrices = lambda tree: jax.tree.map(lambda x: x.ndim >= 2, tree)
+        enc = (optax.adamw(enc_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=encoder_weight_decay, mask=matrices)
+               if encoder_optimizer == "adam" else
+               optax.lamb(enc_lr, cfg.adam_b1, cfg.adam_b2, weight_decay=encoder_weight_decay, mask=matrices))
+        tx = encoder_head_transform(enc, make_head_optimizer(cfg)[0])
     opt_state = tx.init(params)
 
     def loss_fn(p, x, m, y, w):
@@ -149,7 +174,7 @@ def finetune(run, task: SentenceTask, steps: int = 300, batch_size: int = 16, lr
 
     rng = np.random.default_rng([seed, 19])
     N, losses, perm, at = len(xtr), [], np.empty(0, int), 0
-    acc0 = accuracy(params, xte, mte, task.test_labels)
+    acc0 = accuracy(params, xte, mte, task.test_labels) if eval_train else None
     for t in range(steps):
         if at + batch_size > len(perm):
             perm, at = rng.permutation(N), 0
@@ -159,9 +184,9 @@ def finetune(run, task: SentenceTask, steps: int = 300, batch_size: int = 16, lr
         losses.append(float(loss))
     return {"model": run.config.model, "classes": list(task.names), "train_examples": N,
             "test_examples": len(xte), "steps": steps, "batch_size": batch_size, "encoder_lr": cfg.lr,
-            "head_lr": head_lr, "head_optimizer": "lamb", "encoder_optimizer": cfg.optimizer,
+            "head_lr": head_lr, "head_optimizer": "lamb", "encoder_optimizer": encoder_optimizer or cfg.optimizer,
             "test_accuracy_before": acc0,
-            "train_accuracy": accuracy(params, xtr, mtr, task.train_labels),
+            "train_accuracy": accuracy(params, xtr, mtr, task.train_labels) if eval_train else None,
             "test_accuracy": accuracy(params, xte, mte, task.test_labels),
             "majority_baseline": float(np.max(np.bincount(task.test_labels)) / len(task.test_labels)),
             "first_loss": losses[0] if losses else None, "final_loss": float(np.mean(losses[-10:])) if losses else None,
