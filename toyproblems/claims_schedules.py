@@ -34,6 +34,7 @@ from scaleinv.diagnostics import tree_norm
 from scaleinv.report import Row, close, verdict
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
+from toyproblems.ids import claim_id
 
 __all__ = ["SCHEDULE_CLAIMS", "simulate_schedules"]
 
@@ -189,6 +190,7 @@ CLABEL = {"sgd": "SGDC", "adamw": "AdamC"}
 
 
 # ============================================================== S1: quasi-static tracking + the norm ODE
+@claim_id("S1")
 def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Under a decaying schedule the ratio ||g||/||x|| follows its quasi-static target while the
     schedule is slow (eps_t <= 5 %): sqrt(2 lambda/eta_t) for SGD (Defazio), 2 lambda sigma/(eta_t C)
@@ -263,6 +265,7 @@ def _onset(ratio, target, T):
     return 1.0 - np.argmax(below) / T if below.any() else 0.0
 
 
+@claim_id("S2")
 def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """The ratio lags behind its quasi-static target for the final fraction a of training where the
     schedule is no longer slow; a shrinks with the schedule length K = eta_max lambda T as
@@ -348,6 +351,7 @@ def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== S3: corrected weight decay
+@claim_id("S3")
 def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """With lambda_t = lambda eta_t/eta_max (SGDC, AdamC) the ratio ||g||/||x|| and the norm stay
     at their initial (equilibrium) value for the whole run, for every schedule and K; the ordinary
@@ -400,6 +404,7 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== S4: a real loss (noisy normalized linreg)
+@claim_id("S4")
 def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Noisy normalized linear regression (batch 1, label noise: the gradient noise has a floor and
     its size sigma_t changes as the loss trains), cosine decay, SGD vs SGDC: the ratio

@@ -29,6 +29,7 @@ import optax
 from scaleinv.report import Row, close, verdict, within
 from scaleinv.theory import wang2025 as W25
 from toyproblems.plotting import new_figure, save_figure
+from toyproblems.ids import claim_id
 
 __all__ = ["TIMESCALE_CLAIMS", "simulate_influence", "simulate_loss_influence", "simulate_dataset_scaling"]
 
@@ -107,6 +108,7 @@ def _name(c):
 
 
 # ============================================================== M1: influence of one gradient
+@claim_id("M1")
 def claim_gradient_influence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """||Delta W_{s+L}|| / ||delta|| = eta (1 - eta lambda)^(L-1) (SGD + WD, exact) and
     (eta/sqrt(v)) (1-b1)((1-eta lambda)^L - b1^L)/(1 - eta lambda - b1) (AdamW) for L = 1 .. 5 tau; and
@@ -439,6 +441,7 @@ def _fit_opt(taus, losses):
     return float(np.exp(-p[1] / (2 * p[0]))) if p[0] > 0 else float(taus[j])
 
 
+@claim_id("M2")
 def claim_dataset_scaling(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Wang & Aitchison's scaling rule on a regression toy: the optimal tau_epoch = B/(eta lambda N) does not
     change as the dataset grows (N = 4d .. 32d), for SGD + WD (exactly the Bayes-optimal ridge) and AdamW
