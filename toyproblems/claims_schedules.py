@@ -10,7 +10,8 @@ exactly, so the measured ratio ||g_t|| / ||x_t|| = sigma / ||x_t||^2 is the norm
 gradient. Runs start at the equilibrium norm of eta_max and follow a linear or cosine decay to 0
 over T = K / (eta_max lambda) steps, K the schedule length in relaxation times, with the ordinary
 weight decay (SGD: x <- x - eta_t (g + lambda x); AdamW: optax.adamw) or the corrected one
-lambda_t = lambda eta_t / eta_max (:mod:`scaleinv.corrected_wd`: SGDC, AdamC).
+lambda_t = lambda eta_t / eta_max: the library's :func:`scaleinv.corrected_wd.sgdc` / :func:`~scaleinv.corrected_wd.adamc`
+(SGDC, AdamC), called, not rebuilt here (issue 27).
 
 Longer than 400 lines on purpose (as :mod:`toyproblems.claims_rotational`): the four claims
 (S1..S4) share one cached simulation of both optimizers over the schedule grid
@@ -20,6 +21,7 @@ API with one caller.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Dict, List
 
@@ -30,6 +32,7 @@ import optax
 
 from scaleinv import theory
 from scaleinv.theory import defazio2025 as TS
+from scaleinv.corrected_wd import adamc, sgdc
 from scaleinv.diagnostics import tree_norm
 from scaleinv.report import Row, close, verdict
 from toyproblems import problems as P
@@ -84,13 +87,19 @@ def _configs(quick: bool, name: str):
     return np.array([(k, K, 0) for k in (0, 1) for K in Ks] + [(k, K, 1) for k in (0, 1) for K in corr], dtype=float)
 
 
-def _make_opt(name: str, hp: dict, kind_id, T, corrected):
+def _make_opt(name: str, hp: dict, kind_id, T, corrected: bool):
+    """The ordinary optimizer (SGD + WD, optax.adamw) or, ``corrected``, the library's schedule-corrected one
+    (:func:`scaleinv.corrected_wd.sgdc` / :func:`~scaleinv.corrected_wd.adamc`: the S3 rows test the shipped
+    transforms)."""
     eta_max, wd = hp["eta"], hp["wd"]
     lr = lambda t: _eta_t(kind_id, eta_max, T, t)  # noqa: E731
-    wd_s = lambda t: wd * jnp.where(corrected > 0, lr(t) / eta_max, 1.0)  # noqa: E731
     if name == "sgd":
-        return optax.chain(optax.add_decayed_weights(wd_s), optax.sgd(lr))
-    return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=1e-12, weight_decay=wd_s)
+        if corrected:
+            return sgdc(lr, wd, peak_lr=eta_max)
+        return optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
+    if corrected:
+        return adamc(lr, wd, peak_lr=eta_max, b1=hp["b1"], b2=hp["b2"], eps=1e-12)
+    return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=1e-12, weight_decay=wd)
 
 
 def simulate_schedules(seed: int, quick: bool) -> dict:
@@ -113,9 +122,9 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
             else:
                 sq0 = hp["eta"] * hp["dim"] / (hp["wd"] * (2.0 - hp["eta"] * hp["wd"]))
 
-            def one(c, k, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
+            def one(c, k, corrected, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
                 T = c[1] / EL
-                opt = _make_opt(name, hp, c[0], T, c[2])
+                opt = _make_opt(name, hp, c[0], T, corrected)
                 k0, k1 = jax.random.split(k)
                 x0 = prob.init(jnp.sqrt(sq0), k0)
 
@@ -129,8 +138,12 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
                 return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(Tmax))[1]
 
             keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 100 + i), len(cfg))
-            ratio, sq = jax.jit(jax.vmap(one))(jnp.asarray(cfg), keys)
-            res[name] = dict(hp=hp, cfg=cfg, ratio=np.asarray(ratio), sq=np.asarray(sq), sq0=sq0, el=EL)
+            ratio, sq = np.zeros((len(cfg), Tmax)), np.zeros((len(cfg), Tmax))
+            for corrected in (False, True):         # one program each: ordinary WD, the library's SGDC / AdamC
+                sel = np.where((cfg[:, 2] > 0) == corrected)[0]
+                f = jax.jit(jax.vmap(functools.partial(one, corrected=corrected)))
+                ratio[sel], sq[sel] = (np.asarray(a) for a in f(jnp.asarray(cfg[sel]), keys[sel]))
+            res[name] = dict(hp=hp, cfg=cfg, ratio=ratio, sq=sq, sq0=sq0, el=EL)
     _CACHE[key] = res
     return res
 
@@ -422,10 +435,10 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
     prob = P.normalized_linreg(dim=dim, n=n, noise=noise, batch=batch, data_seed=seed)
     vg = jax.grad(prob.loss)
 
-    def one(corr, key):
+    def one(key, corr: bool):
         lr = lambda t: _eta_t(1, eta_max, T, t)  # noqa: E731
-        wd_s = lambda t: wd * jnp.where(corr > 0, lr(t) / eta_max, 1.0)  # noqa: E731
-        opt = optax.chain(optax.add_decayed_weights(wd_s), optax.sgd(lr))
+        # SGDC: the library's transform (scaleinv.corrected_wd.sgdc)
+        opt = sgdc(lr, wd, peak_lr=eta_max) if corr else optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
         x0 = prob.init(float(theory.equilibrium_sq_norm(eta_max, wd, 0.5)) ** 0.5, jax.random.fold_in(key, 1))
 
         def step(carry, t):
@@ -437,8 +450,9 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
         return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(T))[1]
 
     with jax.enable_x64(True):
-        corr = jnp.repeat(jnp.array([0.0, 1.0]), seeds)
-        out = np.asarray(jax.jit(jax.vmap(one))(corr, jax.random.split(jax.random.PRNGKey(seed), 2 * seeds)))
+        keys = jax.random.split(jax.random.PRNGKey(seed), 2 * seeds)       # SGD+WD: the first half, SGDC: the rest
+        out = np.concatenate([np.asarray(jax.jit(jax.vmap(functools.partial(one, corr=c)))(keys[j * seeds:(j + 1) * seeds]))
+                              for j, c in enumerate((False, True))])
     nw = T // win
     w = out[:, : nw * win].reshape(2, seeds, nw, win, 2).mean((1, 3))      # (variant, window, quantity)
     ratio = np.sqrt(w[..., 0] / w[..., 1])
