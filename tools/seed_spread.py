@@ -59,8 +59,8 @@ def check_stat(c: dict) -> dict:
         stat["max"], limit["max"] = max(vals), hi
     if lo is not None:
         stat["min"], limit["min"] = min(vals), lo
-    if hi is not None and lo is None and hi > 0:
-        usage = max(vals) / hi
+    if hi is not None and hi > 0 and (lo is None or lo <= 0):       # an upper bound (lo <= 0: a sign condition)
+        usage = max(vals) / hi if lo is None or min(vals) >= lo else math.inf
     elif lo is not None and hi is None and lo > 0:
         usage = lo / min(vals) if min(vals) > 0 else math.inf
     elif lo is not None and hi is not None and hi > lo:
