@@ -4,6 +4,8 @@
     python tools/seed_spread.py                                # verify --quick at seeds 0..4, all groups
     python tools/seed_spread.py --seeds 0,1,2,3,4,5 --only M2,S1 --json results/spread.json
     python tools/seed_spread.py --reports run_s0 run_s1 ...    # reuse verify outputs (dirs or report.json)
+    python tools/seed_spread.py --full --only S1,S2,S3,S4,M1,M2 --keep /tmp/full \
+        --json docs/results/verify/seed_spread_full_SM.json     # full mode of the budgeted groups
 
 Writes ``docs/results/verify/seed_spread.json`` by default. For every row and every machine-readable
 check of it (``scaleinv.report.close`` / ``within``, ``extra["check"]["pass"]``) the statistic the
@@ -150,6 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--full", action="store_true", help="full mode instead of --quick")
     ap.add_argument("--reports", nargs="*", default=None, help="existing verify outputs instead of running")
     ap.add_argument("--json", default=str(DEFAULT_OUT))
+    ap.add_argument("--keep", default=None, help="keep the runs' outputs in KEEP/seed<s> (default: a temporary directory)")
     args = ap.parse_args(argv)
     if args.reports:
         reports = []
@@ -158,8 +161,11 @@ def main(argv=None) -> int:
             reports.append(json.loads((p / "report.json" if p.is_dir() else p).read_text()))
     else:
         seeds = [int(s) for s in args.seeds.split(",")]
-        with tempfile.TemporaryDirectory() as tmp:
-            reports = _run(seeds, args.only, not args.full, Path(tmp))
+        if args.keep:
+            reports = _run(seeds, args.only, not args.full, Path(args.keep))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                reports = _run(seeds, args.only, not args.full, Path(tmp))
     if len(reports) < 2:
         ap.error("need at least two seeds")
     res = spread(reports)
