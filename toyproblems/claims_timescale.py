@@ -46,7 +46,9 @@ _CACHE: Dict = {}
 # budget; M1.4: 2 noise seeds in quick mode, 8 in full)
 BUDGET_BASIS = "verify --quick at seeds 0-4 (tools/seed_spread.py): approx = seed mean of the statistic, noise = 2 sd"
 BUDGET_BASIS_FULL = "verify (full mode) at seeds 0-4 (tools/seed_spread.py): approx = seed mean, noise = 2 sd"
-M1_TAIL_BUDGET = {"quick": (0.0105, 0.0193, 0.05), "full": (0.0074, 0.0075, 0.04)}
+# M1.4's approx: a one-exponential fit over 10..20 tau of tau_v-decay plus the tau part (12 % of the influence at
+# L = 10 tau: "8.5 x the EMA prediction") is biased by 1.7 % (measured seed means: 1.0 % quick, 0.7 % full)
+M1_TAIL_BUDGET = {"quick": (0.017, 0.0193, 0.05), "full": (0.017, 0.0075, 0.04)}
 M2_BUDGETS = {"sgd": (0.0065, 0.0050, 0.03), "adamw": (0.0033, 0.0025, 0.015)}   # AdamW: 5 % before (> 3 budget)
 # M2.3, a lower bound (excess >= 20 %): the seed mean 0.334 sits 0.134 above it, noise 2 sd = 0.076
 M2_TRANSFER = dict(threshold=0.2, seed_mean=0.334, noise=0.076)
@@ -190,8 +192,10 @@ def claim_gradient_influence(seed: int, quick: bool, out_dir: Path) -> List[Row]
         verdict([close("tail decay time", float(tau_tail), tau_v, rtol=tail_b[2])]),
         note=f"at L = {L[-1]} the influence is {excess:.1f} x the EMA prediction; with beta2 = 0.999 (the default) "
              "this second-moment memory is 1000 steps",
-        extra={"budget": budget(*tail_b, (BUDGET_BASIS if quick else BUDGET_BASIS_FULL)
-                                + "; the tau part left at L >= 10 tau: < 1 %")}))
+        extra={"budget": budget(*tail_b, f"noise: 2 sd over seeds 0-4 ({'quick' if quick else 'full'} mode, "
+                                         "tools/seed_spread.py); approx = 1.7 %, the bias of a one-exponential tail "
+                                         "fit while the tau part is 12 % of the influence at L = 10 tau (seed means "
+                                         "1.0 % quick, 0.7 % full)")}))
     for j, i in enumerate(np.concatenate([sgd, adam, long_])):
         c = cfg[i]
         el = c[1] * c[2]
