@@ -63,6 +63,48 @@ S2_BUDGETS = {("adamw", "linear"): {"onset": {"quick": (0.121, 0.049, 0.18), "fu
                                     "slope": {"quick": (0.075, 0.058, 0.14), "full": (0.006, 0.009, 0.04)}},
               ("adamw", "cosine"): {"onset": {"quick": (0.070, 0.050, 0.15), "full": (0.075, 0.036, 0.15)},
                                     "slope": {"quick": (0.033, 0.046, 0.08), "full": (0.006, 0.012, 0.05)}}}
+# S1.3 / S1.4 / S3.3 / S3.4 (AdamW / AdamC, issue 27 item "tolerances just above biases"): the targets are the corrected
+# forms (TS.steady_grad_ratio_adamw_corrected, TS.adamw_norm_mean_field(beta1=...)), and each row checks the BIAS
+# (signed mean over its steps of measured/prediction - 1, worst config) against a budgeted tolerance, besides the
+# max excursion (random-walk fluctuation of ||x||^2, unchanged tolerances 8 % / 7 %). (approx, noise, tolerance) of
+# the bias: S1.3 approx = seed mean of the bias (first-order lag at eps <= 2 %, mean 0.5-1 %, + Adam's v lag, not
+# split), S1.4 approx = seed mean (the corrected mean field's own residual), S3.3 / S3.4 approx = seed mean (1.05 %,
+# of which the derived drift of the corrected mean field under AdamC, eta_t lambda_t -> 0, explains <= 0.8 %);
+# noise = 2 sd; the larger of quick and full mode at seeds 0-4 (numbers in the commit message).
+BIAS_BUDGETS = {"S1.3": (0.022, 0.004, 0.035), "S1.4": (0.006, 0.002, 0.015),
+                "S3.3": (0.0105, 0.006, 0.025), "S3.4": (0.0105, 0.006, 0.025)}
+BIAS_BASIS = ("verify --quick and full mode at seeds 0-4: approx = {how}; noise = 2 sd of the bias over seeds (the larger "
+              "mode); the max-excursion check keeps its own tolerance (extra.budget_max)")
+# max excursion (the statistic of the rows before issue 27): approx = seed mean of the max over steps, noise = 2 sd
+# (full mode, the larger)
+MAX_BUDGETS = {"S1.3": (0.051, 0.008, 0.08), "S1.4": (0.041, 0.016, 0.07),
+               "S3.3": (0.040, 0.010, 0.07), "S3.4": (0.041, 0.011, 0.07)}
+
+
+def _bias_checks(rid: str, worst_bias, worst_max, name: str, how: str):
+    """(checks, extra) of an S1 / S3 AdamW row: the budgeted bias check and the max-excursion check."""
+    (_, _, bm), (mm, mp) = worst_bias, worst_max
+    a, n, tol = BIAS_BUDGETS[rid]
+    ma, mn, mtol = MAX_BUDGETS[rid]
+    checks = [close(name + ": bias (mean over steps, worst config)", 1.0 + bm, 1.0, rtol=tol),
+              close(name + " (worst step over configs)", mm, mp, rtol=mtol)]
+    extra = {"budget": budget(a, n, tol, BIAS_BASIS.format(how=how)),
+             "budget_max": budget(ma, mn, mtol, "seed mean of the max over steps + 2 sd (quick / full, the larger)"),
+             "bias": round(float(bm), 5)}
+    return checks, extra
+
+
+def _bias(measured, predicted):
+    """signed mean over steps of measured/predicted - 1."""
+    return float(np.mean(np.asarray(measured) / np.asarray(predicted) - 1.0))
+
+
+def _worst_bias(biases):
+    """(|bias|, 0, bias) of the config with the largest |bias|."""
+    b = max(biases, key=abs)
+    return abs(b), 0.0, b
+
+
 # S4.2: 8 % before, below its quick-mode budget 0.083 (seed 4: 7.98 %)
 S4_SGDC_BUDGET = {"quick": (0.059, 0.024, 0.09), "full": (0.030, 0.014, 0.09)}
 
@@ -141,8 +183,8 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
             grad = jax.grad(prob.loss)
             if name == "sgd":
                 sq0 = float(theory.equilibrium_sq_norm(hp["eta"], hp["wd"], 1.0))
-            else:
-                sq0 = hp["eta"] * hp["dim"] / (hp["wd"] * (2.0 - hp["eta"] * hp["wd"]))
+            else:       # the corrected stationary norm (momentum + finite beta2, N1 / N3), not eta d/(lambda (2 - eta lambda))
+                sq0 = float(TS.steady_sq_norm_adamw_corrected(hp["eta"], hp["wd"], hp["dim"], hp["b1"], hp["b2"]))
 
             def one(c, k, corrected, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
                 T = c[1] / EL
@@ -189,15 +231,20 @@ def _predict(name: str, r: dict, i: int):
         target = TS.steady_grad_ratio_sgd(eta, wd)
         y0 = r["sq0"] ** 2
     else:
-        target = TS.steady_grad_ratio_adamw(eta, wd, 1.0, hp["dim"])
+        # corrected quasi-static target (finite eta lambda + momentum, N1; finite beta2, N3); the leading-order
+        # 2 lambda sigma/(eta_t C) is kept for the notes (it is 1.8 % below at eta lambda = 0.01)
+        target = TS.steady_grad_ratio_adamw_corrected(eta, wd, 1.0, hp["dim"], hp["b1"], hp["b2"])
+        lead = TS.steady_grad_ratio_adamw(eta, wd, 1.0, hp["dim"])
         y0 = r["sq0"]
     y = TS.norm_ode_solution(name, eta, wd, y0, sigma=1.0, dim=hp["dim"])
     ode = TS.grad_ratio_from_norm_ode(name, y)
-    # AdamW: mean field with the lag of Adam's v (the ODE assumes v in steady state); SGD: the ODE
-    mf = ode if name == "sgd" else 1.0 / TS.adamw_norm_mean_field(eta, wd, y0, hp["dim"], 1.0, hp["b2"])
+    # AdamW: mean field with the lag of Adam's v (the ODE assumes v in steady state) and the corrected source
+    # (momentum + finite beta2, TS.adamw_source_factor); SGD: the ODE
+    mf = ode if name == "sgd" else 1.0 / TS.adamw_norm_mean_field(eta, wd, y0, hp["dim"], 1.0, hp["b2"], beta1=hp["b1"])
     dwd = TS.corrected_weight_decay(TS.lr_schedule_slope(kind, t, hp["eta"], T), hp["wd"], hp["eta"]) if corr else 0.0
     eps = TS.adiabaticity(name, eta, TS.lr_schedule_slope(kind, t, hp["eta"], T), wd, dwd)
     return dict(kind=kind, K=K, corrected=bool(corr), T=T, t=t, eta=eta, wd=wd, target=target, ode=ode, mf=mf, eps=eps,
+                lead=target if name == "sgd" else lead,
                 ratio=r["ratio"][i, :T], sq=r["sq"][i, :T])
 
 
@@ -240,7 +287,7 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     tol_ode = {"sgd": 0.01, "adamw": 0.07}    # AdamW: max over 10^4 steps of a ~1.5 %-RMS fluctuation (see S3)
     for j, name in enumerate(("sgd", "adamw")):
         r = sim[name]
-        qs_err, ode_err, cf_err, n_slow, qs_w, ode_w = [], [], [], [], [], []
+        qs_err, ode_err, cf_err, n_slow, qs_w, ode_w, qs_b, ode_b, lead_b = [], [], [], [], [], [], [], [], []
         for i in range(len(r["cfg"])):
             p = _predictions(name, r, i)
             if p["corrected"]:
@@ -249,7 +296,10 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             if slow.sum() >= 0.1 * p["T"]:          # schedules never slow (AdamW, linear, K = 10) are left out
                 qs_w.append(_worst(p["ratio"][slow], p["target"][slow]))
                 qs_err.append(qs_w[-1][0])
+                qs_b.append(_bias(p["ratio"][slow], p["target"][slow]))
+                lead_b.append(_bias(p["ratio"][slow], p["lead"][slow]))
             ode_w.append(_worst(p["ratio"], p["mf"]))
+            ode_b.append(_bias(p["ratio"], p["mf"]))
             ode_err.append(ode_w[-1][0])
             cf_err.append(np.max(np.abs(p["ratio"] / p["ode"] - 1)))
             n_slow.append(slow.mean())
@@ -262,30 +312,57 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 ax.plot(p["t"] / p["T"], p["mf"] / p["ratio"][0], color="k", ls="--", lw=0.8,
                         label="norm ODE" + (" + v lag" if name == "adamw" else "") if p["kind"] == "linear" else None)
         qs_err, ode_err = np.array(qs_err), np.array(ode_err)
-        form = "sqrt(2 lambda/eta_t) (Defazio)" if name == "sgd" else "2 lambda sigma/(eta_t C) (derived)"
+        form = ("sqrt(2 lambda/eta_t) (Defazio)" if name == "sgd" else
+                "sigma/||x||^2_eq(eta_t, lambda) (derived: 2 lambda sigma/(eta_t C) corrected for finite eta lambda + "
+                "momentum (N1) and beta2 (N3), TS.steady_grad_ratio_adamw_corrected)")
+        rid = f"S1.{len(rows) + 1}"
+        if name == "sgd":
+            qs_kw = dict(tolerance=f"max over steps and configs |measured/target - 1| <= {tol_qs[name]:.0%}",
+                         status=_worst_close("ratio vs quasi-static target", qs_w, tol_qs[name]), extra={})
+        else:
+            ch, ex = _bias_checks(rid, _worst_bias(qs_b), max(qs_w, key=lambda v: v[0])[1:][::-1], "ratio vs corrected "
+                                  "quasi-static target", "seed mean of the bias (first-order lag + Adam's v lag)")
+            qs_kw = dict(tolerance=f"bias (mean over slow steps of measured/target - 1, worst config) within "
+                                   f"{BIAS_BUDGETS[rid][2]:.1%}; max over steps and configs <= {tol_qs[name]:.0%}",
+                         status=verdict(ch), extra=ex)
         rows.append(Row(
-            f"S1.{len(rows) + 1}", SRC,
+            rid, SRC,
             f"{LABEL[name]}, linear + cosine decay, K = eta_max lambda T in {list(_Ks(quick, name))}: ||g||/||x|| = {form} "
-            f"wherever the schedule is slow (adiabaticity eps_t <= {ADIABATIC[name]:.0%})",
-            *_pm(qs_w), f"max over steps and configs |measured/target - 1| <= {tol_qs[name]:.0%}",
-            _worst_close("ratio vs quasi-static target", qs_w, tol_qs[name]),
+            f"wherever the schedule is slow (adiabaticity eps_t <= {ADIABATIC[name]:.0%})"
+            + ("; fails if the target is off by > ~2 % (bias) or an excursion exceeds the max tolerance"
+               if name == "adamw" else ""),
+            *_pm(qs_w), qs_kw["tolerance"], qs_kw["status"],
             note=f"slow part of each run: {np.round(n_slow, 2).tolist()} of the steps; per config max dev "
                  f"{np.round(qs_err, 4).tolist()}; tolerance = first-order lag at eps = {ADIABATIC[name]:.0%} + O(eta lambda)"
-                 + (" + the random-walk fluctuation of ||x||^2 (S3)" if name == "adamw" else "")))
+                 + (f" + the random-walk fluctuation of ||x||^2 (S3); per config bias {np.round(qs_b, 4).tolist()} "
+                    f"(against the leading-order 2 lambda sigma/(eta_t C): {np.round(lead_b, 4).tolist()})"
+                    if name == "adamw" else ""),
+            extra=qs_kw["extra"]))
         if name == "sgd":
             stmt = ("SGD+WD: the linear norm ODE y' = -4 lambda eta_t y + 2 sigma^2 eta_t^2 (y = ||x||^4, closed form "
                     "TS.norm_ode_solution) predicts ||g||/||x|| at every step, end-of-training lag included")
             note = "per config " + str(np.round(ode_err, 4).tolist())
         else:
             stmt = ("AdamW: the norm ODE y' = -2 lambda eta_t y + C eta_t^2 (y = ||x||^2) with Adam's v EMA in mean field "
-                    "(TS.adamw_norm_mean_field) predicts ||g||/||x|| at every step, lag included")
-            note = (f"per config {np.round(ode_err, 4).tolist()}; the closed-form ODE alone (v in steady state) is off "
+                    "and the corrected source (momentum + beta2, TS.adamw_norm_mean_field(beta1=...)) predicts ||g||/||x|| "
+                    "at every step, lag included; fails if the prediction is biased by > ~1.5 % or an excursion exceeds "
+                    "the max tolerance")
+            note = (f"per config {np.round(ode_err, 4).tolist()}, bias {np.round(ode_b, 4).tolist()}; the closed-form ODE alone (v in steady state) is off "
                     f"by up to {np.round(cf_err, 3).tolist()}: v (beta2 = {r['hp']['b2']}) lags the gradient scale when "
                     "||x|| changes within ~1/(1 - beta2) steps, which makes the norm larger and the ratio smaller")
+        rid = f"S1.{len(rows) + 1}"
+        if name == "sgd":
+            ode_kw = dict(tolerance=f"max over steps and configs |measured/prediction - 1| <= {tol_ode[name]:.0%}",
+                          status=_worst_close("ratio vs norm ODE / mean field", ode_w, tol_ode[name]), extra={})
+        else:
+            ch, ex = _bias_checks(rid, _worst_bias(ode_b), max(ode_w, key=lambda v: v[0])[1:][::-1],
+                                  "ratio vs corrected mean field", "seed mean of the bias (the mean field's residual)")
+            ode_kw = dict(tolerance=f"bias (mean over steps of measured/prediction - 1, worst config) within "
+                                    f"{BIAS_BUDGETS[rid][2]:.1%}; max over steps and configs <= {tol_ode[name]:.0%}",
+                          status=verdict(ch), extra=ex)
         rows.append(Row(
-            f"S1.{len(rows) + 1}", SRC + "; norm ODE derived here", stmt,
-            *_pm(ode_w), f"max over steps and configs |measured/prediction - 1| <= {tol_ode[name]:.0%}",
-            _worst_close("ratio vs norm ODE / mean field", ode_w, tol_ode[name]), note=note))
+            rid, SRC + "; norm ODE derived here", stmt,
+            *_pm(ode_w), ode_kw["tolerance"], ode_kw["status"], note=note, extra=ode_kw["extra"]))
         axes[j].set(yscale="log", xlabel="t / T", ylabel="(||g||/||x||)_t / (||g||/||x||)_0",
                     title=f"S1: {LABEL[name]}, K = 30", ylim=(0.8, 100))
         axes[j].legend(fontsize=6)
@@ -402,7 +479,7 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     tol = {"sgd": 0.01, "adamw": 0.07}
     for name in ("sgd", "adamw"):
         r = sim[name]
-        dev, dev_sq, base, rms, w_r, w_s = [], [], [], [], [], []
+        dev, dev_sq, base, rms, w_r, w_s, b_r, b_s, drift = [], [], [], [], [], [], [], [], []
         for i in range(len(r["cfg"])):
             p = _predictions(name, r, i)
             if p["corrected"]:
@@ -410,6 +487,9 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 w_s.append(_worst(p["sq"], np.full(p["T"], p["sq"][0])))
                 dev.append(w_r[-1][0])
                 dev_sq.append(w_s[-1][0])
+                b_r.append(_bias(p["ratio"], np.full(p["T"], p["target"][0])))
+                b_s.append(_bias(p["sq"], np.full(p["T"], p["sq"][0])))
+                drift.append(float(np.max(np.abs(p["mf"] / p["mf"][0] - 1))))
                 rms.append(np.sqrt(np.mean((p["ratio"] / p["target"][0] - 1) ** 2)))
                 ax.plot(p["t"] / p["T"], p["ratio"] / p["target"][0], lw=1, color="C2" if name == "sgd" else "C4",
                         label=f"{CLABEL[name]}" if len(dev) == 1 else None)
@@ -419,19 +499,39 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                     ax.plot(p["t"] / p["T"], p["ratio"] / p["target"][0], lw=1, ls="--",
                             color="C0" if name == "sgd" else "C3", label=f"{LABEL[name]} {p['kind']}, K={p['K']:g}")
         dev, dev_sq = np.array(dev), np.array(dev_sq)
+
+        def _kw(rid, w, b, what, tol_text):
+            if name == "sgd":
+                return dict(tolerance=tol_text, status=_worst_close(what, w, tol[name]), extra={})
+            ch, ex = _bias_checks(rid, _worst_bias(b), max(w, key=lambda v: v[0])[1:][::-1], what,
+                                  "seed mean of the bias, of which the derived drift of the corrected mean field under "
+                                  f"AdamC explains up to {max(drift):.4f}")
+            return dict(tolerance=f"bias (mean over steps, worst config) within {BIAS_BUDGETS[rid][2]:.1%}; {tol_text}",
+                        status=verdict(ch), extra=ex)
+
+        rid = f"S3.{len(rows) + 1}"
+        kw = _kw(rid, w_r, b_r, "ratio vs its eta_max value", f"max_t |ratio_t/target - 1| <= {tol[name]:.0%}")
         rows.append(Row(
-            f"S3.{len(rows) + 1}", SRC,
+            rid, SRC,
             f"{CLABEL[name]} (lambda_t = lambda eta_t/eta_max), linear + cosine, K in {list(_Ks(quick, name))}: "
-            f"||g||/||x|| stays at {'sqrt(2 lambda/eta_max)' if name == 'sgd' else '2 lambda sigma/(eta_max C)'} all run",
-            *_pm(w_r), f"max_t |ratio_t/target - 1| <= {tol[name]:.0%}",
-            _worst_close("ratio vs its eta_max value", w_r, tol[name]),
-            note=f"per config {np.round(dev, 4).tolist()} (RMS {np.round(rms, 4).tolist()}); the ordinary weight decay reaches "
-                 f"{np.round(base, 2).tolist()} x its initial ratio on the same runs"))
+            f"||g||/||x|| stays at "
+            + ("sqrt(2 lambda/eta_max) all run" if name == "sgd" else
+               "sigma/||x||^2_eq(eta_max, lambda) all run (corrected form: finite eta lambda + momentum + beta2, "
+               "TS.steady_grad_ratio_adamw_corrected); fails if the ratio drifts or is biased by > ~2.5 %"),
+            *_pm(w_r), kw["tolerance"], kw["status"],
+            note=f"per config {np.round(dev, 4).tolist()} (RMS {np.round(rms, 4).tolist()})"
+                 + (f", bias {np.round(b_r, 4).tolist()}" if name == "adamw" else "")
+                 + f"; the ordinary weight decay reaches {np.round(base, 2).tolist()} x its initial ratio on the same runs",
+            extra=kw["extra"]))
+        rid = f"S3.{len(rows) + 1}"
+        kw = _kw(rid, w_s, b_s, "||x||^2 vs its initial value", f"max_t | ||x_t||^2/||x_0||^2 - 1 | <= {tol[name]:.0%}")
         rows.append(Row(
-            f"S3.{len(rows) + 1}", SRC,
-            f"{CLABEL[name]}: the weight norm ||x||^2 stays constant (constant sigma)",
-            *_pm(w_s), f"max_t | ||x_t||^2/||x_0||^2 - 1 | <= {tol[name]:.0%}",
-            _worst_close("||x||^2 vs its initial value", w_s, tol[name])))
+            rid, SRC,
+            f"{CLABEL[name]}: the weight norm ||x||^2 stays constant (constant sigma)"
+            + ("; start at the corrected equilibrium norm (TS.steady_sq_norm_adamw_corrected); fails if it drifts by "
+               "> ~2.5 % on average" if name == "adamw" else ""),
+            *_pm(w_s), kw["tolerance"], kw["status"],
+            note=(f"bias per config {np.round(b_s, 4).tolist()}" if name == "adamw" else ""), extra=kw["extra"]))
     ax.axhline(1.0, color="k", lw=0.8, label="equilibrium of eta_max (theory)")
     ax.set(yscale="log", xlabel="t / T", ylabel="||g||/||x|| / steady value at eta_max",
            title="S3: corrected weight decay keeps the ratio constant")
