@@ -136,7 +136,8 @@ def report_page(page: str, json_rel: str, title: str, fig_dir: str | None) -> No
     out += [f"**{len(rows)} rows: {counts.get('pass', 0)} pass, {counts.get('erratum', 0)} errata, "
             f"{counts.get('fail', 0)} fail.** " + (f"Run: {info}." if info else ""), "",
             "Columns: the claim (with its source in the talk or paper), the prediction, the measurement, the "
-            "tolerance, and the status (`erratum`: the source's formula disagrees with the derivation and the "
+            "tolerance, the error budget where the row states one (known approximation error + seed-to-seed noise, "
+            "docs/CONVENTIONS.md), and the status (`erratum`: the source's formula disagrees with the derivation and the "
             "measurement; the corrected form is in the claim and on the [errata page](errata.md)).", ""]
     groups: "OrderedDict[str, list]" = OrderedDict()
     for r in rows:

@@ -61,18 +61,45 @@ def fmt(x) -> str:
     return str(x)
 
 
+def budget(approx: float, noise: float, tolerance: float, basis: str) -> Dict[str, Any]:
+    """A row's error budget (issue 27), for ``Row(extra={"budget": budget(...)})``: the known approximation
+    error of the form the row uses (``approx``, in the units of its tolerance) plus the seed-to-seed noise of
+    the measurement (``noise``, measured over >= 5 seeds by tools/seed_spread.py); ``basis`` says where both
+    come from. The tolerance must lie in [budget, 3 x budget] (else ValueError): no tighter than what the
+    row can honestly hold at every seed, no looser than three times it."""
+    total = float(approx) + float(noise)
+    if not (float(approx) >= 0 and float(noise) >= 0 and total > 0):
+        raise ValueError(f"budget: approx and noise must be >= 0 with a positive sum, got {approx}, {noise}")
+    if not total * (1 - 1e-12) <= float(tolerance) <= 3 * total * (1 + 1e-12):
+        raise ValueError(f"budget: tolerance {tolerance} outside [budget, 3 x budget] = [{total:.4g}, {3 * total:.4g}]")
+    return {"approx": float(approx), "noise": float(noise), "total": total, "tolerance": float(tolerance),
+            "basis": basis}
+
+
+def budget_cell(r: Row) -> str:
+    """The report's budget cell: ``total = approx + noise``, empty for a row without a budget."""
+    b = r.extra.get("budget")
+    return f"{fmt(b['total'])} = {fmt(b['approx'])} approx. + {fmt(b['noise'])} noise" if b else ""
+
+
+def _with_budget(rows) -> bool:
+    return any(r.extra.get("budget") for r in rows)
+
+
 def print_table(rows: Iterable[Row], title: str = "") -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    rows = list(rows)
+    budgets = _with_budget(rows)
     table = Table(title=title or None, show_lines=False)
-    for col in ("id", "claim", "predicted", "measured", "tolerance", "status"):
+    for col in ("id", "claim", "predicted", "measured", "tolerance") + (("budget",) if budgets else ()) + ("status",):
         table.add_column(col, overflow="fold")
     colors = {"pass": "green", "fail": "red", "erratum": "yellow"}
     for r in rows:
         table.add_row(escape(r.id), escape(r.statement), escape(fmt(r.predicted)), escape(fmt(r.measured)),
-                      escape(r.tolerance),
+                      escape(r.tolerance), *((escape(budget_cell(r)),) if budgets else ()),
                       f"[{colors[r.status]}]{r.status}[/]")
     Console(width=160).print(table)
 
@@ -86,15 +113,21 @@ def write_json(rows: List[Row], path, meta: Dict[str, Any] | None = None) -> Pat
 
 
 def to_markdown(rows: Iterable[Row]) -> str:
-    """The rows as a GitHub-markdown table (id, claim, predicted, measured, tolerance, status)."""
+    """The rows as a GitHub-markdown table (id, claim, predicted, measured, tolerance, status; a budget column
+    after the tolerance when some row states its error budget, :func:`budget`)."""
     def cell(x) -> str:
         return fmt(x).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| id | claim | predicted | measured | tolerance | status |", "|---|---|---|---|---|---|"]
+    rows = list(rows)
+    budgets = _with_budget(rows)
+    if budgets:
+        lines = ["| id | claim | predicted | measured | tolerance | budget | status |", "|---|---|---|---|---|---|---|"]
+    else:
+        lines = ["| id | claim | predicted | measured | tolerance | status |", "|---|---|---|---|---|---|"]
     for r in rows:
         status = f"**{r.status}**" if r.status != "pass" else r.status
         lines.append(f"| {cell(r.id)} | {cell(r.statement)} | {cell(r.predicted)} | {cell(r.measured)} "
-                     f"| {cell(r.tolerance)} | {status} |")
+                     f"| {cell(r.tolerance)} " + (f"| {cell(budget_cell(r))} " if budgets else "") + f"| {status} |")
     return "\n".join(lines) + "\n"
 
 

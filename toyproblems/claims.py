@@ -29,6 +29,7 @@ from toyproblems.experiments import (best_lr_curve, ex1_critical_lr, first_hit, 
                                      time_to_equilibrium)
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.run import run, sweep
+from toyproblems.ids import claim_id
 
 __all__ = ["CLAIMS"]
 
@@ -38,6 +39,7 @@ def _src(slide: str) -> str:
 
 
 # ============================================================== claim 1: homogeneity degrees
+@claim_id("C1")
 def claim_homogeneity(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, "k-homogeneity" + "Ingredient 1": the estimator recovers the known degrees."""
     rows, key = [], jax.random.PRNGKey(seed)
@@ -149,6 +151,7 @@ def _ex1_at_threshold_row(src: str) -> Row:
                     + "; ".join(f for f in fates if "unperturbed" in f))
 
 
+@claim_id("C2")
 def claim_ex1_divergence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, Ex 1: with eta* = 2 X0^(1/k-1)/|L~'(X0)| (X0 >= X*), GD on L~(x_1...x_2k) from equal
     x_i(0) fails to converge for LR >= eta* and diverges for LR > eta* (strict; the talk's
@@ -227,6 +230,7 @@ def _best(opt_fn, prob, alpha, lrs, steps, eps):
     return r["steps"], r["final"], r["curve"], r["lr"]
 
 
+@claim_id("C3")
 def claim_unbalanced_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, Ex 2 (alpha = 100): best-tuned GD stalls near the B-only optimum, Adam solves it."""
     src = _src('slides "Our Hypothesis", Ex 2 (GD vs ADAM, alpha = 100)')
@@ -273,6 +277,7 @@ def claim_unbalanced_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== claim 4: normalized MF + WD
+@claim_id("C4")
 def claim_normalized_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, "Ingredient 1" (normalized MF, alpha = 100): GD+WD / SGD+WD solve it; T0 bound."""
     src = _src('slides "Ingredient 1" (normalized MF) and "Convergence Results for GD + WD"')
@@ -344,6 +349,7 @@ def claim_normalized_mf(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== claim 5: SGD+WD equilibrium
+@claim_id("C5")
 def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, "Ingredient 3": ||x||^2 -> equilibrium; ||g||/||x|| -> sqrt(lambda(2-eta lambda)/eta)."""
     src = _src('slide "Ingredient 3: Global Relative Clipping" (equilibrium)')
@@ -441,6 +447,7 @@ def claim_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== claim 6: log dependence on init
+@claim_id("C6")
 def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, "Convergence Results for GD + WD": T0 ~ (1/2 eta lambda)|ln(||x0||^2/eta)|; without
     WD the time grows polynomially with the init scale."""
@@ -512,6 +519,7 @@ def claim_log_dependence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== claim 7: WD <=> exponential LR
+@claim_id("C7")
 def claim_exp_lr(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, "Ingredient 2": GD+WD == GD with eta_t = eta (1 - eta lambda)^(-2t) [L & Arora 21]."""
     src = _src('slide "Ingredient 2: SGD + WD" (exponential LR)')
@@ -591,6 +599,7 @@ def claim_exp_lr(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== claim 8: relative global clipping
+@claim_id("C8")
 def claim_clipping(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Talk, "Ingredient 3": relative global clipping removes norm spikes from heavy-tailed noise,
     fires rarely, and never fires for constant-norm gradients (C > 1)."""

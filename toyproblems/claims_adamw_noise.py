@@ -30,6 +30,7 @@ from scaleinv.theory import adamw_noise as AN
 from scaleinv.report import Row, close, verdict
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
+from toyproblems.ids import claim_id
 
 __all__ = ["ADAMW_NOISE_CLAIMS", "simulate_adamw_noise", "simulate_beta2"]
 
@@ -156,6 +157,7 @@ def _cfg_str(c):
 
 
 # ============================================================== N1: stationary norm
+@claim_id("N1")
 def claim_adamw_noise_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """E||W||^2 = d eta^2 (1-b1)/(1+b1) (1+alpha b1)/((1-alpha^2)(1-alpha b1)) at eta lambda = 0.02..0.1,
     on pure noise (the exact model) and on the scale-invariant constant-sigma toy; R2.3's small-eta-lambda
@@ -207,6 +209,7 @@ def claim_adamw_noise_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== N2: weight / update cosine
+@claim_id("N2")
 def claim_adamw_noise_cosine(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """cos(W_t, u_t) -> -beta1 sqrt((1-alpha^2)/((1+alpha beta1)(1-alpha beta1))) (u_t = Adam's direction):
     momentum carries the outward random walk into the next step."""
@@ -243,6 +246,7 @@ def claim_adamw_noise_cosine(seed: int, quick: bool, out_dir: Path) -> List[Row]
 B2_TOL = {0.9: 0.2, 0.99: 0.15}
 
 
+@claim_id("N3")
 def claim_adamw_noise_beta2_eps(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """What the exact model leaves out: Adam's v is an EMA (beta2), not E g^2, and eps shrinks the update.
     beta2: E||W||^2 changes by the derived first-order factor (scaleinv.theory.adamw_noise_beta2_factor),

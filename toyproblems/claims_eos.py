@@ -28,6 +28,7 @@ import numpy as np
 from scaleinv.report import Row, close, verdict, within
 from scaleinv.theory import lyu2022 as LY
 from toyproblems.plotting import new_figure, save_figure
+from toyproblems.ids import claim_id
 
 __all__ = ["EOS_CLAIMS", "simulate_eos", "valley_loss"]
 
@@ -96,6 +97,7 @@ def simulate_eos(seed: int, quick: bool) -> dict:
     return res
 
 
+@claim_id("E1")
 def claim_edge_of_stability(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Onset time of the edge of stability (weight decay alone on the manifold), the hover at 2, the
     sharpness reduction to the manifold's minimum, and GD without WD as the control."""

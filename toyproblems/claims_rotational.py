@@ -37,6 +37,7 @@ from scaleinv.report import Row, close, verdict, within
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, plain_log_ticks, save_figure
+from toyproblems.ids import claim_id
 
 __all__ = ["ROTATIONAL_CLAIMS", "OPTIMIZERS", "simulate_equilibrium"]
 
@@ -207,6 +208,7 @@ def _cfg_str(name, c):
 
 
 # ============================================================== R1: equilibrium angular update
+@claim_id("R1")
 def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """The RMS angular update per step settles at the optimizer's closed form over the grid."""
     rows = []
@@ -264,6 +266,7 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== R2: equilibrium norm
+@claim_id("R2")
 def claim_equilibrium_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """The weight norm settles at the optimizer's closed-form equilibrium norm."""
     rows = []
@@ -303,6 +306,7 @@ def _time_to_band(norm, eq, band=0.1):
     return last_out + 1
 
 
+@claim_id("R3")
 def claim_equilibrium_time(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Starting at 3x the equilibrium norm, the time to reach equilibrium scales as 1/(eta lambda):
     SGD and AdamW against the norm recursion of :func:`scaleinv.theory.equilibrium_approach_steps`
@@ -391,6 +395,7 @@ def run_neurons(opts: dict, W0, steps: int, key, loss):
     return jax.tree.map(np.asarray, go(W0, key))
 
 
+@claim_id("R4")
 def claim_rotational_wrapper(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """RV optimizers (scaleinv.rotational, REQ algorithm): every neuron rotates at the equilibrium
     rate eta_r from the start and keeps its norm; the base optimizer, started from the same
@@ -478,6 +483,7 @@ def claim_rotational_wrapper(seed: int, quick: bool, out_dir: Path) -> List[Row]
 
 
 # ============================================================== R5: normalized MF
+@claim_id("R5")
 def claim_normalized_mf_equilibrium(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """On normalized MF with minibatch noise, SGD+WD (and SGDM) reach the predicted equilibrium
     angle per scale-invariant group (A and B). For SGD this needs only <x, g> = 0 and a stationary

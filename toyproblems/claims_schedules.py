@@ -10,7 +10,8 @@ exactly, so the measured ratio ||g_t|| / ||x_t|| = sigma / ||x_t||^2 is the norm
 gradient. Runs start at the equilibrium norm of eta_max and follow a linear or cosine decay to 0
 over T = K / (eta_max lambda) steps, K the schedule length in relaxation times, with the ordinary
 weight decay (SGD: x <- x - eta_t (g + lambda x); AdamW: optax.adamw) or the corrected one
-lambda_t = lambda eta_t / eta_max (:mod:`scaleinv.corrected_wd`: SGDC, AdamC).
+lambda_t = lambda eta_t / eta_max: the library's :func:`scaleinv.corrected_wd.sgdc` / :func:`~scaleinv.corrected_wd.adamc`
+(SGDC, AdamC), called, not rebuilt here (issue 27).
 
 Longer than 400 lines on purpose (as :mod:`toyproblems.claims_rotational`): the four claims
 (S1..S4) share one cached simulation of both optimizers over the schedule grid
@@ -20,6 +21,7 @@ API with one caller.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Dict, List
 
@@ -30,10 +32,12 @@ import optax
 
 from scaleinv import theory
 from scaleinv.theory import defazio2025 as TS
+from scaleinv.corrected_wd import adamc, sgdc
 from scaleinv.diagnostics import tree_norm
-from scaleinv.report import Row, close, verdict
+from scaleinv.report import Row, budget, close, verdict
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
+from toyproblems.ids import claim_id
 
 __all__ = ["SCHEDULE_CLAIMS", "simulate_schedules"]
 
@@ -45,6 +49,70 @@ SGD_HP = dict(eta=0.1, dim=4)                   # SGD: the norm map is dimension
 ADAM_HP = dict(eta=0.01, b1=0.5, b2=0.99)
 ADIABATIC = {"sgd": 0.05, "adamw": 0.02}   # "slow schedule": adiabaticity eps_t below this
 LAG = 0.1                     # lag onset: ratio more than 10 % below its quasi-static target
+# Error budgets (issue 27), per mode, measured by tools/seed_spread.py at seeds 0-4 (docs/results/verify/
+# seed_spread.json: verify --quick; seed_spread_full_SM.json: full mode): (approx, noise, tolerance) = (seed mean of
+# the checked statistic: the form's systematic error, not derived for the mean field with Adam's v lag; 2 x its
+# seed-to-seed sd; the tolerance, in [budget, 3 budget]). Before: 15 % / 0.08 for every AdamW onset / slope row;
+# S2.7 / S2.8 (linear decay) have quick-mode budgets 0.170 / 0.133 above that (seed 3 failed both); the full-mode
+# slopes (4 schedule lengths instead of 2) are 10x less noisy, so their tolerances shrink (0.08 -> 0.04 / 0.05).
+BUDGET_BASIS = {"quick": "verify --quick at seeds 0-4 (tools/seed_spread.py): approx = seed mean of the statistic, "
+                         "noise = 2 sd",
+                "full": "verify (full mode) at seeds 0-4 (tools/seed_spread.py): approx = seed mean of the statistic, "
+                        "noise = 2 sd"}
+S2_BUDGETS = {("adamw", "linear"): {"onset": {"quick": (0.121, 0.049, 0.18), "full": (0.129, 0.030, 0.18)},
+                                    "slope": {"quick": (0.075, 0.058, 0.14), "full": (0.006, 0.009, 0.04)}},
+              ("adamw", "cosine"): {"onset": {"quick": (0.070, 0.050, 0.15), "full": (0.075, 0.036, 0.15)},
+                                    "slope": {"quick": (0.033, 0.046, 0.08), "full": (0.006, 0.012, 0.05)}}}
+# S1.3 / S1.4 / S3.3 / S3.4 (AdamW / AdamC, issue 27 item "tolerances just above biases"): the targets are the corrected
+# forms (TS.steady_grad_ratio_adamw_corrected, TS.adamw_norm_mean_field(beta1=...)), and each row checks the BIAS
+# (signed mean over its steps of measured/prediction - 1, worst config) against a budgeted tolerance, besides the
+# max excursion (random-walk fluctuation of ||x||^2, unchanged tolerances 8 % / 7 %). (approx, noise, tolerance) of
+# the bias: S1.3 approx = seed mean of the bias (first-order lag at eps <= 2 %, mean 0.5-1 %, + Adam's v lag, not
+# split), S1.4 approx = seed mean (the corrected mean field's own residual), S3.3 / S3.4 approx = seed mean (1.05 %,
+# of which the derived drift of the corrected mean field under AdamC, eta_t lambda_t -> 0, explains <= 0.8 %);
+# noise = 2 sd; the larger of quick and full mode at seeds 0-4 (numbers in the commit message).
+BIAS_BUDGETS = {"S1.3": (0.022, 0.004, 0.035), "S1.4": (0.006, 0.002, 0.015),
+                "S3.3": (0.0105, 0.006, 0.025), "S3.4": (0.0105, 0.006, 0.025)}
+BIAS_BASIS = ("verify --quick and full mode at seeds 0-4: approx = {how}; noise = 2 sd of the bias over seeds (the larger "
+              "mode); the max-excursion check keeps its own tolerance (extra.budget_max)")
+# max excursion (the statistic of the rows before issue 27): approx = seed mean of the max over steps, noise = 2 sd
+# (full mode, the larger)
+MAX_BUDGETS = {"S1.3": (0.051, 0.008, 0.08), "S1.4": (0.041, 0.016, 0.07),
+               "S3.3": (0.040, 0.010, 0.07), "S3.4": (0.041, 0.011, 0.07)}
+
+
+def _bias_checks(rid: str, worst_bias, worst_max, name: str, how: str):
+    """(checks, extra) of an S1 / S3 AdamW row: the budgeted bias check and the max-excursion check."""
+    (_, _, bm), (mm, mp) = worst_bias, worst_max
+    a, n, tol = BIAS_BUDGETS[rid]
+    ma, mn, mtol = MAX_BUDGETS[rid]
+    checks = [close(name + ": bias (mean over steps, worst config)", 1.0 + bm, 1.0, rtol=tol),
+              close(name + " (worst step over configs)", mm, mp, rtol=mtol)]
+    extra = {"budget": budget(a, n, tol, BIAS_BASIS.format(how=how)),
+             "budget_max": budget(ma, mn, mtol, "seed mean of the max over steps + 2 sd (quick / full, the larger)"),
+             "bias": round(float(bm), 5)}
+    return checks, extra
+
+
+def _bias(measured, predicted):
+    """signed mean over steps of measured/predicted - 1."""
+    return float(np.mean(np.asarray(measured) / np.asarray(predicted) - 1.0))
+
+
+def _worst_bias(biases):
+    """(|bias|, 0, bias) of the config with the largest |bias|."""
+    b = max(biases, key=abs)
+    return abs(b), 0.0, b
+
+
+# S4.2: 8 % before, below its quick-mode budget 0.083 (seed 4: 7.98 %)
+S4_SGDC_BUDGET = {"quick": (0.059, 0.024, 0.09), "full": (0.030, 0.014, 0.09)}
+
+
+def _budget(table: dict, quick: bool) -> dict:
+    """The row's ``extra["budget"]`` for this mode (scaleinv.report.budget)."""
+    mode = "quick" if quick else "full"
+    return budget(*table[mode], BUDGET_BASIS[mode])
 _CACHE: Dict = {}
 
 
@@ -83,13 +151,19 @@ def _configs(quick: bool, name: str):
     return np.array([(k, K, 0) for k in (0, 1) for K in Ks] + [(k, K, 1) for k in (0, 1) for K in corr], dtype=float)
 
 
-def _make_opt(name: str, hp: dict, kind_id, T, corrected):
+def _make_opt(name: str, hp: dict, kind_id, T, corrected: bool):
+    """The ordinary optimizer (SGD + WD, optax.adamw) or, ``corrected``, the library's schedule-corrected one
+    (:func:`scaleinv.corrected_wd.sgdc` / :func:`~scaleinv.corrected_wd.adamc`: the S3 rows test the shipped
+    transforms)."""
     eta_max, wd = hp["eta"], hp["wd"]
     lr = lambda t: _eta_t(kind_id, eta_max, T, t)  # noqa: E731
-    wd_s = lambda t: wd * jnp.where(corrected > 0, lr(t) / eta_max, 1.0)  # noqa: E731
     if name == "sgd":
-        return optax.chain(optax.add_decayed_weights(wd_s), optax.sgd(lr))
-    return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=1e-12, weight_decay=wd_s)
+        if corrected:
+            return sgdc(lr, wd, peak_lr=eta_max)
+        return optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
+    if corrected:
+        return adamc(lr, wd, peak_lr=eta_max, b1=hp["b1"], b2=hp["b2"], eps=1e-12)
+    return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=1e-12, weight_decay=wd)
 
 
 def simulate_schedules(seed: int, quick: bool) -> dict:
@@ -109,12 +183,12 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
             grad = jax.grad(prob.loss)
             if name == "sgd":
                 sq0 = float(theory.equilibrium_sq_norm(hp["eta"], hp["wd"], 1.0))
-            else:
-                sq0 = hp["eta"] * hp["dim"] / (hp["wd"] * (2.0 - hp["eta"] * hp["wd"]))
+            else:       # the corrected stationary norm (momentum + finite beta2, N1 / N3), not eta d/(lambda (2 - eta lambda))
+                sq0 = float(TS.steady_sq_norm_adamw_corrected(hp["eta"], hp["wd"], hp["dim"], hp["b1"], hp["b2"]))
 
-            def one(c, k, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
+            def one(c, k, corrected, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
                 T = c[1] / EL
-                opt = _make_opt(name, hp, c[0], T, c[2])
+                opt = _make_opt(name, hp, c[0], T, corrected)
                 k0, k1 = jax.random.split(k)
                 x0 = prob.init(jnp.sqrt(sq0), k0)
 
@@ -128,8 +202,12 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
                 return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(Tmax))[1]
 
             keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 100 + i), len(cfg))
-            ratio, sq = jax.jit(jax.vmap(one))(jnp.asarray(cfg), keys)
-            res[name] = dict(hp=hp, cfg=cfg, ratio=np.asarray(ratio), sq=np.asarray(sq), sq0=sq0, el=EL)
+            ratio, sq = np.zeros((len(cfg), Tmax)), np.zeros((len(cfg), Tmax))
+            for corrected in (False, True):         # one program each: ordinary WD, the library's SGDC / AdamC
+                sel = np.where((cfg[:, 2] > 0) == corrected)[0]
+                f = jax.jit(jax.vmap(functools.partial(one, corrected=corrected)))
+                ratio[sel], sq[sel] = (np.asarray(a) for a in f(jnp.asarray(cfg[sel]), keys[sel]))
+            res[name] = dict(hp=hp, cfg=cfg, ratio=ratio, sq=sq, sq0=sq0, el=EL)
     _CACHE[key] = res
     return res
 
@@ -153,15 +231,20 @@ def _predict(name: str, r: dict, i: int):
         target = TS.steady_grad_ratio_sgd(eta, wd)
         y0 = r["sq0"] ** 2
     else:
-        target = TS.steady_grad_ratio_adamw(eta, wd, 1.0, hp["dim"])
+        # corrected quasi-static target (finite eta lambda + momentum, N1; finite beta2, N3); the leading-order
+        # 2 lambda sigma/(eta_t C) is kept for the notes (it is 1.8 % below at eta lambda = 0.01)
+        target = TS.steady_grad_ratio_adamw_corrected(eta, wd, 1.0, hp["dim"], hp["b1"], hp["b2"])
+        lead = TS.steady_grad_ratio_adamw(eta, wd, 1.0, hp["dim"])
         y0 = r["sq0"]
     y = TS.norm_ode_solution(name, eta, wd, y0, sigma=1.0, dim=hp["dim"])
     ode = TS.grad_ratio_from_norm_ode(name, y)
-    # AdamW: mean field with the lag of Adam's v (the ODE assumes v in steady state); SGD: the ODE
-    mf = ode if name == "sgd" else 1.0 / TS.adamw_norm_mean_field(eta, wd, y0, hp["dim"], 1.0, hp["b2"])
+    # AdamW: mean field with the lag of Adam's v (the ODE assumes v in steady state) and the corrected source
+    # (momentum + finite beta2, TS.adamw_source_factor); SGD: the ODE
+    mf = ode if name == "sgd" else 1.0 / TS.adamw_norm_mean_field(eta, wd, y0, hp["dim"], 1.0, hp["b2"], beta1=hp["b1"])
     dwd = TS.corrected_weight_decay(TS.lr_schedule_slope(kind, t, hp["eta"], T), hp["wd"], hp["eta"]) if corr else 0.0
     eps = TS.adiabaticity(name, eta, TS.lr_schedule_slope(kind, t, hp["eta"], T), wd, dwd)
     return dict(kind=kind, K=K, corrected=bool(corr), T=T, t=t, eta=eta, wd=wd, target=target, ode=ode, mf=mf, eps=eps,
+                lead=target if name == "sgd" else lead,
                 ratio=r["ratio"][i, :T], sq=r["sq"][i, :T])
 
 
@@ -189,6 +272,7 @@ CLABEL = {"sgd": "SGDC", "adamw": "AdamC"}
 
 
 # ============================================================== S1: quasi-static tracking + the norm ODE
+@claim_id("S1")
 def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Under a decaying schedule the ratio ||g||/||x|| follows its quasi-static target while the
     schedule is slow (eps_t <= 5 %): sqrt(2 lambda/eta_t) for SGD (Defazio), 2 lambda sigma/(eta_t C)
@@ -203,7 +287,7 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     tol_ode = {"sgd": 0.01, "adamw": 0.07}    # AdamW: max over 10^4 steps of a ~1.5 %-RMS fluctuation (see S3)
     for j, name in enumerate(("sgd", "adamw")):
         r = sim[name]
-        qs_err, ode_err, cf_err, n_slow, qs_w, ode_w = [], [], [], [], [], []
+        qs_err, ode_err, cf_err, n_slow, qs_w, ode_w, qs_b, ode_b, lead_b = [], [], [], [], [], [], [], [], []
         for i in range(len(r["cfg"])):
             p = _predictions(name, r, i)
             if p["corrected"]:
@@ -212,7 +296,10 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             if slow.sum() >= 0.1 * p["T"]:          # schedules never slow (AdamW, linear, K = 10) are left out
                 qs_w.append(_worst(p["ratio"][slow], p["target"][slow]))
                 qs_err.append(qs_w[-1][0])
+                qs_b.append(_bias(p["ratio"][slow], p["target"][slow]))
+                lead_b.append(_bias(p["ratio"][slow], p["lead"][slow]))
             ode_w.append(_worst(p["ratio"], p["mf"]))
+            ode_b.append(_bias(p["ratio"], p["mf"]))
             ode_err.append(ode_w[-1][0])
             cf_err.append(np.max(np.abs(p["ratio"] / p["ode"] - 1)))
             n_slow.append(slow.mean())
@@ -225,30 +312,57 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 ax.plot(p["t"] / p["T"], p["mf"] / p["ratio"][0], color="k", ls="--", lw=0.8,
                         label="norm ODE" + (" + v lag" if name == "adamw" else "") if p["kind"] == "linear" else None)
         qs_err, ode_err = np.array(qs_err), np.array(ode_err)
-        form = "sqrt(2 lambda/eta_t) (Defazio)" if name == "sgd" else "2 lambda sigma/(eta_t C) (derived)"
+        form = ("sqrt(2 lambda/eta_t) (Defazio)" if name == "sgd" else
+                "sigma/||x||^2_eq(eta_t, lambda) (derived: 2 lambda sigma/(eta_t C) corrected for finite eta lambda + "
+                "momentum (N1) and beta2 (N3), TS.steady_grad_ratio_adamw_corrected)")
+        rid = f"S1.{len(rows) + 1}"
+        if name == "sgd":
+            qs_kw = dict(tolerance=f"max over steps and configs |measured/target - 1| <= {tol_qs[name]:.0%}",
+                         status=_worst_close("ratio vs quasi-static target", qs_w, tol_qs[name]), extra={})
+        else:
+            ch, ex = _bias_checks(rid, _worst_bias(qs_b), max(qs_w, key=lambda v: v[0])[1:][::-1], "ratio vs corrected "
+                                  "quasi-static target", "seed mean of the bias (first-order lag + Adam's v lag)")
+            qs_kw = dict(tolerance=f"bias (mean over slow steps of measured/target - 1, worst config) within "
+                                   f"{BIAS_BUDGETS[rid][2]:.1%}; max over steps and configs <= {tol_qs[name]:.0%}",
+                         status=verdict(ch), extra=ex)
         rows.append(Row(
-            f"S1.{len(rows) + 1}", SRC,
+            rid, SRC,
             f"{LABEL[name]}, linear + cosine decay, K = eta_max lambda T in {list(_Ks(quick, name))}: ||g||/||x|| = {form} "
-            f"wherever the schedule is slow (adiabaticity eps_t <= {ADIABATIC[name]:.0%})",
-            *_pm(qs_w), f"max over steps and configs |measured/target - 1| <= {tol_qs[name]:.0%}",
-            _worst_close("ratio vs quasi-static target", qs_w, tol_qs[name]),
+            f"wherever the schedule is slow (adiabaticity eps_t <= {ADIABATIC[name]:.0%})"
+            + ("; fails if the target is off by > ~2 % (bias) or an excursion exceeds the max tolerance"
+               if name == "adamw" else ""),
+            *_pm(qs_w), qs_kw["tolerance"], qs_kw["status"],
             note=f"slow part of each run: {np.round(n_slow, 2).tolist()} of the steps; per config max dev "
                  f"{np.round(qs_err, 4).tolist()}; tolerance = first-order lag at eps = {ADIABATIC[name]:.0%} + O(eta lambda)"
-                 + (" + the random-walk fluctuation of ||x||^2 (S3)" if name == "adamw" else "")))
+                 + (f" + the random-walk fluctuation of ||x||^2 (S3); per config bias {np.round(qs_b, 4).tolist()} "
+                    f"(against the leading-order 2 lambda sigma/(eta_t C): {np.round(lead_b, 4).tolist()})"
+                    if name == "adamw" else ""),
+            extra=qs_kw["extra"]))
         if name == "sgd":
             stmt = ("SGD+WD: the linear norm ODE y' = -4 lambda eta_t y + 2 sigma^2 eta_t^2 (y = ||x||^4, closed form "
                     "TS.norm_ode_solution) predicts ||g||/||x|| at every step, end-of-training lag included")
             note = "per config " + str(np.round(ode_err, 4).tolist())
         else:
             stmt = ("AdamW: the norm ODE y' = -2 lambda eta_t y + C eta_t^2 (y = ||x||^2) with Adam's v EMA in mean field "
-                    "(TS.adamw_norm_mean_field) predicts ||g||/||x|| at every step, lag included")
-            note = (f"per config {np.round(ode_err, 4).tolist()}; the closed-form ODE alone (v in steady state) is off "
+                    "and the corrected source (momentum + beta2, TS.adamw_norm_mean_field(beta1=...)) predicts ||g||/||x|| "
+                    "at every step, lag included; fails if the prediction is biased by > ~1.5 % or an excursion exceeds "
+                    "the max tolerance")
+            note = (f"per config {np.round(ode_err, 4).tolist()}, bias {np.round(ode_b, 4).tolist()}; the closed-form ODE alone (v in steady state) is off "
                     f"by up to {np.round(cf_err, 3).tolist()}: v (beta2 = {r['hp']['b2']}) lags the gradient scale when "
                     "||x|| changes within ~1/(1 - beta2) steps, which makes the norm larger and the ratio smaller")
+        rid = f"S1.{len(rows) + 1}"
+        if name == "sgd":
+            ode_kw = dict(tolerance=f"max over steps and configs |measured/prediction - 1| <= {tol_ode[name]:.0%}",
+                          status=_worst_close("ratio vs norm ODE / mean field", ode_w, tol_ode[name]), extra={})
+        else:
+            ch, ex = _bias_checks(rid, _worst_bias(ode_b), max(ode_w, key=lambda v: v[0])[1:][::-1],
+                                  "ratio vs corrected mean field", "seed mean of the bias (the mean field's residual)")
+            ode_kw = dict(tolerance=f"bias (mean over steps of measured/prediction - 1, worst config) within "
+                                    f"{BIAS_BUDGETS[rid][2]:.1%}; max over steps and configs <= {tol_ode[name]:.0%}",
+                          status=verdict(ch), extra=ex)
         rows.append(Row(
-            f"S1.{len(rows) + 1}", SRC + "; norm ODE derived here", stmt,
-            *_pm(ode_w), f"max over steps and configs |measured/prediction - 1| <= {tol_ode[name]:.0%}",
-            _worst_close("ratio vs norm ODE / mean field", ode_w, tol_ode[name]), note=note))
+            rid, SRC + "; norm ODE derived here", stmt,
+            *_pm(ode_w), ode_kw["tolerance"], ode_kw["status"], note=note, extra=ode_kw["extra"]))
         axes[j].set(yscale="log", xlabel="t / T", ylabel="(||g||/||x||)_t / (||g||/||x||)_0",
                     title=f"S1: {LABEL[name]}, K = 30", ylim=(0.8, 100))
         axes[j].legend(fontsize=6)
@@ -263,6 +377,7 @@ def _onset(ratio, target, T):
     return 1.0 - np.argmax(below) / T if below.any() else 0.0
 
 
+@claim_id("S2")
 def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """The ratio lags behind its quasi-static target for the final fraction a of training where the
     schedule is no longer slow; a shrinks with the schedule length K = eta_max lambda T as
@@ -299,7 +414,7 @@ def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 other = f"norm ODE onset {np.round(ode_on, 4).tolist()} (max rel. err {e_ode.max():.2%})"
             else:                 # Adam's v lag is not in the first-order formula: verdict against the mean field
                 pred, _, spred, how = ode_on, e_ode, slope_ode, "mean field with Adam's v lag"
-                tol_on = 0.15
+                tol_on = S2_BUDGETS[(name, kind)]["onset"]["quick" if quick else "full"][2]
                 other = (f"first-order formula (no v lag) {np.round(first, 4).tolist()} (max rel. err "
                          f"{e_first.max():.2%}, slope {slope_first:.3f}): v lag adds to the lag")
             rows.append(Row(
@@ -311,15 +426,17 @@ def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 verdict([close("lag onset fraction", meas.tolist(), pred.tolist(), rtol=tol_on)]),
                 note=f"{other}; log-log slope in K measured {slope:.3f} (asymptotic {TS.lag_onset_exponent(kind):.3f})",
                 extra={"K": Ks.tolist(), "measured": meas.tolist(), "first_order": first.tolist(),
-                       "ode_or_mean_field": ode_on.tolist()}))
-            tol_s = 0.08
+                       "ode_or_mean_field": ode_on.tolist(),
+                       **({"budget": _budget(S2_BUDGETS[(name, kind)]["onset"], quick)} if name == "adamw" else {})}))
+            tol_s = S2_BUDGETS[(name, kind)]["slope"]["quick" if quick else "full"][2] if name == "adamw" else 0.08
             rows.append(Row(
                 f"S2.{len(rows) + 1}", SRC + "; derived here",
                 f"{LABEL[name]}, {kind} decay: d ln(lag fraction)/d ln K over the same K ({how})",
                 round(spred, 4), round(slope, 4), f"abs. err <= {tol_s}",
                 verdict([close("log-log slope", slope, spred, atol=tol_s)]),
                 note=f"large-K asymptote of the first-order formula {TS.lag_onset_exponent(kind):.4f} "
-                     "(eta ~ a^p near the end -> -1/(p+1))"))
+                     "(eta ~ a^p near the end -> -1/(p+1))",
+                extra={"budget": _budget(S2_BUDGETS[(name, kind)]["slope"], quick)} if name == "adamw" else {}))
             tol_b = 0.02 if name == "sgd" else 0.06
             rows.append(Row(
                 f"S2.{len(rows) + 1}", SRC + "; norm ODE derived here",
@@ -348,6 +465,7 @@ def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== S3: corrected weight decay
+@claim_id("S3")
 def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """With lambda_t = lambda eta_t/eta_max (SGDC, AdamC) the ratio ||g||/||x|| and the norm stay
     at their initial (equilibrium) value for the whole run, for every schedule and K; the ordinary
@@ -361,7 +479,7 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     tol = {"sgd": 0.01, "adamw": 0.07}
     for name in ("sgd", "adamw"):
         r = sim[name]
-        dev, dev_sq, base, rms, w_r, w_s = [], [], [], [], [], []
+        dev, dev_sq, base, rms, w_r, w_s, b_r, b_s, drift = [], [], [], [], [], [], [], [], []
         for i in range(len(r["cfg"])):
             p = _predictions(name, r, i)
             if p["corrected"]:
@@ -369,6 +487,9 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 w_s.append(_worst(p["sq"], np.full(p["T"], p["sq"][0])))
                 dev.append(w_r[-1][0])
                 dev_sq.append(w_s[-1][0])
+                b_r.append(_bias(p["ratio"], np.full(p["T"], p["target"][0])))
+                b_s.append(_bias(p["sq"], np.full(p["T"], p["sq"][0])))
+                drift.append(float(np.max(np.abs(p["mf"] / p["mf"][0] - 1))))
                 rms.append(np.sqrt(np.mean((p["ratio"] / p["target"][0] - 1) ** 2)))
                 ax.plot(p["t"] / p["T"], p["ratio"] / p["target"][0], lw=1, color="C2" if name == "sgd" else "C4",
                         label=f"{CLABEL[name]}" if len(dev) == 1 else None)
@@ -378,19 +499,39 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                     ax.plot(p["t"] / p["T"], p["ratio"] / p["target"][0], lw=1, ls="--",
                             color="C0" if name == "sgd" else "C3", label=f"{LABEL[name]} {p['kind']}, K={p['K']:g}")
         dev, dev_sq = np.array(dev), np.array(dev_sq)
+
+        def _kw(rid, w, b, what, tol_text):
+            if name == "sgd":
+                return dict(tolerance=tol_text, status=_worst_close(what, w, tol[name]), extra={})
+            ch, ex = _bias_checks(rid, _worst_bias(b), max(w, key=lambda v: v[0])[1:][::-1], what,
+                                  "seed mean of the bias, of which the derived drift of the corrected mean field under "
+                                  f"AdamC explains up to {max(drift):.4f}")
+            return dict(tolerance=f"bias (mean over steps, worst config) within {BIAS_BUDGETS[rid][2]:.1%}; {tol_text}",
+                        status=verdict(ch), extra=ex)
+
+        rid = f"S3.{len(rows) + 1}"
+        kw = _kw(rid, w_r, b_r, "ratio vs its eta_max value", f"max_t |ratio_t/target - 1| <= {tol[name]:.0%}")
         rows.append(Row(
-            f"S3.{len(rows) + 1}", SRC,
+            rid, SRC,
             f"{CLABEL[name]} (lambda_t = lambda eta_t/eta_max), linear + cosine, K in {list(_Ks(quick, name))}: "
-            f"||g||/||x|| stays at {'sqrt(2 lambda/eta_max)' if name == 'sgd' else '2 lambda sigma/(eta_max C)'} all run",
-            *_pm(w_r), f"max_t |ratio_t/target - 1| <= {tol[name]:.0%}",
-            _worst_close("ratio vs its eta_max value", w_r, tol[name]),
-            note=f"per config {np.round(dev, 4).tolist()} (RMS {np.round(rms, 4).tolist()}); the ordinary weight decay reaches "
-                 f"{np.round(base, 2).tolist()} x its initial ratio on the same runs"))
+            f"||g||/||x|| stays at "
+            + ("sqrt(2 lambda/eta_max) all run" if name == "sgd" else
+               "sigma/||x||^2_eq(eta_max, lambda) all run (corrected form: finite eta lambda + momentum + beta2, "
+               "TS.steady_grad_ratio_adamw_corrected); fails if the ratio drifts or is biased by > ~2.5 %"),
+            *_pm(w_r), kw["tolerance"], kw["status"],
+            note=f"per config {np.round(dev, 4).tolist()} (RMS {np.round(rms, 4).tolist()})"
+                 + (f", bias {np.round(b_r, 4).tolist()}" if name == "adamw" else "")
+                 + f"; the ordinary weight decay reaches {np.round(base, 2).tolist()} x its initial ratio on the same runs",
+            extra=kw["extra"]))
+        rid = f"S3.{len(rows) + 1}"
+        kw = _kw(rid, w_s, b_s, "||x||^2 vs its initial value", f"max_t | ||x_t||^2/||x_0||^2 - 1 | <= {tol[name]:.0%}")
         rows.append(Row(
-            f"S3.{len(rows) + 1}", SRC,
-            f"{CLABEL[name]}: the weight norm ||x||^2 stays constant (constant sigma)",
-            *_pm(w_s), f"max_t | ||x_t||^2/||x_0||^2 - 1 | <= {tol[name]:.0%}",
-            _worst_close("||x||^2 vs its initial value", w_s, tol[name])))
+            rid, SRC,
+            f"{CLABEL[name]}: the weight norm ||x||^2 stays constant (constant sigma)"
+            + ("; start at the corrected equilibrium norm (TS.steady_sq_norm_adamw_corrected); fails if it drifts by "
+               "> ~2.5 % on average" if name == "adamw" else ""),
+            *_pm(w_s), kw["tolerance"], kw["status"],
+            note=(f"bias per config {np.round(b_s, 4).tolist()}" if name == "adamw" else ""), extra=kw["extra"]))
     ax.axhline(1.0, color="k", lw=0.8, label="equilibrium of eta_max (theory)")
     ax.set(yscale="log", xlabel="t / T", ylabel="||g||/||x|| / steady value at eta_max",
            title="S3: corrected weight decay keeps the ratio constant")
@@ -400,6 +541,7 @@ def claim_corrected_wd(seed: int, quick: bool, out_dir: Path) -> List[Row]:
 
 
 # ============================================================== S4: a real loss (noisy normalized linreg)
+@claim_id("S4")
 def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Noisy normalized linear regression (batch 1, label noise: the gradient noise has a floor and
     its size sigma_t changes as the loss trains), cosine decay, SGD vs SGDC: the ratio
@@ -417,10 +559,10 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
     prob = P.normalized_linreg(dim=dim, n=n, noise=noise, batch=batch, data_seed=seed)
     vg = jax.grad(prob.loss)
 
-    def one(corr, key):
+    def one(key, corr: bool):
         lr = lambda t: _eta_t(1, eta_max, T, t)  # noqa: E731
-        wd_s = lambda t: wd * jnp.where(corr > 0, lr(t) / eta_max, 1.0)  # noqa: E731
-        opt = optax.chain(optax.add_decayed_weights(wd_s), optax.sgd(lr))
+        # SGDC: the library's transform (scaleinv.corrected_wd.sgdc)
+        opt = sgdc(lr, wd, peak_lr=eta_max) if corr else optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
         x0 = prob.init(float(theory.equilibrium_sq_norm(eta_max, wd, 0.5)) ** 0.5, jax.random.fold_in(key, 1))
 
         def step(carry, t):
@@ -432,8 +574,9 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
         return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(T))[1]
 
     with jax.enable_x64(True):
-        corr = jnp.repeat(jnp.array([0.0, 1.0]), seeds)
-        out = np.asarray(jax.jit(jax.vmap(one))(corr, jax.random.split(jax.random.PRNGKey(seed), 2 * seeds)))
+        keys = jax.random.split(jax.random.PRNGKey(seed), 2 * seeds)       # SGD+WD: the first half, SGDC: the rest
+        out = np.concatenate([np.asarray(jax.jit(jax.vmap(functools.partial(one, corr=c)))(keys[j * seeds:(j + 1) * seeds]))
+                              for j, c in enumerate((False, True))])
     nw = T // win
     w = out[:, : nw * win].reshape(2, seeds, nw, win, 2).mean((1, 3))      # (variant, window, quantity)
     ratio = np.sqrt(w[..., 0] / w[..., 1])
@@ -448,6 +591,7 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
     target_c = float(theory.equilibrium_grad_ratio(eta_max, wd))
     err_c = np.abs(ratio[1][burn] / target_c - 1)
     tol = 0.08
+    tol_c = S4_SGDC_BUDGET["quick" if quick else "full"][2]
     rows = [
         Row("S4.1", SRC, f"noisy normalized linreg (d={dim}, batch {batch}, label noise {noise}), SGD+WD, cosine decay "
                          f"(T={T}, K={eta_max * wd * T:g}): sqrt(E||g||^2/E||x||^2) follows sqrt(lambda(2-eta_t lambda)/eta_t) "
@@ -461,9 +605,10 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
         Row("S4.2", SRC, "noisy normalized linreg, SGDC (lambda_t = lambda eta_t/eta_max), same schedule: the ratio stays at "
                          "sqrt(lambda(2-eta_max lambda)/eta_max) for the whole run (after 2/(eta lambda))",
             round(target_c, 5), [round(float(v), 5) for v in (ratio[1][burn].min(), ratio[1][burn].max())],
-            f"every window: |ratio/target - 1| <= {tol:.0%}",
-            verdict([close("window ratio vs eta_max target", ratio[1][burn].tolist(), target_c, rtol=tol)]),
-            note=f"max dev {err_c.max():.2%}; SGD+WD on the same schedule ends at {ratio[0][-1] / target_c:.2f} x"),
+            f"every window: |ratio/target - 1| <= {tol_c:.0%}",
+            verdict([close("window ratio vs eta_max target", ratio[1][burn].tolist(), target_c, rtol=tol_c)]),
+            note=f"max dev {err_c.max():.2%}; SGD+WD on the same schedule ends at {ratio[0][-1] / target_c:.2f} x",
+            extra={"budget": _budget(S4_SGDC_BUDGET, quick)}),
     ]
     fig, ax = new_figure()
     ax.plot(tc / T, ratio[0], "o-", color="C0", ms=3, lw=1, label="SGD+WD (measured)")

@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaleinv.report import Row, close, verdict, within
+from scaleinv.report import Row, budget, close, verdict, within
 from scaleinv.theory import wang2025 as W25
 from toyproblems.plotting import new_figure, save_figure
+from toyproblems.ids import claim_id
 
 __all__ = ["TIMESCALE_CLAIMS", "simulate_influence", "simulate_loss_influence", "simulate_dataset_scaling"]
 
@@ -37,6 +38,20 @@ DIM = 256
 DELTA = 1e-4
 _CACHE: Dict = {}
 
+
+# Error budgets (issue 27) measured by tools/seed_spread.py (docs/results/verify/seed_spread.json: verify --quick at
+# seeds 0-4): (approx, noise, tolerance) = (seed mean of the checked statistic, 2 x its seed-to-seed sd, the
+# tolerance in [budget, 3 budget]). M1.4: tail fit over 10..20 tau (was L >= 6 tau, 13 % off, tolerance 15 %).
+# (M2: quick and full mode run the same data seeds and sizes, only the tau grid is narrower in quick mode, so one
+# budget; M1.4: 2 noise seeds in quick mode, 8 in full)
+BUDGET_BASIS = "verify --quick at seeds 0-4 (tools/seed_spread.py): approx = seed mean of the statistic, noise = 2 sd"
+BUDGET_BASIS_FULL = "verify (full mode) at seeds 0-4 (tools/seed_spread.py): approx = seed mean, noise = 2 sd"
+# M1.4's approx: a one-exponential fit over 10..20 tau of tau_v-decay plus the tau part (12 % of the influence at
+# L = 10 tau: "8.5 x the EMA prediction") is biased by 1.7 % (measured seed means: 1.0 % quick, 0.7 % full)
+M1_TAIL_BUDGET = {"quick": (0.017, 0.0193, 0.05), "full": (0.017, 0.0075, 0.04)}
+M2_BUDGETS = {"sgd": (0.0065, 0.0050, 0.03), "adamw": (0.0033, 0.0025, 0.015)}   # AdamW: 5 % before (> 3 budget)
+# M2.3, a lower bound (excess >= 20 %): the seed mean 0.334 sits 0.134 above it, noise 2 sd = 0.076
+M2_TRANSFER = dict(threshold=0.2, seed_mean=0.334, noise=0.076)
 
 B2_MAIN = 0.95        # Adam's v memory 1/(1 - beta2) = 20 steps < tau: the EMA view applies
 B2_LONG = 0.99        # 100 steps > tau = 50: the gradient also acts through v, for longer than tau
@@ -58,13 +73,15 @@ def _noise_loss(W, key):
 
 
 def simulate_influence(seed: int, quick: bool) -> dict:
-    """Per config: ||Delta W_{s+L}|| / ||delta|| for L = 1..Lmax (mean over seeds); cached."""
+    """Per config: ||Delta W_{s+L}|| / ||delta|| for L = 1..Lmax (mean over seeds), and for L = 1..2 Lmax
+    (``L_tail``, ``infl_tail``: M1.4's tail fit over L >= 10 tau of the eta lambda = 0.02 configs); cached."""
     key = (seed, quick)
     if key in _CACHE:
         return _CACHE[key]
     cfg = _configs()
     s = 300                                     # Adam's v (beta2 = 0.99) stationary by then
     Lmax = int(5 / 0.01)
+    Ltot = 2 * Lmax                             # the steps past Lmax only feed M1.4's tail fit
     seeds = 2 if quick else 8
     g = jax.grad(_noise_loss)
 
@@ -87,16 +104,18 @@ def simulate_influence(seed: int, quick: bool) -> dict:
                 Wn = W + jnp.where(b1 == 0, u1, u2)
                 return (Wn, s1, s2), Wn
 
-            return jax.lax.scan(step, (W0, sgd.init(W0), adam.init(W0)), jnp.arange(s + Lmax))[1]
+            return jax.lax.scan(step, (W0, sgd.init(W0), adam.init(W0)), jnp.arange(s + Ltot))[1]
 
         dW = run(1.0) - run(0.0)                  # row i = W_{i+1}
-        return jnp.linalg.norm(dW[s:s + Lmax], axis=1) / jnp.linalg.norm(delta)
+        return jnp.linalg.norm(dW[s:s + Ltot], axis=1) / jnp.linalg.norm(delta)
 
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.PRNGKey(seed), len(cfg) * seeds).reshape(len(cfg), seeds, 2)
-        infl = np.asarray(jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0))))(jnp.asarray(cfg), keys))
+        infl_tail = np.asarray(jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0))))(jnp.asarray(cfg), keys))
+    infl = infl_tail[:, :, :Lmax]
     L = np.arange(1, Lmax + 1)
     res = dict(cfg=cfg, L=L, infl=infl.mean(1), infl_seeds=infl, seeds=seeds,
+               L_tail=np.arange(1, Ltot + 1), infl_tail=infl_tail.mean(1),
                pred=np.array([W25.gradient_influence(c[1], c[2], L, beta1=c[0]) for c in cfg]))
     _CACHE[key] = res
     return res
@@ -107,6 +126,7 @@ def _name(c):
 
 
 # ============================================================== M1: influence of one gradient
+@claim_id("M1")
 def claim_gradient_influence(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """||Delta W_{s+L}|| / ||delta|| = eta (1 - eta lambda)^(L-1) (SGD + WD, exact) and
     (eta/sqrt(v)) (1-b1)((1-eta lambda)^L - b1^L)/(1 - eta lambda - b1) (AdamW) for L = 1 .. 5 tau; and
@@ -156,19 +176,26 @@ def claim_gradient_influence(seed: int, quick: bool, out_dir: Path) -> List[Row]
     i = int(long_[0])
     c = cfg[i]
     el = c[1] * c[2]
-    tail = L >= int(6.0 / el)
-    tau_tail = -1.0 / np.polyfit(L[tail], np.log(r["infl"][i][tail]), 1)[0]
+    Lt = r["L_tail"]
+    tail = Lt >= int(10.0 / el)                 # 10 tau .. 20 tau: the EMA part (decay time tau) has died out
+    tau_tail = -1.0 / np.polyfit(Lt[tail], np.log(r["infl_tail"][i][tail]), 1)[0]
     tau_v = -1.0 / np.log(B2_LONG)
+    tail_b = M1_TAIL_BUDGET["quick" if quick else "full"]
     excess = float(r["infl"][i][-1] / r["pred"][i][-1])
     rows.append(Row(
         "M1.4", SRC + "; limitation found here",
         f"AdamW with beta2 = {B2_LONG} (second-moment memory 1/(1-beta2) = {1 / (1 - B2_LONG):.0f} steps > tau = "
         f"{1 / el:.0f}): the gradient also acts through Adam's v, and the tail of its influence decays with "
         "1/(-ln beta2), NOT with tau (the EMA view holds for the updates, not for the gradients)",
-        round(tau_v, 2), round(float(tau_tail), 2), "rel. err <= 15% (tail fit over L >= 6 tau; crossover from tau)",
-        verdict([close("tail decay time", float(tau_tail), tau_v, rtol=0.15)]),
+        round(tau_v, 2), round(float(tau_tail), 2),
+        f"rel. err <= {tail_b[2]:.0%} (tail fit over 10 tau <= L <= 20 tau)",
+        verdict([close("tail decay time", float(tau_tail), tau_v, rtol=tail_b[2])]),
         note=f"at L = {L[-1]} the influence is {excess:.1f} x the EMA prediction; with beta2 = 0.999 (the default) "
-             "this second-moment memory is 1000 steps"))
+             "this second-moment memory is 1000 steps",
+        extra={"budget": budget(*tail_b, f"noise: 2 sd over seeds 0-4 ({'quick' if quick else 'full'} mode, "
+                                         "tools/seed_spread.py); approx = 1.7 %, the bias of a one-exponential tail "
+                                         "fit while the tau part is 12 % of the influence at L = 10 tau (seed means "
+                                         "1.0 % quick, 0.7 % full)")}))
     for j, i in enumerate(np.concatenate([sgd, adam, long_])):
         c = cfg[i]
         el = c[1] * c[2]
@@ -368,8 +395,9 @@ def _reg_pred(name):
 
 
 def _reg_ns(quick: bool):
-    """Dataset sizes: N = 4d .. 32d (full), 4d .. 16d (quick)."""
-    return REG_NS[:-1] if quick else REG_NS
+    """Dataset sizes: N = 4d .. 32d, quick mode too (at N = 16d the constant-lambda excess of M2.3 is ~16 %, below
+    its 20 % threshold at every seed with 32 data seeds: quick mode passed it only by the noise of 8 seeds)."""
+    return REG_NS
 
 
 def simulate_dataset_scaling(seed: int, quick: bool) -> dict:
@@ -382,7 +410,7 @@ def simulate_dataset_scaling(seed: int, quick: bool) -> dict:
         return _CACHE[key]
     d, B, E = REG["dim"], REG["batch"], REG["epochs"]
     ks = np.arange(-3, 4) if quick else np.arange(-4, 5)
-    seeds = 8 if quick else 32
+    seeds = 32                                          # quick too: 8 seeds left M2.1-M2.3 to the seed (issue 27)
     Ns = _reg_ns(quick)
     Nmax = max(Ns)
     Tmax = E * Nmax // B
@@ -439,6 +467,7 @@ def _fit_opt(taus, losses):
     return float(np.exp(-p[1] / (2 * p[0]))) if p[0] > 0 else float(taus[j])
 
 
+@claim_id("M2")
 def claim_dataset_scaling(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     """Wang & Aitchison's scaling rule on a regression toy: the optimal tau_epoch = B/(eta lambda N) does not
     change as the dataset grows (N = 4d .. 32d), for SGD + WD (exactly the Bayes-optimal ridge) and AdamW
@@ -447,7 +476,7 @@ def claim_dataset_scaling(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     Ns = r["Ns"]
     rows = []
     fig, axes = new_figure(ncols=2)
-    tol_loss = {"sgd": 0.03, "adamw": 0.05}
+    tol_loss = {k: b[2] for k, b in M2_BUDGETS.items()}
     transfer = {}
     for o, name in enumerate(("sgd", "adamw")):
         cfg, loss = r[name]["cfg"], r[name]["loss"]
@@ -476,17 +505,18 @@ def claim_dataset_scaling(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             f"N in {list(Ns)}: one tau_epoch for every N, the predicted tau_epoch* = {form} = {t0:.3g} epochs, is "
             "as good as the best tau of the grid at each N",
             0.0, [round(v, 4) for v in excess],
-            f"test loss(tau*) / min over the grid (tau* 2^(k/2), |k| <= {r['ks'][-1]}) - 1 <= {tol_loss[name]:.0%} for every N",
+            f"test loss(tau*) / min over the grid (tau* 2^(k/2), |k| <= {r['ks'][-1]}) - 1 <= {tol_loss[name] * 100:g}% for every N",
             verdict([within("loss(predicted tau*) / grid min - 1", excess, None, tol_loss[name])]),
             note=f"{r['seeds']} data seeds per point; grid min {np.round(loss_best, 4).tolist()}, at tau* "
                  f"{np.round(loss_pred, 4).tolist()}; fitted optimum (parabola in ln tau) {np.round(fits, 1).tolist()} "
                  "epochs: ill-determined where the loss is flat (large N: lambda* << the data's curvature, so the "
-                 "penalty barely matters), hence the verdict on the loss, not on the argmin"))
+                 "penalty barely matters), hence the verdict on the loss, not on the argmin",
+            extra={"budget": budget(*M2_BUDGETS[name], BUDGET_BASIS)}))
         axes[o].axvline(t0, color="k", ls=":", lw=1, label="predicted tau_epoch*")
         axes[o].set(xscale="log", xlabel="tau_epoch = B / (eta lambda N)", ylabel="test loss / best on the grid",
                     title=f"M2: {label}, one tau in epochs for every N", ylim=(0.95, 2.0))
         axes[o].legend(fontsize=6)
-    tr_min = 0.2
+    tr_min = M2_TRANSFER["threshold"]
     rows.append(Row(
         f"M2.{len(rows) + 1}", SRC, "the alternative rule, lambda fixed at the smallest N's optimum (tau constant in "
                                     f"iterations), is off by more and more as N grows: excess test loss at N = {Ns[-1]}",
@@ -494,7 +524,10 @@ def claim_dataset_scaling(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         f"excess >= {tr_min:.0%} at N = {Ns[-1]} (judgment: 'clearly worse than keeping tau_epoch')",
         verdict([within("excess loss of constant lambda at N_max", [transfer["sgd"][-1], transfer["adamw"][-1]], tr_min, None)]),
         note="excess per N: SGD+WD " + str(np.round(transfer["sgd"], 3).tolist()) + ", AdamW "
-             + str(np.round(transfer["adamw"], 3).tolist())))
+             + str(np.round(transfer["adamw"], 3).tolist()),
+        # budget of a lower bound: the room between the seed mean and the threshold, against the noise
+        extra={"budget": budget(0.0, M2_TRANSFER["noise"], M2_TRANSFER["seed_mean"] - M2_TRANSFER["threshold"],
+                                BUDGET_BASIS + "; lower bound: tolerance = seed mean - threshold")}))
     save_figure(fig, Path(out_dir) / "M2.png")
     return rows
 

@@ -68,7 +68,7 @@ def tasks(claims, seconds=None):
     its simulations) is one task, each claim of the talk one task; groups first. With
     ``seconds`` ({claim name: seconds of its last run}) the tasks are sorted longest first by the
     sum over their claims, a task with an untimed claim counting as longest (stable sort)."""
-    groups = {m for m, _, _ in EXTRA_GROUPS}
+    groups = {m for m, _ in EXTRA_GROUPS}
     grouped, single = {}, []
     for c in claims:
         if c.__module__ in groups:
@@ -132,18 +132,36 @@ def _run_claims(names, seed: int, quick: bool, out: str):
         claim = getattr(importlib.import_module(module), name)
         t = time.time()
         rows = claim(seed, quick, Path(out))
+        stray = [r.id for r in rows if not r.id.startswith(claim.claim_id + ".")]
+        if stray:   # a row must carry its claim's declared id (toyproblems.ids)
+            raise RuntimeError(f"{name} (claim {claim.claim_id}) returned rows {stray}: ids must be {claim.claim_id}.<tag>")
         done.append((name, rows, round(time.time() - t, 2)))
     return done
 
 
-# claim groups beyond the talk: (module, list name, row-id prefix); each list's i-th claim is <prefix><i+1>
+# claim groups beyond the talk: (module, list name). Every claim declares its own id (toyproblems.ids.claim_id,
+# e.g. "M2": rows M2.1, M2.2, ...); a list's order is only the report's order (issue 27: inserting a claim renumbers
+# nothing)
 EXTRA_GROUPS = (
-    ("toyproblems.claims_rotational", "ROTATIONAL_CLAIMS", "R"),
-    ("toyproblems.claims_schedules", "SCHEDULE_CLAIMS", "S"),
-    ("toyproblems.claims_adamw_noise", "ADAMW_NOISE_CLAIMS", "N"),
-    ("toyproblems.claims_timescale", "TIMESCALE_CLAIMS", "M"),
-    ("toyproblems.claims_eos", "EOS_CLAIMS", "E"),
+    ("toyproblems.claims_rotational", "ROTATIONAL_CLAIMS"),
+    ("toyproblems.claims_schedules", "SCHEDULE_CLAIMS"),
+    ("toyproblems.claims_adamw_noise", "ADAMW_NOISE_CLAIMS"),
+    ("toyproblems.claims_timescale", "TIMESCALE_CLAIMS"),
+    ("toyproblems.claims_eos", "EOS_CLAIMS"),
 )
+
+
+def claims_by_id(claims) -> dict:
+    """{declared claim id: claim function}; a claim without a declared id, or two claims with one id, is an error."""
+    by_id: dict = {}
+    for c in claims:
+        cid = getattr(c, "claim_id", None)
+        if cid is None:
+            raise ValueError(f"claim {c.__module__}.{c.__name__} declares no id (decorate it with toyproblems.ids.claim_id)")
+        if cid in by_id:
+            raise ValueError(f"claim id {cid!r} declared twice: {by_id[cid].__name__} and {c.__name__}")
+        by_id[cid] = c
+    return by_id
 
 
 def selected_claims(only):
@@ -152,8 +170,7 @@ def selected_claims(only):
     from toyproblems.claims import CLAIMS
 
     claims = list(CLAIMS)
-    by_prefix = {f"C{i + 1}": c for i, c in enumerate(CLAIMS)}
-    for module, attr, prefix in EXTRA_GROUPS:
+    for module, attr in EXTRA_GROUPS:
         try:
             group = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as e:
@@ -161,7 +178,7 @@ def selected_claims(only):
                 raise
             continue
         claims += list(group)
-        by_prefix.update({f"{prefix}{i + 1}": c for i, c in enumerate(group)})
+    by_prefix = claims_by_id(claims)
     if not only:
         return claims
     wanted = [w.strip() for w in only.split(",") if w.strip()]

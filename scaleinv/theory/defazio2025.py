@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from scaleinv.theory.adamw_noise import adamw_noise_beta2_factor
+
 __all__ = [
     "SCHEDULES",
     "lr_schedule",
@@ -49,6 +51,9 @@ __all__ = [
     "norm_ode_solution",
     "grad_ratio_from_norm_ode",
     "adamw_norm_mean_field",
+    "adamw_source_factor",
+    "steady_sq_norm_adamw_corrected",
+    "steady_grad_ratio_adamw_corrected",
     "lag_onset_fraction",
     "lag_onset_exponent",
 ]
@@ -107,6 +112,42 @@ def steady_grad_ratio_adamw(eta, weight_decay, sigma, dim):
     return 2.0 * weight_decay * sigma / (np.asarray(eta, float) * dim)
 
 
+def adamw_source_factor(eta, weight_decay, beta1, beta2=None):
+    """Factor f by which AdamW's momentum and its finite-beta2 second moment scale the per-step source
+    eta^2 d of the norm recursion s' = alpha^2 s + f eta^2 d (alpha = 1 - eta lambda), stationary:
+
+        f = (1 - beta1)(1 + alpha beta1) / ((1 + beta1)(1 - alpha beta1)) * F2(eta, lambda, beta1, beta2)
+
+    The first factor is exact in the pure-noise model (:func:`scaleinv.theory.adamw_noise_sq_norm`, N1:
+    E||W||^2 = f eta^2 d / (1 - alpha^2) with beta2 -> 1), the second is Adam's finite-beta2 correction
+    F2 = :func:`scaleinv.theory.adamw_noise_beta2_factor` (N3, first order in 1 - beta2; 1 if ``beta2`` is
+    None). Both are in docs/ and ``proofs_check.adamw_noise``; e.g. eta lambda = 0.01, beta1 = 0.5,
+    beta2 = 0.99: f = 0.98680 x 0.99021, stationary ||x||^2 = 1.25703 at d = 256 against eta d/(2 lambda) = 1.28
+    (S1/S3: the leading-order ratio 2 lambda sigma/(eta d) = 0.78125 is 1.8 % below the corrected 0.79553)."""
+    el = np.maximum(np.asarray(eta, float) * np.asarray(weight_decay, float), 1e-12)   # eta lambda -> 0: finite limit
+    a = 1.0 - el
+    b1 = float(beta1)
+    f = (1.0 - b1) * (1.0 + a * b1) / ((1.0 + b1) * (1.0 - a * b1))
+    if beta2 is not None:
+        f = f * adamw_noise_beta2_factor(el, 1.0, b1, beta2)
+    return f
+
+
+def steady_sq_norm_adamw_corrected(eta, weight_decay, dim, beta1, beta2=None):
+    """AdamW stationary ||x||^2 on the constant-sigma toy at finite eta lambda and beta2 (corrected form of
+    eta d / (2 lambda)): f eta^2 d / (1 - alpha^2), f = :func:`adamw_source_factor`
+    (= :func:`scaleinv.theory.adamw_noise_sq_norm` x :func:`scaleinv.theory.adamw_noise_beta2_factor`)."""
+    eta = np.asarray(eta, float)
+    a = 1.0 - eta * np.asarray(weight_decay, float)
+    return adamw_source_factor(eta, weight_decay, beta1, beta2) * eta**2 * dim / (1.0 - a**2)
+
+
+def steady_grad_ratio_adamw_corrected(eta, weight_decay, sigma, dim, beta1, beta2=None):
+    """||g||/||x|| = sigma / ||x||^2 at the corrected stationary norm (:func:`steady_sq_norm_adamw_corrected`);
+    tends to :func:`steady_grad_ratio_adamw` (2 lambda sigma/(eta d)) as eta lambda -> 0, beta1 -> 0, beta2 -> 1."""
+    return sigma / steady_sq_norm_adamw_corrected(eta, weight_decay, dim, beta1, beta2)
+
+
 def norm_ode_coefficients(optimizer: str, sigma=1.0, dim=1):
     """(c, b) of the norm ODE y' = -c lambda_t eta_t y + b eta_t^2: SGD (y = ||x||^4): (4, 2 sigma^2);
     AdamW (y = ||x||^2): (2, d)."""
@@ -161,24 +202,28 @@ def grad_ratio_from_norm_ode(optimizer: str, y, sigma=1.0):
     return sigma / sq
 
 
-def adamw_norm_mean_field(etas, wds, sq0, dim, sigma=1.0, beta2=0.999):
+def adamw_norm_mean_field(etas, wds, sq0, dim, sigma=1.0, beta2=0.999, beta1=None):
     """AdamW ||x_t||^2 on the constant-sigma toy in mean field WITH the lag of Adam's v (the
     closed-form ODE assumes v in steady state, which fails when ||x|| changes within ~1/(1-beta2)
     steps; same recursion as :func:`scaleinv.theory.equilibrium_approach_steps`):
 
         q_t = sigma^2 / (d s_t)  (E g_i^2),  v_t = beta2 v_{t-1} + (1 - beta2) q_t,  v_hat = v_t/(1 - beta2^(t+1)),
-        s_{t+1} = (1 - eta_t lambda_t)^2 s_t + eta_t^2 d q_t / v_hat_t.
+        s_{t+1} = (1 - eta_t lambda_t)^2 s_t + f_t eta_t^2 d q_t / v_hat_t,
 
+    f_t = 1, or with ``beta1`` given the corrected source :func:`adamw_source_factor` (eta_t, lambda_t, beta1,
+    beta2): momentum correlations (N1, exact at constant eta lambda) and v's fluctuation (N3, first order in
+    1 - beta2), applied quasi-statically (beta1's memory is a few steps; the v lag itself is the recursion).
     ``etas``, ``wds``: arrays [..., T]; returns s_t = ||x_t||^2, t = 0..T-1."""
     etas, wds = np.broadcast_arrays(np.asarray(etas, float), np.asarray(wds, float))
     s = np.broadcast_to(np.asarray(sq0, float), etas.shape[:-1]).copy()
     v = np.zeros_like(s)
     out = np.empty_like(etas)
+    f = np.ones_like(etas) if beta1 is None else np.broadcast_to(adamw_source_factor(etas, wds, beta1, beta2), etas.shape)
     for t in range(etas.shape[-1]):
         out[..., t] = s
         q = sigma**2 / (dim * s)
         v = beta2 * v + (1.0 - beta2) * q
-        s = (1.0 - etas[..., t] * wds[..., t]) ** 2 * s + etas[..., t] ** 2 * dim * q / (v / (1.0 - beta2 ** (t + 1)))
+        s = (1.0 - etas[..., t] * wds[..., t]) ** 2 * s + f[..., t] * etas[..., t] ** 2 * dim * q / (v / (1.0 - beta2 ** (t + 1)))
     return out
 
 

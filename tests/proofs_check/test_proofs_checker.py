@@ -53,3 +53,26 @@ def test_inequality_helper():
     unit = sp.Interval.open(0, 1)
     assert leq_on(1, 2 / (2 - s), s, unit)
     assert not leq_on(2 / (2 - s), sp.Rational(3, 2), s, unit)
+
+
+def test_agreement_threshold_a_small_non_constant_discrepancy_is_an_erratum():
+    """Issue 27: the checker's agreement threshold (rtol = 1e-10). A stated form off by a NON-constant relative
+    1e-4 (or 1e-8) is an erratum on every path (short ratio, numeric); only rounding-level agreement passes."""
+    import inspect
+
+    assert inspect.signature(compare).parameters["rtol"].default == 1e-10
+    derived = fixed_point()
+    for size in (1e-4, 1e-8):
+        status, method, disc = compare(derived * (1 + size * eta), derived, RANGES)        # eta in (1e-3, 1)
+        assert status == "erratum", (size, method)
+        assert "short non-constant" in method and "max rel. diff" in disc
+        # the same size through the numeric path (a ratio that does not simplify to a short expression)
+        wiggle = size * sp.sin(eta) * sp.exp(lam) / (1 + sigma**2 + lam**3)
+        status, method, disc = compare(derived * (1 + wiggle), derived, RANGES)
+        assert status == "erratum" and "max rel. diff" in disc, (size, method)
+    # the threshold itself, on the numeric path: 1e-12 passes, 1e-6 does not (rtol given explicitly)
+    x = sp.Symbol("x", positive=True)
+    messy = sp.sin(x) * sp.exp(x) / (1 + x**3)
+    assert compare(1 + 1e-12 * messy, sp.Integer(1), {x: (0.1, 2.0)})[0] == "pass"
+    assert compare(1 + 1e-6 * messy, sp.Integer(1), {x: (0.1, 2.0)}, rtol=1e-5)[0] == "pass"
+    assert compare(1 + 1e-6 * messy, sp.Integer(1), {x: (0.1, 2.0)})[0] == "erratum"
