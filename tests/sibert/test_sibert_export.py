@@ -43,6 +43,40 @@ def _our_logits(mcfg, params, ids, mask):
     return np.asarray(out)
 
 
+def assert_same_params(got, want):
+    """Exact tree equality: the same key paths, and per leaf the same shape, dtype and values
+    (``assert_array_equal`` alone would broadcast a (1,) leaf against a 0-d one)."""
+    g = jax.tree_util.tree_flatten_with_path(jax.tree.map(np.asarray, got))[0]
+    w = jax.tree_util.tree_flatten_with_path(jax.tree.map(np.asarray, want))[0]
+    gp, wp = [jax.tree_util.keystr(k) for k, _ in g], [jax.tree_util.keystr(k) for k, _ in w]
+    assert gp == wp, (sorted(set(gp) ^ set(wp)))
+    for path, (_, a), (_, b) in zip(gp, g, w):
+        assert a.shape == b.shape, f"{path}: shape {a.shape} != {b.shape}"
+        assert a.dtype == b.dtype, f"{path}: dtype {a.dtype} != {b.dtype}"
+        assert np.array_equal(a, b), f"{path}: values differ (max |diff| {np.max(np.abs(a - b))})"
+
+
+def test_assert_same_params_can_fail():
+    x = {"head": {"logit_scale": np.float32(2.0) * np.ones((), np.float32)}}
+    assert_same_params(x, x)
+    for bad in ({"head": {"logit_scale": np.full((1,), 2.0, np.float32)}},      # the issue-31 bug
+                {"head": {"logit_scale": np.full((), 2.0, np.float64)}},
+                {"head": {"logit_scale": np.full((), 2.5, np.float32)}},
+                {"head": {"scale": np.full((), 2.0, np.float32)}}):
+        with pytest.raises(AssertionError):
+            assert_same_params(bad, x)
+
+
+def test_flatten_params_keeps_0d_leaves():
+    from sibert.hf import flatten_params, unflatten_params
+    mcfg = ModelConfig(vocab_size=50, hidden=16, layers=1, heads=2, ffn=32, max_positions=8)
+    params = init_params(mcfg, jax.random.PRNGKey(0), seq_len=8)
+    flat = flatten_params(params)
+    assert flat["head/logit_scale"].shape == ()
+    assert all(v.flags.c_contiguous for v in flat.values())
+    assert_same_params(unflatten_params(flat), params)
+
+
 def _hf_logits(model_dir, ids, mask):
     torch, transformers = _hf()
     m, info = transformers.BertForMaskedLM.from_pretrained(str(model_dir), output_loading_info=True)
@@ -131,9 +165,11 @@ def test_export_roundtrip_with_sibert_loader(runs, tmp_path, model, capsys):
     run = load_run(runs[model])
     mcfg, params = load_export(out)
     assert mcfg == run.model_config
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(run.params)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert jax.tree.structure(jax.tree.map(np.asarray, params)) == jax.tree.structure(jax.tree.map(np.asarray, run.params))
+    assert_same_params(params, run.params)   # exact: names, shapes (0-d logit_scale), dtypes, values
+    # the documented load path runs: MLMModel.apply accepts the loaded tree, with the run's logits
+    ids = jnp.asarray(np.arange(2 * 16).reshape(2, 16) % 50 + 5, jnp.int32)
+    mask = jnp.asarray((np.arange(16)[None] < np.array([[16], [9]])).astype(np.int32))
+    np.testing.assert_array_equal(_our_logits(mcfg, params, ids, mask), _our_logits(mcfg, run.params, ids, mask))
     cfg = json.loads((out / "config.json").read_text())
     if model == "sibert":
         assert cfg["model_type"] == "sibert"
