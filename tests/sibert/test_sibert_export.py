@@ -172,11 +172,121 @@ def test_export_roundtrip_with_sibert_loader(runs, tmp_path, model, capsys):
     np.testing.assert_array_equal(_our_logits(mcfg, params, ids, mask), _our_logits(mcfg, run.params, ids, mask))
     cfg = json.loads((out / "config.json").read_text())
     if model == "sibert":
-        assert cfg["model_type"] == "sibert"
-        readme = (out / "README.md").read_text()
-        assert "NOT a `transformers` architecture" in readme and "`sibert` package" in readme
+        assert cfg["model_type"] == "sibert" and cfg["architectures"] == ["SIBERTForMaskedLM"]
+        assert (out / "sibert_model.safetensors").is_file() and not (out / "model.safetensors").exists()
     else:
         assert cfg["model_type"] == "bert" and cfg["hidden_act"] == "gelu"
+    _check_model_card(out, runs[model], run)
+
+
+def _check_model_card(out, run_dir, run):
+    """README.md: the recipe of the run's config, the held-out loss of the exported step (from
+    eval.jsonl), and how to load it in flax and PyTorch."""
+    readme = (out / "README.md").read_text()
+    cfg = run.config
+    ev = [json.loads(l) for l in (run_dir / "eval.jsonl").read_text().splitlines() if l.strip()]
+    ev = [r for r in ev if r["step"] == run.step]
+    assert len(ev) == 1
+    assert f"**{ev[0]['heldout_loss']:.4f}** nats per masked token at step {run.step}" in readme
+    assert json.loads((out / "sibert_export.json").read_text())["heldout"]["heldout_loss"] == ev[0]["heldout_loss"]
+    assert f"`{cfg.optimizer}`" in readme and f"lr {cfg.lr:g}" in readme
+    assert f"weight_decay {cfg.weight_decay:g}" in readme and f"`{cfg.head_optimizer}`" in readme
+    assert f"exported step **{run.step}** of {cfg.steps}" in readme
+    assert "from sibert.export import load_export" in readme
+    if run.model_config.scale_invariant:
+        assert f"C {cfg.clip_C:g}" in readme and "SIBERTForMaskedLM.from_pretrained" in readme
+        assert "not** a `transformers` architecture" in readme
+    else:
+        assert "BertForMaskedLM.from_pretrained" in readme
+
+
+def _export_err(capsys, argv):
+    rc = cli_main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("scaleinv export: error: "), (rc, lines)
+    print(lines[0])
+    return lines[0]
+
+
+def test_export_refuses_a_config_that_does_not_match_the_checkpoint(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    for model, change in (("bert", {"model": "sibert"}), ("sibert", {"model": "bert"}), ("sibert", {"hidden": 64})):
+        run = tmp_path / f"{model}-{'-'.join(change)}"
+        shutil.copytree(runs[model], run)
+        cfg = json.loads((run / "config.json").read_text())
+        cfg.update(change)
+        (run / "config.json").write_text(json.dumps(cfg))
+        msg = _export_err(capsys, ["export", str(run), "--to", "hf", str(out)])
+        assert "parameters do not match the model of" in msg and "config.json" in msg, msg
+        assert not out.exists() and not list(tmp_path.glob(".out.tmp*"))
+    assert "missing: encoder/embed_proj/kernel" in msg or "shape/dtype" in msg
+
+
+def test_export_refuses_an_uncommitted_checkpoint(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs["sibert"], run)
+    (run / "checkpoints" / "6" / "commit_success.txt").unlink()
+    out = tmp_path / "out"
+    msg = _export_err(capsys, ["export", str(run), "--to", "hf", str(out)])
+    assert "newest checkpoint 6 is not committed" in msg and "committed: 3" in msg, msg
+    msg = _export_err(capsys, ["export", str(run), "--to", "hf", str(out), "--step", "6"])
+    assert "checkpoint 6" in msg and "not committed" in msg and "commit marker" in msg, msg
+    assert not out.exists()
+    assert cli_main(["export", str(run), "--to", "hf", str(out), "--step", "3"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 3
+
+
+def test_export_file_modes_follow_the_umask(runs, tmp_path, capsys):
+    import os
+    import stat
+    old = os.umask(0o002)   # group-writable: neither the 0700/0600 of a temp dir nor the 022 default
+    try:
+        out = tmp_path / "shared"
+        assert cli_main(["export", str(runs["sibert"]), "--to", "hf", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o775
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert len(modes) >= 8 and set(modes.values()) == {0o664}, modes
+
+
+def test_sibert_export_is_refused_by_transformers_classes(runs, tmp_path):
+    torch, transformers = _hf()
+    out = tmp_path / "si"
+    assert cli_main(["export", str(runs["sibert"]), "--to", "hf", str(out)]) == 0
+    with pytest.raises(OSError, match="model.safetensors"):
+        transformers.BertForMaskedLM.from_pretrained(str(out))
+    with pytest.raises(ValueError, match="sibert"):
+        transformers.AutoModelForMaskedLM.from_pretrained(str(out))
+    # the tokenizer files are standard
+    assert transformers.BertTokenizerFast.from_pretrained(str(out))("a b")["input_ids"][0] == 2
+
+
+def test_load_export_bad_input_one_line(runs, tmp_path):
+    from sibert.export import ExportError
+    good = tmp_path / "good"
+    assert cli_main(["export", str(runs["sibert"]), "--to", "hf", str(good)]) == 0
+
+    def bad(mutate, match):
+        d = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(good, d)
+        mutate(d)
+        with pytest.raises(ExportError, match=match) as e:
+            load_export(d)
+        assert "\n" not in str(e.value)
+
+    w = "sibert_model.safetensors"
+    bad(lambda d: (d / w).write_bytes((d / w).read_bytes()[: (d / w).stat().st_size // 2]), "cannot be read")
+    bad(lambda d: (d / w).unlink(), "has no sibert_model.safetensors")
+    bad(lambda d: (d / "sibert_export.json").unlink(), "has no sibert_export.json")
+
+    def other_width(d):
+        info = json.loads((d / "sibert_export.json").read_text())
+        info["model_config"]["hidden"] = 64
+        (d / "sibert_export.json").write_text(json.dumps(info))
+    bad(other_width, "does not match its model config")
+    with pytest.raises(ExportError, match="is not a directory"):
+        load_export(tmp_path / "missing")
 
 
 def test_bert_export_loads_in_transformers_with_equal_logits_and_ids(runs, tmp_path):
