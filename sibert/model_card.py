@@ -89,7 +89,8 @@ from scaleinv.torch.sibert import SIBERTForMaskedLM, load_tokenizer
 model = SIBERTForMaskedLM.from_pretrained("{out}").eval()   # a torch.nn.Module (encoder + MLM head)
 tok = load_tokenizer("{out}")                               # tokenizers.Tokenizer (training ids)
 enc = tok.encode("the scale invariant encoder")            # adds [CLS] ... [SEP]
-logits = model(torch.tensor([enc.ids]), attention_mask=torch.tensor([enc.attention_mask]))  # (B, L, V)
+out = model(torch.tensor([enc.ids]), attention_mask=torch.tensor([enc.attention_mask]))
+out.logits                                                  # (B, L, V); labels=... also gives out.loss
 ```
 
 The logits equal the flax model's to float32 rounding (tested to 1e-5 absolute on padded

@@ -314,6 +314,45 @@ def test_bert_export_loads_in_transformers_with_equal_logits_and_ids(runs, tmp_p
     assert diff < TOL
 
 
+def test_sibert_export_loads_in_torch_with_equal_logits(runs, tmp_path):
+    """The trained SIBERT run, exported, loaded with scaleinv.torch.sibert: logits equal the flax
+    model's to 1e-5 (absolute, float32) on a padded batch of held-out sentences; the tokenizer gives
+    the training ids; the loaded tensors are exactly the checkpoint's."""
+    torch = pytest.importorskip("torch", reason="torch not installed (pip install -e '.[torch]'): torch SIBERT not checked")
+    from scaleinv.torch.sibert import SIBERTForMaskedLM, load_tokenizer
+    from sibert.hf import flatten_params
+
+    out = tmp_path / "si"
+    assert cli_main(["export", str(runs["sibert"]), "--to", "hf", str(out)]) == 0
+    run = load_run(runs["sibert"])
+    model = SIBERTForMaskedLM.from_pretrained(out)
+    for k, v in flatten_params(run.params).items():
+        got = model.flax_state_dict()[k]
+        assert got.shape == v.shape and got.dtype == v.dtype and np.array_equal(got, v), k
+    tok = load_tokenizer(out)
+    sents = [s for t in runs["heldout"] for s in t.split(". ") if len(s.split()) >= 12][:8]
+    sents = [" ".join(s.split()[:k]) for s, k in zip(sents, (40, 3, 12, 6, 25, 1, 9, 17))]   # lengths vary
+    assert len(sents) == 8
+    ids, mask = encode_examples(run.tokenizer, sents, run.config.seq_len)
+    L = run.config.seq_len
+    for i, s in enumerate(sents):   # [CLS] text [SEP] [PAD].., the exported tokenizer's ids
+        e = tok.encode(s).ids
+        if len(e) <= L:
+            assert [int(t) for t in ids[i]] == e + [0] * (L - len(e))
+        else:                       # truncated to [CLS] text[:L-2] [SEP]
+            assert [int(t) for t in ids[i, :L - 1]] == e[:L - 1]
+    assert mask.min() == 0 and mask.sum(1).min() < mask.shape[1] // 2   # really padded
+    ours = _our_logits(run.model_config, run.params, jnp.asarray(ids), jnp.asarray(mask))
+    with torch.no_grad():
+        theirs = model(torch.as_tensor(np.asarray(ids)).long(), attention_mask=torch.as_tensor(np.asarray(mask))).logits.numpy()
+    real = np.asarray(mask).astype(bool)
+    diff = float(np.max(np.abs(ours - theirs)[real]))
+    print(f"max |logit diff| torch SIBERT vs flax, trained run, padded held-out batch: {diff:.2e} "
+          f"(logit scale {np.abs(ours[real]).max():.1f}, {int(real.sum())} real positions, "
+          f"{1 - real.mean():.0%} padding)")
+    assert diff <= TOL
+
+
 def test_export_bad_input_one_line_exit_2_nothing_written(runs, tmp_path, capsys):
     def err(argv):
         rc = cli_main(argv)
