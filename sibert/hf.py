@@ -26,7 +26,8 @@ against ``BertForMaskedLM`` on padded batches, random and trained weights, to 1e
 
 SIBERT has no Hugging Face architecture (ReLU-normalised attention, PreNorm without affine, a
 normalised tied decoder): its export keeps the flax names ("encoder/layer_0/attention/query/kernel")
-in the safetensors file and is loaded with :func:`load_export` (needs the ``sibert`` package).
+and exact shapes (:func:`flatten_params`) in ``sibert_model.safetensors`` and is loaded with
+:func:`sibert.export.load_export` (flax) or ``scaleinv.torch.sibert.SIBERTForMaskedLM`` (PyTorch).
 
 Tokenizer: the run's WordPiece ``tokenizer.json`` with BERT's post-processor ``[CLS] $A [SEP]``
 (and ``[CLS] $A [SEP] $B [SEP]`` with type ids 0 / 1), plus ``vocab.txt``,

@@ -198,6 +198,24 @@ def _check_model_card(out, run_dir, run):
         assert "not** a `transformers` architecture" in readme
     else:
         assert "BertForMaskedLM.from_pretrained" in readme
+    # the card's code runs as written: flax, then PyTorch (torch / transformers where installed)
+    import re
+    flax_code, torch_code = re.findall(r"```python\n(.*?)```", readme, re.S)
+    ns: dict = {}
+    exec(flax_code, ns)
+    assert ns["logits"].shape == (1, 4, run.model_config.vocab_size)
+    try:
+        import torch  # noqa: F401
+        if not run.model_config.scale_invariant:
+            import transformers  # noqa: F401
+    except ImportError:
+        print("torch / transformers not installed: the model card's PyTorch snippet was not run")
+        return
+    ns = {}
+    exec(torch_code, ns)
+    assert ns["model"] is not None and ns["tok"] is not None
+    if run.model_config.scale_invariant:
+        assert tuple(ns["out"].logits.shape) == (1, len(ns["enc"].ids), run.model_config.vocab_size)
 
 
 def _export_err(capsys, argv):
