@@ -32,7 +32,10 @@ SUBCOMMANDS = {
 
 
 def build_parser():
+    from scaleinv import __version__
+
     parser = OneLineParser(prog="scaleinv", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"scaleinv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
                                 parser_class=OneLineParser)
     available = {}
