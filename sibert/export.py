@@ -128,6 +128,13 @@ def _flat_leaves(params, sep: str = "/") -> dict:
 
 
 def _umask() -> int:
+    """The process umask: Linux's /proc/self/status (read-only), else set-and-restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     old = os.umask(0o022)
     os.umask(old)
     return old

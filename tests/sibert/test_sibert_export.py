@@ -228,16 +228,21 @@ def _export_err(capsys, argv):
 
 def test_export_refuses_a_config_that_does_not_match_the_checkpoint(runs, tmp_path, capsys):
     out = tmp_path / "out"
-    for model, change in (("bert", {"model": "sibert"}), ("sibert", {"model": "bert"}), ("sibert", {"hidden": 64})):
-        run = tmp_path / f"{model}-{'-'.join(change)}"
+    cases = {  # (run, config change): what the one-line message must name
+        ("bert", "model", "sibert"): "missing: encoder/embed_proj/kernel",
+        ("sibert", "model", "bert"): "unexpected: encoder/embed_proj/kernel",
+        ("sibert", "hidden", 64): "shape/dtype: encoder/embed_proj/kernel (32, 32)/float32 != (64, 64)/float32",
+    }
+    for (model, key, value), expected in cases.items():
+        run = tmp_path / f"{model}-{key}"
         shutil.copytree(runs[model], run)
         cfg = json.loads((run / "config.json").read_text())
-        cfg.update(change)
+        cfg[key] = value
         (run / "config.json").write_text(json.dumps(cfg))
         msg = _export_err(capsys, ["export", str(run), "--to", "hf", str(out)])
-        assert "parameters do not match the model of" in msg and "config.json" in msg, msg
+        assert "parameters do not match the model of" in msg and str(run / "config.json") in msg, msg
+        assert expected in msg, msg
         assert not out.exists() and not list(tmp_path.glob(".out.tmp*"))
-    assert "missing: encoder/embed_proj/kernel" in msg or "shape/dtype" in msg
 
 
 def test_export_refuses_an_uncommitted_checkpoint(runs, tmp_path, capsys):
