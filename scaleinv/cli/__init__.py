@@ -27,7 +27,7 @@ SUBCOMMANDS = {
     "bench": ("scaleinv.cli.bench", "speed/memory benchmarks as ratios against peers"),
     "audit": ("scaleinv.cli.audit", "homogeneity audit of a JAX/flax or PyTorch model"),
     "figures": ("scaleinv.cli.figures", "execute the notebooks and regenerate notebooks/figures/*.png"),
-    "export": ("scaleinv.cli.export", "export a training run to Hugging Face (BertForMaskedLM + tokenizer)"),
+    "export": ("scaleinv.cli.export", "export a training run (BERT: BertForMaskedLM; SIBERT: flax / scaleinv.torch.sibert) + tokenizer + model card"),
 }
 
 

@@ -30,7 +30,7 @@ def add_arguments(p):
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `scaleinv train`")
     p.add_argument("--to", nargs=2, metavar=("FORMAT", "OUT_DIR"), required=True,
                    help="export format (hf) and a new output directory")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest; it must be committed)")
 
     def error(message):  # one line, exit 2 (argparse would print the usage too)
         sys.exit(_err(message))
