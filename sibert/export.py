@@ -98,7 +98,7 @@ def param_mismatch(params, mcfg, limit: int = 3) -> Optional[str]:
     import numpy as np
 
     want = expected_params(mcfg)
-    got = {k: (tuple(np.shape(v)), str(getattr(v, "dtype", np.asarray(v).dtype)))
+    got = {k: (tuple(np.shape(v)), str(v.dtype if hasattr(v, "dtype") else np.asarray(v).dtype))
            for k, v in _flat_leaves(params).items()}
     missing = sorted(set(want) - set(got))
     unexpected = sorted(set(got) - set(want))

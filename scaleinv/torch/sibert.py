@@ -45,6 +45,7 @@ import math
 from pathlib import Path
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -262,7 +263,7 @@ class SIBERTForMaskedLM(nn.Module):
         return MaskedLMOutput(loss, logits)
 
     # ------------------------------------------------------------------ export directory I/O
-    def flax_state_dict(self) -> Dict[str, "object"]:
+    def flax_state_dict(self) -> Dict[str, np.ndarray]:
         """{flax name ("encoder/layer_0/attention/query/kernel"): NumPy array}, exactly the export's tensors."""
         return {k.replace(".", "/"): v.detach().cpu().numpy().copy() for k, v in self.state_dict().items()}
 
