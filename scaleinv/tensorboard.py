@@ -11,6 +11,8 @@ are float32 (TensorBoard's ``simple_value``): a reader gets ``numpy.float32(json
 :func:`check_logdir` validates a directory without writing anything (used by ``scaleinv train
 --tensorboard`` before the run starts); :class:`ScalarWriter` creates its event file lazily, on
 the first row, so that a run refused before its first step leaves no event file behind.
+:func:`read_scalars` reads a directory back with TensorBoard's own reader (``EventAccumulator``;
+needs the ``tensorboard`` package, which the dev extra installs).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-__all__ = ["TensorBoardError", "check_logdir", "scalars", "ScalarWriter"]
+__all__ = ["TensorBoardError", "check_logdir", "scalars", "ScalarWriter", "read_scalars"]
 
 
 class TensorBoardError(ValueError):
@@ -70,18 +72,23 @@ def scalars(row: Mapping[str, Any], prefix: str = "", step_key: str = "step") ->
 
 
 class ScalarWriter:
-    """Writes JSONL-style rows as TensorBoard scalars into ``logdir`` (created on the first row)."""
+    """Writes JSONL-style rows as TensorBoard scalars into ``logdir`` (created on the first row).
 
-    def __init__(self, logdir: Union[str, Path], flush_secs: int = 10):
+    ``purge=True`` (``scaleinv train --tensorboard`` on ``--resume``): the event file starts with
+    TensorBoard's purge marker at the first row's step, so that TensorBoard drops the events an
+    earlier, killed session wrote at that step and later (the JSONL is truncated the same way)."""
+
+    def __init__(self, logdir: Union[str, Path], flush_secs: int = 10, purge: bool = False):
         self.logdir = check_logdir(logdir)
-        self.flush_secs = flush_secs
+        self.flush_secs, self.purge = flush_secs, purge
         self._writer: Optional[Any] = None
 
     def add_row(self, row: Mapping[str, Any], prefix: str = "", step_key: str = "step") -> None:
         """One row (a dict with an integer ``step_key``) as scalar events."""
-        if self._writer is None:
-            self._writer = _writer_class()(logdir=str(self.logdir), flush_secs=self.flush_secs)
         step = int(row[step_key])
+        if self._writer is None:
+            self._writer = _writer_class()(logdir=str(self.logdir), flush_secs=self.flush_secs,
+                                           purge_step=step if self.purge else None)
         for tag, v in scalars(row, prefix, step_key).items():
             self._writer.add_scalar(tag, v, global_step=step)
 
@@ -93,3 +100,15 @@ class ScalarWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def read_scalars(logdir: Union[str, Path]) -> Dict[str, Dict[int, float]]:
+    """{tag: {step: value}} of the scalar events in ``logdir``, read with TensorBoard's
+    ``EventAccumulator`` (all events kept, purge markers honoured; the last value of a step wins)."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        raise TensorBoardError("reading events needs the tensorboard package: pip install tensorboard") from None
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: {int(e.step): float(e.value) for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
