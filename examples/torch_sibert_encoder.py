@@ -14,6 +14,9 @@
    sqrt(2 eta lambda) (Kosson et al. 2024).
 
 Run: ``python examples/torch_sibert_encoder.py --out runs/torch_sibert`` (~1 min on one CPU core).
+
+The full SIBERT masked language model (the flax model of ``sibert/model.py``, loading a
+``scaleinv export`` directory) is :class:`scaleinv.torch.sibert.SIBERTForMaskedLM`.
 """
 from __future__ import annotations
 

@@ -17,5 +17,8 @@ The library (imports no wing: toyproblems, proofs_check, sibert, benchmarks; doc
   audit        -- homogeneity audit of flax models (subpackage)
   torch        -- optional PyTorch bridge (needs the torch extra)
   cli          -- the ``scaleinv`` console script: the only code that names the wings
+  version      -- the package version, single-sourced from pyproject.toml (``scaleinv --version``)
 """
-__version__ = "0.1.0"
+from scaleinv.version import version as _version
+
+__version__ = _version()

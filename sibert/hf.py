@@ -26,7 +26,8 @@ against ``BertForMaskedLM`` on padded batches, random and trained weights, to 1e
 
 SIBERT has no Hugging Face architecture (ReLU-normalised attention, PreNorm without affine, a
 normalised tied decoder): its export keeps the flax names ("encoder/layer_0/attention/query/kernel")
-in the safetensors file and is loaded with :func:`load_export` (needs the ``sibert`` package).
+and exact shapes (:func:`flatten_params`) in ``sibert_model.safetensors`` and is loaded with
+:func:`sibert.export.load_export` (flax) or ``scaleinv.torch.sibert.SIBERTForMaskedLM`` (PyTorch).
 
 Tokenizer: the run's WordPiece ``tokenizer.json`` with BERT's post-processor ``[CLS] $A [SEP]``
 (and ``[CLS] $A [SEP] $B [SEP]`` with type ids 0 / 1), plus ``vocab.txt``,
@@ -64,8 +65,11 @@ def hf_bert_config(mcfg) -> dict:
     }
 
 
-def _np(x) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+def _np(x, dtype=np.float32) -> np.ndarray:
+    """A C-contiguous NumPy copy of ``x`` with ``x``'s exact shape (0-d stays 0-d:
+    ``np.ascontiguousarray`` would return shape (1,) for a scalar such as SIBERT's
+    ``head/logit_scale``). ``dtype=None`` keeps the dtype."""
+    return np.array(np.asarray(x), dtype=dtype, order="C", copy=True)
 
 
 def to_hf_bert(params, mcfg) -> Dict[str, np.ndarray]:
@@ -135,7 +139,8 @@ def from_hf_bert(sd: Dict[str, np.ndarray], mcfg):
 
 
 def flatten_params(params, sep: str = "/") -> Dict[str, np.ndarray]:
-    """{"encoder": {"layer_0": {...}}} -> {"encoder/layer_0/...": array} (flax names kept)."""
+    """{"encoder": {"layer_0": {...}}} -> {"encoder/layer_0/...": array} (flax names kept;
+    every leaf keeps its exact shape, 0-d included, and dtype: :func:`unflatten_params` inverts it)."""
     out = {}
 
     def rec(prefix, node):
@@ -143,13 +148,14 @@ def flatten_params(params, sep: str = "/") -> Dict[str, np.ndarray]:
             for k, v in node.items():
                 rec(f"{prefix}{sep}{k}" if prefix else str(k), v)
         else:
-            out[prefix] = _np(node)
+            out[prefix] = _np(node, dtype=None)
 
     rec("", params)
     return out
 
 
 def unflatten_params(flat: Dict[str, np.ndarray], sep: str = "/"):
+    """Inverse of :func:`flatten_params` (nested dicts of NumPy arrays, shapes and dtypes kept)."""
     out: dict = {}
     for key, v in flat.items():
         node = out

@@ -8,7 +8,10 @@
 
 :func:`load_run` rebuilds (config, model config, parameters of one checkpoint, tokenizer) from
 these files alone; a run copied to another machine (without ``~/.cache/scaleinv``) can be
-evaluated and exported. Only the ``params`` subtree of the orbax state is read (orbax partial
+evaluated and exported. Only committed checkpoints are read (orbax finalized the step and wrote
+its commit markers: :func:`sibert.checkpoints.step_problem`); when the newest step is not
+committed (a save in progress or interrupted) :func:`load_run` refuses rather than silently
+taking an older one, and names the committed steps for ``--step``. Only the ``params`` subtree of the orbax state is read (orbax partial
 restore, shapes from the checkpoint's own metadata), so no optimizer has to be rebuilt.
 
 Token format (as in :mod:`sibert.data`): pretraining rows are windows of the document stream,
@@ -26,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["RunError", "Run", "CONFIG_FILE", "TOKENIZER_FILE", "save_tokenizer", "checkpoint_steps", "load_run"]
+__all__ = ["RunError", "Run", "CONFIG_FILE", "TOKENIZER_FILE", "save_tokenizer", "checkpoint_steps",
+           "uncommitted_steps", "load_run"]
 
 CONFIG_FILE, TOKENIZER_FILE, CHECKPOINTS = "config.json", "tokenizer.json", "checkpoints"
 
@@ -49,13 +53,29 @@ def save_tokenizer(run_dir, tokenizer_path) -> Path:
     return dst
 
 
-def checkpoint_steps(run_dir) -> list:
-    """Steps of the finished checkpoints under ``RUN_DIR/checkpoints`` (ascending)."""
+def _step_dirs(run_dir) -> list:
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    return sorted(int(p.name) for p in root.iterdir()
-                  if p.name.isdigit() and (p / "state").is_dir())
+    return sorted((int(p.name), p) for p in root.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def uncommitted_steps(run_dir) -> dict:
+    """{step: what is wrong} for the step folders under ``RUN_DIR/checkpoints`` that orbax has
+    not committed (:func:`sibert.checkpoints.step_problem`: not finalized, no commit markers when
+    this orbax writes them, ``state/`` / ``meta/`` / metadata missing)."""
+    from sibert.checkpoints import MARKER, step_problem
+
+    dirs = _step_dirs(run_dir)
+    markers_expected = any((p / MARKER).is_file() for _, p in dirs)
+    problems = {s: step_problem(p, markers_expected) for s, p in dirs}
+    return {s: why for s, why in problems.items() if why is not None}
+
+
+def checkpoint_steps(run_dir) -> list:
+    """Steps of the committed (finished) checkpoints under ``RUN_DIR/checkpoints`` (ascending)."""
+    bad = uncommitted_steps(run_dir)
+    return [s for s, _ in _step_dirs(run_dir) if s not in bad]
 
 
 @dataclass(frozen=True)
@@ -128,11 +148,18 @@ def load_run(run_dir, step: Optional[int] = None) -> Run:
     if not tok_path.is_file():
         raise RunError(f"RUN_DIR: {str(run_dir)!r} has no {TOKENIZER_FILE} (a run trained before the tokenizer "
                        f"was saved in the run directory: copy it there from {_cached_tokenizer_hint(cfg)})")
-    steps = checkpoint_steps(run_dir)
-    if not steps:
+    steps, bad = checkpoint_steps(run_dir), uncommitted_steps(run_dir)
+    allowed = f"committed: {', '.join(map(str, steps))}" if steps else "no committed checkpoint"
+    newest = max([*steps, *bad], default=None)
+    if newest is None:
         raise RunError(f"RUN_DIR: {str(run_dir)!r} has no checkpoint under {CHECKPOINTS}/")
+    if step is None and newest in bad:   # never fall back silently past an unfinished save
+        raise RunError(f"RUN_DIR: the newest checkpoint {newest} is not committed ({bad[newest]}); "
+                       f"choose one with --step ({allowed})")
     if step is None:
-        step = steps[-1]
+        step = newest
+    elif step in bad:
+        raise RunError(f"--step: checkpoint {step} in {str(run_dir)!r} is not committed ({bad[step]}); {allowed}")
     elif step not in steps:
         raise RunError(f"--step: no checkpoint {step} in {str(run_dir)!r}; allowed: {', '.join(map(str, steps))}")
     try:

@@ -333,7 +333,7 @@ def _cleanup_unstarted(run_dir: Path, created: bool, lock) -> None:
 
 
 def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], None] = None,
-          data: Optional[MLMData] = None) -> Dict[str, Any]:
+          data: Optional[MLMData] = None, on_rows: Optional[Callable[[str, list], None]] = None) -> Dict[str, Any]:
     """Train ``cfg`` into ``run_dir``; returns the summary dict (also ``summary.json``).
 
     Before anything is written: the config is validated, ``run_dir`` checked (a directory or
@@ -346,7 +346,9 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     (:func:`sibert.checkpoints.restore_latest_intact`; damaged newer ones are reported),
     from step 0 if the run never reached a checkpoint; :class:`CheckpointError` if
     checkpoints exist but none is intact. Resuming a finished run changes nothing and returns
-    its summary."""
+    its summary. ``on_rows(kind, rows)``: called (process 0) with the rows just written to
+    ``metrics.jsonl`` (kind ``"train"``, after each fetch) and ``eval.jsonl`` (``"eval"``);
+    ``scaleinv train --tensorboard`` writes them as TensorBoard events."""
     from sibert.preflight import check_memory, check_run_dir
     from sibert.resume import check_same_recipe, saved_config
     from sibert.runlock import RunLock
@@ -431,14 +433,14 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
                 _truncate_jsonl(metrics_path, start - 1)
                 _truncate_jsonl(eval_path, start)
         return _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, start, last_eval,
-                     is_main, log, metrics_path, eval_path, summary_path)
+                     is_main, log, metrics_path, eval_path, summary_path, on_rows if is_main else None)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, start, last_eval, is_main, log,
-          metrics_path, eval_path, summary_path):
+          metrics_path, eval_path, summary_path, on_rows=None):
     from scaleinv.progress import Progress
 
     ndev = mesh.shape["data"]
@@ -478,6 +480,7 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
             if not (at_eval or at_ckpt or len(pending) >= FETCH_EVERY):
                 continue
             fetched = jax.device_get([m_ for _, m_ in pending])
+            written = []
             now = time.time()
             tps = tokens_per_step * len(pending) / max(now - t_prev, 1e-9)
             t_prev = now
@@ -494,8 +497,11 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
                 if mfile:
                     rec = {"step": s_, **{k: v for k, v in m.items() if k != "params_finite"}}
                     mfile.write(json.dumps(rec) + "\n")
+                    written.append(rec)
             if mfile:
                 mfile.flush()
+            if on_rows and written:
+                on_rows("train", written)
             n_window, pending = len(pending), []
             if status != "ok":
                 break
@@ -504,6 +510,8 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
                 if efile:
                     efile.write(json.dumps(last_eval) + "\n")
                     efile.flush()
+                if on_rows:
+                    on_rows("eval", [last_eval])
             if at_ckpt:
                 save_checkpoint(mngr, state, done)
             if bar:

@@ -27,12 +27,15 @@ SUBCOMMANDS = {
     "bench": ("scaleinv.cli.bench", "speed/memory benchmarks as ratios against peers"),
     "audit": ("scaleinv.cli.audit", "homogeneity audit of a JAX/flax or PyTorch model"),
     "figures": ("scaleinv.cli.figures", "execute the notebooks and regenerate notebooks/figures/*.png"),
-    "export": ("scaleinv.cli.export", "export a training run to Hugging Face (BertForMaskedLM + tokenizer)"),
+    "export": ("scaleinv.cli.export", "export a training run (BERT: BertForMaskedLM; SIBERT: flax / scaleinv.torch.sibert) + tokenizer + model card"),
 }
 
 
 def build_parser():
+    from scaleinv import __version__
+
     parser = OneLineParser(prog="scaleinv", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"scaleinv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
                                 parser_class=OneLineParser)
     available = {}

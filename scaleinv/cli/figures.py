@@ -12,8 +12,8 @@ directory ``notebooks/`` and the environment
 A notebook fails when its closing assertion cell fails (its headline number disagrees with
 theory); the command then exits 1. ``--ipynb DIR`` also writes the executed ``.ipynb`` files
 (they are generated, never committed). Bad input (unknown ``--only``, unwritable ``--fig-dir`` /
-``--ipynb``, ``--timeout`` < 1, the dev extra not installed) exits 2 with one line before any
-notebook runs.
+``--ipynb``, ``--timeout`` < 1, the dev extra not installed, an installed wheel without the
+source checkout's ``notebooks/``) exits 2 with one line before any notebook runs.
 """
 from __future__ import annotations
 
@@ -101,6 +101,9 @@ def run(args) -> int:
     from scaleinv.progress import progress
     from scaleinv.usage import UsageError, check_output_dir, optional_check, require_modules
 
+    if not NOTEBOOK_DIR.is_dir():
+        raise UsageError(f"the notebooks are not part of the installed package ({NOTEBOOK_DIR} does not exist): "
+                         f"run scaleinv figures from a source checkout (pip install -e '.[dev]')")
     books = find_notebooks()
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]

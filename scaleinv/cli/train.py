@@ -4,6 +4,7 @@
     scaleinv train --model bert --optimizer adamw --preset tiny --out runs/bert --set steps=300
     scaleinv train --out runs/si --resume                   # continue a killed run
     scaleinv train --config my.toml --out runs/x             # TOML overrides ([train] table or top level)
+    scaleinv train --out runs/si --tensorboard tb/si         # also TensorBoard scalars (tensorboard extra)
 
 Precedence: preset < model/optimizer defaults < TOML file < ``--set key=value`` < ``--seed``.
 
@@ -13,6 +14,13 @@ progress; ``--no-progress``): the run's ``config.json`` is used; or rerun the OR
 plus ``--resume``: the config it builds must equal the run's (else refused naming the fields).
 ``steps`` cannot change on resume (the LR schedule depends on it). A run that never reached
 a checkpoint restarts from step 0; a finished run is left unchanged.
+
+TensorBoard (``--tensorboard DIR``, needs tensorboardX: ``pip install 'scaleinv[tensorboard]'``):
+every row written to ``metrics.jsonl`` / ``eval.jsonl`` is also written to DIR as scalar events
+``train/<key>`` / ``eval/<key>`` at the row's ``step`` (:mod:`scaleinv.tensorboard`), after each
+metrics fetch. DIR is checked before anything is written (an unwritable DIR or a missing
+tensorboardX: one line, exit 2); on ``--resume`` TensorBoard drops the events from the resumed
+step on that the killed session wrote. ``scaleinv plot`` reads the JSONL as before.
 
 Exit codes: 0 done (or already complete), 2 bad input or refused (one line
 ``scaleinv train: error: ...``, nothing written; also when another trainer holds ``--out``),
@@ -42,6 +50,9 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write the metrics / eval rows as TensorBoard scalar events to DIR "
+                        "(needs tensorboardX: pip install 'scaleinv[tensorboard]')")
 
 
 def _err(msg: str) -> int:
@@ -115,18 +126,33 @@ def run(args) -> int:
         cfg = build_config(args)
     except ConfigError as e:
         return _err(str(e))
+    tb = None
+    if getattr(args, "tensorboard", None):
+        from scaleinv.tensorboard import ScalarWriter, TensorBoardError
+        try:
+            tb = ScalarWriter(args.tensorboard, purge=args.resume)  # checks DIR; writes on the first row
+        except TensorBoardError as e:
+            return _err(f"--tensorboard: {e}")
     from sibert.train import train  # heavy imports (jax) only now
 
     from sibert.checkpoints import CheckpointError
     from sibert.runlock import RunLocked
 
+    def on_rows(kind, rows):
+        for r in rows:
+            tb.add_row(r, prefix=f"{kind}/")
+        tb.flush()
+
     try:
-        summary = train(cfg, args.out, resume=args.resume)
+        summary = train(cfg, args.out, resume=args.resume, on_rows=on_rows if tb is not None else None)
     except (ConfigError, DataError, RunLocked) as e:
         return _err(str(e))
     except CheckpointError as e:
         print(f"scaleinv train: error: {e}", file=sys.stderr)
         return EXIT_NO_INTACT_CHECKPOINT
+    finally:
+        if tb is not None:
+            tb.close()
     ev = summary.get("final_eval") or {}
     print(json.dumps({"status": summary["status"], "steps_done": summary["steps_done"],
                       "heldout_loss": ev.get("heldout_loss"), "heldout_accuracy": ev.get("heldout_accuracy"),

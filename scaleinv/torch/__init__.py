@@ -13,6 +13,7 @@ scaleinv never imports this package.
   audit     -- homogeneity audit of an ``nn.Module`` (shares the JAX audit's fitting and report)
   capture   -- recording one forward pass (submodule calls, inputs / outputs) for the audit
   testing   -- assert_homogeneous and hypothesis strategies for torch modules
+  sibert    -- SIBERTForMaskedLM: the flax SIBERT as an nn.Module, loading a ``scaleinv export`` directory
 
 Each submodule is imported explicitly (``from scaleinv.torch.optim import SGDWD``).
 """

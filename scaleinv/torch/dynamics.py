@@ -24,7 +24,10 @@ Keys follow :func:`scaleinv.angular.angular_summary`: ``layer/<name>/<quantity>`
 ``scaleinv plot``, the top-level ``step, loss, lr, x_norm, grad_norm, lr_eff, angular_update,
 clipped`` of the param group ``group`` (default 0, e.g. the scale-invariant group). Rows go to
 ``run_dir/metrics.jsonl``; ``run_dir/config.json`` names the optimizer so that ``scaleinv plot
-RUN_DIR`` draws the predicted angle beside the measured one.
+RUN_DIR`` draws the predicted angle beside the measured one. ``tensorboard=DIR`` also writes
+every row's numeric fields as TensorBoard scalars (same keys as tags, ``global_step = step``;
+:mod:`scaleinv.tensorboard`, the ``tensorboard`` extra). In the Hugging Face ``Trainer``:
+:class:`scaleinv.torch.hf_trainer.DynamicsCallback`.
 
 Usage::
 
@@ -148,10 +151,14 @@ class Dynamics:
         the per-neuron lists ``neuron/<name>/norm|grad_norm|lr_eff|angle|rel_update`` (one value
         per row; the predicted angle is the layer's).
       group: the param group whose totals are the top-level keys ``scaleinv plot`` draws.
+      tensorboard: None, or a directory for TensorBoard scalar events of the same rows
+        (:class:`scaleinv.tensorboard.TensorBoardError` if it cannot be written or
+        tensorboardX is missing; checked before anything is written).
     """
 
     def __init__(self, model, optimizer: Optimizer, run_dir: Union[str, Path], every: int = 1,
-                 per_neuron: Union[bool, str] = False, group: int = 0):
+                 per_neuron: Union[bool, str] = False, group: int = 0,
+                 tensorboard: Union[None, str, Path] = None):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if not (isinstance(every, int) and every >= 1):
@@ -160,6 +167,10 @@ class Dynamics:
             raise ValueError(f"per_neuron must be False, True or 'full', got {per_neuron!r}")
         if not 0 <= group < len(optimizer.param_groups):
             raise ValueError(f"group must be in [0, {len(optimizer.param_groups) - 1}], got {group}")
+        self._tb = None
+        if tensorboard is not None:
+            from scaleinv.tensorboard import ScalarWriter
+            self._tb = ScalarWriter(tensorboard)
         named = model.named_parameters() if isinstance(model, torch.nn.Module) else model
         self.names: Dict[torch.Tensor, str] = {}
         for name, p in named:
@@ -196,6 +207,8 @@ class Dynamics:
             row = self._row(optimizer)
             self._file.write(json.dumps(row) + "\n")
             self._file.flush()
+            if self._tb is not None:
+                self._tb.add_row(row)
             self.last = row
             self._before = None
         self.step += 1
@@ -287,6 +300,8 @@ class Dynamics:
         self._handles = []
         if not self._file.closed:
             self._file.close()
+        if self._tb is not None:
+            self._tb.close()
 
     def __enter__(self):
         return self

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 HIDE = "import sys; sys.modules['torch'] = None\n"
@@ -21,8 +23,15 @@ def test_jax_side_imports_without_torch():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_scaleinv_torch_without_torch_names_the_extra():
-    out = _run("try:\n    import scaleinv.torch.optim\nexcept ImportError as e:\n    print(str(e))\n"
+def test_sibert_export_side_imports_without_torch():
+    out = _run("import sibert.export, sibert.model_card, sibert.hf\n"
+               "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\nprint('ok')")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", ["scaleinv.torch.optim", "scaleinv.torch.sibert"])
+def test_scaleinv_torch_without_torch_names_the_extra(module):
+    out = _run(f"try:\n    import {module}\nexcept ImportError as e:\n    print(str(e))\n"
                "else:\n    print('imported')")
     assert out.returncode == 0, out.stderr[-2000:]
     msg = out.stdout.strip()
