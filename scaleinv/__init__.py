@@ -8,6 +8,7 @@ The library (imports no wing: toyproblems, proofs_check, sibert, benchmarks; doc
   diagnostics  -- per-step norms, effective LR, angular update, clip fired; prefix groups
   angular      -- angular update / norm per group, per layer, per neuron
   rotational   -- the rotational (REQ) wrapper as an optax transform
+  registry     -- the optimizer registry: name -> factory, hyper-parameters, predicted equilibrium
   report       -- the report row (claim, predicted, measured, tolerance, status)
   testing      -- hypothesis strategies and assertions for homogeneity tests
   usage        -- one-line errors for bad command-line input (exit 2, nothing written)
