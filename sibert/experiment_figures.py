@@ -65,6 +65,100 @@ def predicted_equilibration_steps(x0_sq_norm: float, eta: float, wd: float, sigm
     return int(theory.steps_to_equilibrium(x0_sq_norm, eta, wd, sigma, band=2.0))
 
 
+
+def _wd_at(r: dict, steps) -> np.ndarray:
+    """The encoder weight decay lambda_t of run row ``r`` at ``steps`` (``wd_drops``: /10 at
+    round(f * total steps), as :func:`sibert.train.wd_schedule`)."""
+    from sibert.train import wd_schedule
+
+    total = int(r.get("total_steps") or r["steps"])
+    drops = tuple(float(x) for x in str(r.get("wd_drops") or "").split(",") if x.strip())
+    sched = wd_schedule(r["weight_decay"], total, drops)
+    steps = np.asarray(steps)
+    return np.full(steps.shape, float(sched)) if not callable(sched) else np.array([float(sched(t)) for t in steps])
+
+
+def _equilibration_marks(rows, data) -> Dict[float, int]:
+    """Predicted equilibration step per init scale (SGD + WD groups, first seed): the exact norm
+    recursion from the run's initial ||x||^2 with sigma measured on the group's c = 1 run."""
+    marks: Dict[float, int] = {}
+    for r in rows:
+        if r["optimizer"] not in ("sgd-wd-rgc", "sgd-wd") or r["seed"] != min(x["seed"] for x in rows):
+            continue
+        m = data[r["run"]][0]
+        ref = next((x for x in rows if x["group"] == r["group"] and x["init_scale"] == 1.0), r)
+        sig = sigma_estimate(data[ref["run"]][0])
+        if m and np.isfinite(sig):
+            marks[r["init_scale"]] = predicted_equilibration_steps(m[0]["x_norm"] ** 2, r["lr"], r["weight_decay"], sig)
+    return marks
+
+
+def _recipe(r: dict) -> str:
+    """The panel a run goes in: its group without a seed / init-scale suffix (``bert_adamw_seed1``,
+    ``sibert_hotcool_c100`` -> ``bert_adamw``, ``sibert_hotcool``)."""
+    import re
+
+    return re.sub(r"(_seed\d+|_c[0-9.]+)+$", "", r["group"])
+
+
+def _robustness_panels(plt, rows, data, marks, out: Path):
+    """robustness_loss.png as small multiples: one column per recipe (held-out loss on top, the
+    training loss below), init scales coloured, seed 0 solid / later seeds dashed; dotted
+    verticals: the predicted equilibration step of each scale (SGD + WD recipes); triangles: the
+    measured plateau-escape step of each run (:func:`sibert.escape.escape_step`)."""
+    from sibert.escape import escape_step
+
+    recipes: List[str] = []
+    for r in rows:
+        if _recipe(r) not in recipes:
+            recipes.append(_recipe(r))
+    ncol = len(recipes)
+    fig, axes = plt.subplots(2, ncol, figsize=(4.2 * ncol + 0.5, 6.6), squeeze=False, sharex=True, sharey="row")
+    ub = rows[0]["unigram_xent"]
+    seed0 = min(r["seed"] for r in rows)
+    lows = [e["heldout_loss"] for r in rows for e in data[r["run"]][1]] + [
+        x["loss"] for r in rows for x in data[r["run"]][0]]
+    bottom = min([ub - 0.6] + [v for v in lows if np.isfinite(v)]) - 0.1
+    for j, rec in enumerate(recipes):
+        top, bot = axes[0][j], axes[1][j]
+        mine = [r for r in rows if _recipe(r) == rec]
+        for r in mine:
+            m, ev = data[r["run"]]
+            kw = dict(color=_color(r["init_scale"]), ls="-" if r["seed"] == seed0 else "--", lw=1.1)
+            lab = f"c={r['init_scale']:g} s{r['seed']}"
+            if ev:
+                top.plot([e["step"] for e in ev], [e["heldout_loss"] for e in ev], label=lab, **kw)
+                t = escape_step(ev, ub)
+                if t is not None:
+                    y = next(e["heldout_loss"] for e in ev if e["step"] == t)
+                    top.plot([t], [y], marker="v", ms=7, color=kw["color"], mec="k", mew=0.6, ls="none")
+            if m:
+                w = min(5, len(m))
+                y = np.convolve([x["loss"] for x in m], np.ones(w) / w, mode="valid")
+                bot.plot([x["step"] for x in m][w - 1:], y, **kw)
+        if any(r["optimizer"] in ("sgd-wd-rgc", "sgd-wd") for r in mine):
+            for c, t in sorted(marks.items()):
+                if any(r["init_scale"] == c for r in mine):
+                    for ax in (top, bot):
+                        ax.axvline(t, color=_color(c), ls=":", lw=1)
+        r0 = mine[0]
+        top.set_title(f"{rec}\n{r0['model']} + {r0['optimizer']}", fontsize=8)
+        top.legend(fontsize=6, loc="upper right")
+        for ax in (top, bot):
+            ax.axhline(ub, color="k", lw=0.8, ls="--")
+            ax.axhline(ub - 0.5, color="0.5", lw=0.6, ls="-.")
+            ax.set_ylim(bottom, ub + 1.0)
+        bot.set_xlabel("step")
+    axes[0][0].set_ylabel("held-out MLM loss")
+    axes[1][0].set_ylabel("training loss (5-record mean)")
+    import textwrap
+
+    note = ("dashed black: unigram cross-entropy; dash-dot: escape line (0.5 nat below); triangles: measured "
+            "escape step; dotted verticals: predicted equilibration step per init scale (exact norm recursion, "
+            "sigma measured at c = 1); solid: seed 0, dashed: later seeds")
+    fig.suptitle(textwrap.fill(note, width=int(17 * (4.2 * ncol + 0.5))), fontsize=7)
+    _save(fig, out / "robustness_loss.png")
+
 def _group_styles(rows):
     groups = []
     for r in rows:
@@ -141,41 +235,8 @@ def robustness(exp, rows, out: Path):
     styles = _group_styles(rows)
     data = {r["run"]: (_jsonl(out / f"{r['run']}.metrics.jsonl"), _jsonl(out / f"{r['run']}.eval.jsonl"))
             for r in rows}
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
-    for r in rows:
-        m, ev = data[r["run"]]
-        lab = f"{r['group']} c={r['init_scale']:g} s{r['seed']}"
-        kw = dict(color=_color(r["init_scale"]), ls=styles[r["group"]], lw=1.2)
-        if ev:
-            axes[0].plot([e["step"] for e in ev], [e["heldout_loss"] for e in ev], label=lab, **kw)
-        if m:
-            w = min(5, len(m))
-            y = np.convolve([x["loss"] for x in m], np.ones(w) / w, mode="valid")
-            axes[1].plot([x["step"] for x in m][w - 1:], y, **kw)
-    # predicted equilibration time of each init scale (SGD+WD groups)
-    marks = {}
-    for r in rows:
-        if r["optimizer"] not in ("sgd-wd-rgc", "sgd-wd") or r["seed"] != min(x["seed"] for x in rows):
-            continue
-        m = data[r["run"]][0]
-        ref = next((x for x in rows if x["group"] == r["group"] and x["init_scale"] == 1.0), r)
-        sig = sigma_estimate(data[ref["run"]][0])
-        if m and np.isfinite(sig):
-            marks[r["init_scale"]] = predicted_equilibration_steps(m[0]["x_norm"] ** 2, r["lr"], r["weight_decay"], sig)
-    for c, t in sorted(marks.items()):
-        for ax in axes:
-            ax.axvline(t, color=_color(c), ls=":", lw=1)
-    ub = rows[0]["unigram_xent"]
-    for ax, title in zip(axes, ("held-out MLM loss", "training loss (5-record moving average)")):
-        ax.axhline(ub, color="k", lw=0.8, ls="--")
-        ax.set_xlabel("step")
-        ax.set_title(title)
-        ax.set_ylim(top=ub + 1.0)
-    axes[0].text(0.01, 0.02, f"dashed black: unigram {ub:.2f}; dotted verticals: predicted equilibration\n"
-                              f"time per init scale c (exact norm recursion, sigma measured at c=1)",
-                 transform=axes[0].transAxes, fontsize=7)
-    axes[0].legend(fontsize=6, ncol=2, loc="upper right")
-    _save(fig, out / "robustness_loss.png")
+    marks = _equilibration_marks(rows, data)
+    _robustness_panels(plt, rows, data, marks, out)
     (out / "equilibration_steps.json").write_text(json.dumps({f"{c:g}": t for c, t in sorted(marks.items())}))
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
@@ -190,7 +251,7 @@ def robustness(exp, rows, out: Path):
         if r["optimizer"] in ("sgd-wd-rgc", "sgd-wd") and r["seed"] == min(x["seed"] for x in rows):
             lr = np.array([x["lr"] for x in m])
             sig = np.array([x["grad_norm"] * x["x_norm"] for x in m])
-            lam = r["weight_decay"]
+            lam = _wd_at(r, steps)
             pred = np.sqrt(lr / (lam * (2 - lr * lam))) * sig
             axes[0].plot(steps, pred, color=_color(r["init_scale"]), lw=0.6, alpha=0.5)
             axes[1].plot(steps, np.sqrt(2 * lr * lam), color="k", lw=1.0, ls="--")
