@@ -17,7 +17,11 @@ a checkpoint restarts from step 0; a finished run is left unchanged.
 Exit codes: 0 done (or already complete), 2 bad input or refused (one line
 ``scaleinv train: error: ...``, nothing written; also when another trainer holds ``--out``),
 3 stopped at a non-finite loss (last good checkpoint kept), 4 ``--resume`` found checkpoints
-but none intact (each damaged one reported; nothing changed).
+but none intact (each damaged one reported; nothing changed), 5 a checkpoint could not be
+written (one line naming the step and the last good checkpoint; lock released), 143 / 130
+stopped by SIGTERM / SIGINT (:mod:`sibert.preempt`: the step in flight is finished, a
+checkpoint written at it within ``--grace-period`` seconds, the lock released, one line;
+``--resume`` continues exactly).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import sys
 
 from sibert.config import MODELS, OPTIMIZERS, PRESETS
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_NO_INTACT_CHECKPOINT = 0, 2, 3, 4
+EXIT_OK, EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_NO_INTACT_CHECKPOINT, EXIT_CHECKPOINT_WRITE = 0, 2, 3, 4, 5
 
 
 def add_arguments(p):
@@ -42,6 +46,21 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--grace-period", type=_grace, default=30.0, metavar="SECONDS",
+                   help="after SIGTERM / SIGINT: seconds to finish the step and write a final checkpoint "
+                        "before the save is abandoned (default 30)")
+
+
+def _grace(value: str) -> float:
+    import argparse
+    import math
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {value!r}")
+    return v
 
 
 def _err(msg: str) -> int:
@@ -107,7 +126,45 @@ def build_config(args):
     return validate(cfg)
 
 
+def _preempted_line(e, out) -> str:
+    from sibert.preempt import signal_name
+    sig = signal_name(e.signum)
+    if e.step is None:
+        return f"scaleinv train: stopped by {sig} before the first step: nothing trained, nothing kept; exit {e.exit_code}"
+    if e.checkpoint is not None:
+        return (f"scaleinv train: stopped by {sig} at step {e.step}: checkpoint {e.checkpoint} written, lock released; "
+                f"continue with: scaleinv train --out {out} --resume; exit {e.exit_code}")
+    return (f"scaleinv train: stopped by {sig} at step {e.step}: the final checkpoint could not be written "
+            f"({e.problem}); lock released; --resume continues from the last good checkpoint; exit {e.exit_code}")
+
+
+def _exit_without_stray_threads(code: int) -> int:
+    """``code``, after making sure no non-daemon thread (orbax's, after a failed save) keeps the
+    interpreter from exiting: they are woken and joined (:func:`sibert.checkpoints.release_orbax_threads`);
+    any still alive after that would block ``threading._shutdown`` forever, so then -- and only
+    then -- the process ends with ``os._exit(code)`` (output flushed first; lock and files are
+    already released / closed by :func:`sibert.train.train`)."""
+    if "sibert.checkpoints" in sys.modules:
+        left = sys.modules["sibert.checkpoints"].release_orbax_threads()
+        if left:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code
+
+
 def run(args) -> int:
+    from sibert.preempt import Preempted, StopSignals
+
+    with StopSignals(args.grace_period) as stop:
+        try:
+            return _exit_without_stray_threads(_run(args, stop))
+        except Preempted as e:
+            print(_preempted_line(e, args.out), file=sys.stderr, flush=True)
+            return _exit_without_stray_threads(e.exit_code)
+
+
+def _run(args, stop) -> int:
     from sibert.config import ConfigError
     from sibert.data import DataError
 
@@ -117,16 +174,22 @@ def run(args) -> int:
         return _err(str(e))
     from sibert.train import train  # heavy imports (jax) only now
 
-    from sibert.checkpoints import CheckpointError
+    from sibert.checkpoints import CheckpointError, CheckpointWriteError, last_good_step
     from sibert.runlock import RunLocked
 
     try:
-        summary = train(cfg, args.out, resume=args.resume)
+        summary = train(cfg, args.out, resume=args.resume, stop=stop)
     except (ConfigError, DataError, RunLocked) as e:
         return _err(str(e))
     except CheckpointError as e:
         print(f"scaleinv train: error: {e}", file=sys.stderr)
         return EXIT_NO_INTACT_CHECKPOINT
+    except CheckpointWriteError as e:
+        good = last_good_step(args.out)
+        print(f"scaleinv train: error: checkpoints: {e}; the run stopped, lock released; the last good checkpoint "
+              f"is {'step ' + str(good) if good is not None else 'none'} (--resume continues from it once "
+              f"{args.out} is writable again); exit {EXIT_CHECKPOINT_WRITE}", file=sys.stderr)
+        return EXIT_CHECKPOINT_WRITE
     ev = summary.get("final_eval") or {}
     print(json.dumps({"status": summary["status"], "steps_done": summary["steps_done"],
                       "heldout_loss": ev.get("heldout_loss"), "heldout_accuracy": ev.get("heldout_accuracy"),
