@@ -90,7 +90,7 @@ def build_config(args):
     from sibert.config import ConfigError, apply_overrides, parse_set_args, validate
     from sibert.preflight import check_run_dir
     from sibert.resume import RUN_CONTROL, check_same_recipe, saved_config
-    from sibert.runlock import lock_holder, is_stale
+    from sibert.runlock import holder_name, is_stale, lock_holder
 
     sets = parse_set_args(args.set)
     out = check_run_dir(args.out)
@@ -98,8 +98,7 @@ def build_config(args):
     secondary = os.environ.get("JAX_PROCESS_ID", "0").strip() not in ("", "0")
     holder = lock_holder(out) if out.is_dir() and not secondary else None
     if holder is not None and not is_stale(holder):
-        who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}" if holder else "another process"
-        raise ConfigError(f"--out: {str(out)!r} is in use by a running trainer ({who}); wait for it, or "
+        raise ConfigError(f"--out: {str(out)!r} is in use by a running trainer ({holder_name(holder)}); wait for it, or "
                           f"delete {out / '.lock'} if that process is gone")
     if args.resume:
         cfg_path = out / "config.json"

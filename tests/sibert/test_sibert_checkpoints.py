@@ -198,7 +198,9 @@ def test_lock_refuses_second_trainer_and_takes_over_stale(tmp_path):
 @pytest.mark.timeout(600)
 def test_second_trainer_on_same_out_is_refused(base, tmp_path):
     root, run = _copy(base, tmp_path)
-    (run / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": __import__("socket").gethostname()}))
+    # a genuine live holder: this process, with its start time and command line (a planted
+    # {"pid": <some live PID>} without them is not honoured: tests/sibert/test_sibert_runlock.py)
+    (run / LOCK_NAME).write_bytes(RunLock(run)._payload())
     before = sorted(str(p) for p in run.rglob("*"))
     from scaleinv.cli import main
     assert main(["train", "--out", str(run), "--resume"]) == 2
