@@ -19,7 +19,9 @@ an orderly stop of :func:`sibert.train.train`:
   (:mod:`sibert.checkpoints`).
 
 Exit codes (the shell's 128 + signal number): :data:`EXIT_CODES` = 143 for SIGTERM, 130 for
-SIGINT. Handlers are installed only in the main thread and restored on exit.
+SIGINT. Handlers are installed only in the main thread and restored on exit; also where SIGINT
+was inherited ignored (a job started in the background by a non-interactive shell), so that a
+scheduler's or a test's SIGINT is honoured.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from sibert.config import ConfigError, TrainConfig
 
-__all__ = ["check_run_dir", "estimate_memory", "available_memory", "check_memory", "GiB"]
+__all__ = ["check_run_dir", "check_cache_dir", "check_config_file", "estimate_memory", "available_memory", "check_memory", "GiB"]
 
 GiB = float(1 << 30)
 
@@ -49,6 +49,32 @@ def check_run_dir(run_dir, flag: str = "--out") -> Path:
         what = "write to" if a == p else "create"
         raise ConfigError(f"{flag}: cannot {what} {str(p)!r}: no write permission in {str(a)!r}")
     return p
+
+
+def check_cache_dir(cache_dir: str) -> None:
+    """``cache_dir`` ("" = ~/.cache/scaleinv) is a directory or can be created: ConfigError
+    naming ``cache_dir`` when it, or its nearest existing ancestor, is not a directory."""
+    if not cache_dir:
+        return
+    p = Path(cache_dir).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"cache_dir: {str(p)!r} exists and is not a directory; allowed: a directory "
+                          f"(created if missing), or '' for ~/.cache/scaleinv")
+    a = p
+    while not a.exists():
+        a = a.parent
+    if not a.is_dir():
+        raise ConfigError(f"cache_dir: cannot create {str(p)!r}: {str(a)!r} is not a directory; allowed: a "
+                          f"directory (created if missing), or '' for ~/.cache/scaleinv")
+
+
+def check_config_file(path) -> None:
+    """``--config`` names a readable file (a directory or a special file is refused)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"--config: {str(path)!r} is a directory; allowed: a TOML file")
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"--config: {str(path)!r} is not a regular file; allowed: a TOML file")
 
 
 def _nbytes(tree) -> int:

@@ -348,7 +348,7 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     from step 0 if the run never reached a checkpoint; :class:`CheckpointError` if
     checkpoints exist but none is intact. Resuming a finished run changes nothing and returns
     its summary. ``stop``: a :class:`sibert.preempt.StopSignals` (module docstring: preemption)."""
-    from sibert.preflight import check_memory, check_run_dir
+    from sibert.preflight import check_cache_dir, check_memory, check_run_dir
     from sibert.resume import check_same_recipe, saved_config
     from sibert.runlock import RunLock
 
@@ -360,6 +360,7 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     if cfg.batch_size % ndev:
         raise ConfigError(f"batch_size: must be divisible by the number of devices ({ndev}), got {cfg.batch_size}")
     run_dir = check_run_dir(run_dir)
+    check_cache_dir(cfg.cache_dir)
     is_main = jax.process_index() == 0
     check_memory(cfg, ndev, jax.local_device_count())
     cfg_path = run_dir / "config.json"

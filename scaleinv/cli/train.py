@@ -44,7 +44,7 @@ def add_arguments(p):
                    help="override one config field (repeatable)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", default=None, help="random seed, an integer in 0..2**32-1 (validated with the config)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--grace-period", type=_grace, default=30.0, metavar="SECONDS",
                    help="after SIGTERM / SIGINT: seconds to finish the step and write a final checkpoint "
@@ -88,12 +88,14 @@ def _fresh_config(args, sets):
 def build_config(args):
     """TrainConfig from the arguments (raises ConfigError); checks ``--out`` without writing."""
     from sibert.config import ConfigError, apply_overrides, parse_set_args, validate
-    from sibert.preflight import check_run_dir
+    from sibert.preflight import check_cache_dir, check_config_file, check_run_dir
     from sibert.resume import RUN_CONTROL, check_same_recipe, saved_config
     from sibert.runlock import holder_name, is_stale, lock_holder
 
     sets = parse_set_args(args.set)
     out = check_run_dir(args.out)
+    if args.config:
+        check_config_file(args.config)
     # multi-host: processes other than 0 share process 0's --out (it holds the lock, writes the logs)
     secondary = os.environ.get("JAX_PROCESS_ID", "0").strip() not in ("", "0")
     holder = lock_holder(out) if out.is_dir() and not secondary else None
@@ -122,7 +124,9 @@ def build_config(args):
         cfg = _fresh_config(args, sets)
     if args.no_progress:
         cfg = apply_overrides(cfg, {"progress": False})
-    return validate(cfg)
+    validate(cfg)
+    check_cache_dir(cfg.cache_dir)
+    return cfg
 
 
 def _preempted_line(e, out) -> str:
