@@ -48,6 +48,11 @@ def check_run_dir(run_dir, flag: str = "--out") -> Path:
     if not os.access(a, os.W_OK | os.X_OK):
         what = "write to" if a == p else "create"
         raise ConfigError(f"{flag}: cannot {what} {str(p)!r}: no write permission in {str(a)!r}")
+    from scaleinv.usage import UsageError, probe_creatable
+    try:   # the real path (as root os.access passes where mkdir fails, e.g. under /proc)
+        probe_creatable(p, flag, p)
+    except UsageError as e:
+        raise ConfigError(str(e)) from None
     return p
 
 
