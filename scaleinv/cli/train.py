@@ -74,6 +74,11 @@ def _recipe_args_given(args, sets) -> bool:
                 or any(k not in RUN_CONTROL for k in sets))
 
 
+def _only_sets(args) -> bool:
+    """No recipe flag but ``--set``: the command does not describe a whole recipe."""
+    return not (args.model or args.optimizer or args.preset or args.config or args.seed is not None)
+
+
 def _fresh_config(args, sets):
     from sibert.config import apply_overrides, load_toml, preset
     cfg = preset(args.preset or "tiny", args.model or "sibert", args.optimizer)
@@ -111,11 +116,16 @@ def build_config(args):
             saved = saved_config(json.loads(cfg_path.read_text()))
         except ValueError as e:
             raise ConfigError(f"--resume: {cfg_path} is not a readable config ({e})") from None
-        if _recipe_args_given(args, sets):
+        if _recipe_args_given(args, sets) and not _only_sets(args):
             # the original command plus --resume: it must build the run's own recipe
             cfg = _fresh_config(args, sets)
             check_same_recipe(saved, cfg)
             cfg = apply_overrides(saved, {k: getattr(cfg, k) for k in RUN_CONTROL})
+        elif _recipe_args_given(args, sets):
+            # `--out RUN --resume --set key=value`: the run's config plus these keys; refused
+            # naming exactly the keys that change the recipe (not everything a preset would)
+            check_same_recipe(saved, apply_overrides(saved, sets))
+            cfg = apply_overrides(saved, sets)
         else:
             cfg = apply_overrides(saved, sets)
     else:
