@@ -117,6 +117,9 @@ class StopSignals:
             self.abandon(f"second {signal_name(signum)} while stopping")
             return
         self.signum, self._t_signal = signum, time.monotonic()
+        if self.grace_s == 0 and self.deferred:
+            self.abandon("grace period 0 s")
+            return
         if self.grace_s > 0:
             self._timer = threading.Timer(self.grace_s, self.abandon,
                                           args=(f"grace period of {self.grace_s:g} s over",))

@@ -48,7 +48,7 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--grace-period", type=_grace, default=30.0, metavar="SECONDS",
                    help="after SIGTERM / SIGINT: seconds to finish the step and write a final checkpoint "
-                        "before the save is abandoned (default 30)")
+                        "before the save is abandoned (default 30; 0: abandon at once)")
 
 
 def _grace(value: str) -> float:

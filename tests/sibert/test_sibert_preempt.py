@@ -153,3 +153,35 @@ def test_failed_checkpoint_write_one_line_exit_5_no_hang(full, tmp_path):
     assert lines[0].startswith("scaleinv train: error: checkpoints: a checkpoint could not be written"), lines[0]
     assert "Not a directory" in lines[0] and "lock released" in lines[0]
     assert not (run / ".lock").exists() and not (run / "summary.json").exists()
+
+
+_BLOCKED = """
+import os, signal, sys, time
+from pathlib import Path
+from sibert.preempt import StopSignals
+with StopSignals(grace_s=float(sys.argv[1])) as stop:
+    stop.deferred = True                       # inside the loop: the signal is only recorded ...
+    stop.on_abandon(lambda: Path(sys.argv[2]).write_text("released"))
+    for _ in range(int(sys.argv[3])):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    while True:                                # ... but the main thread never reaches a step boundary
+        time.sleep(0.05)
+"""
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("grace, signals, why", [(1.0, 1, "grace period of 1 s over"),
+                                                  (600.0, 2, "second SIGTERM while stopping")],
+                         ids=["grace-over", "second-signal"])
+def test_stuck_stop_is_abandoned_with_one_line(tmp_path, grace, signals, why):
+    """A main thread that cannot reach the checkpoint (stuck in XLA / orbax): after the grace
+    period, or at a second signal, the abandon callbacks run (the trainer's: release the lock),
+    one line, exit 143."""
+    flag = tmp_path / "released"
+    r = subprocess.run([sys.executable, "-c", _BLOCKED, str(grace), str(flag), str(signals)],
+                       capture_output=True, text=True, timeout=300)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 143, r.stderr[-3000:]
+    assert len(lines) == 1 and why in lines[0] and "abandoned" in lines[0], r.stderr[-3000:]
+    assert flag.read_text() == "released"
