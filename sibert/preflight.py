@@ -30,7 +30,7 @@ import numpy as np
 
 from sibert.config import ConfigError, TrainConfig
 
-__all__ = ["check_run_dir", "check_cache_dir", "check_config_file", "estimate_memory", "available_memory", "check_memory", "GiB"]
+__all__ = ["check_run_dir", "check_cache_dir", "check_config_file", "check_distributed_env", "estimate_memory", "available_memory", "check_memory", "GiB"]
 
 GiB = float(1 << 30)
 
@@ -80,6 +80,32 @@ def check_config_file(path) -> None:
         raise ConfigError(f"--config: {str(path)!r} is a directory; allowed: a TOML file")
     if p.exists() and not p.is_file():
         raise ConfigError(f"--config: {str(path)!r} is not a regular file; allowed: a TOML file")
+
+
+def check_distributed_env(env=None) -> None:
+    """The multi-host variables (read by :func:`sibert.train.maybe_initialize_distributed`)
+    are well-formed before anything starts: ``JAX_COORDINATOR_ADDRESS`` is ``host:port``,
+    ``JAX_NUM_PROCESSES`` an integer >= 1, ``JAX_PROCESS_ID`` an integer in 0..N-1."""
+    env = os.environ if env is None else env
+    addr = env.get("JAX_COORDINATOR_ADDRESS", "").strip()
+    n_raw, pid_raw = env.get("JAX_NUM_PROCESSES", "").strip(), env.get("JAX_PROCESS_ID", "").strip()
+    if not addr:
+        return
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"JAX_COORDINATOR_ADDRESS: {addr!r} is not host:port; allowed: e.g. 10.0.0.1:12345 "
+                          f"(port 1..65535)")
+    n = None
+    if n_raw:
+        if not n_raw.isdigit() or int(n_raw) < 1:
+            raise ConfigError(f"JAX_NUM_PROCESSES: {n_raw!r} is not a number of processes; allowed: an integer >= 1")
+        n = int(n_raw)
+    if pid_raw:
+        if not pid_raw.isdigit():
+            raise ConfigError(f"JAX_PROCESS_ID: {pid_raw!r} is not a process index; allowed: an integer >= 0")
+        if n is not None and int(pid_raw) >= n:
+            raise ConfigError(f"JAX_PROCESS_ID: {pid_raw} is out of range for JAX_NUM_PROCESSES={n}; allowed: "
+                              f"0..{n - 1}")
 
 
 def _nbytes(tree) -> int:

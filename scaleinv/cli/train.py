@@ -93,10 +93,11 @@ def _fresh_config(args, sets):
 def build_config(args):
     """TrainConfig from the arguments (raises ConfigError); checks ``--out`` without writing."""
     from sibert.config import ConfigError, apply_overrides, parse_set_args, validate
-    from sibert.preflight import check_cache_dir, check_config_file, check_run_dir
+    from sibert.preflight import check_cache_dir, check_config_file, check_distributed_env, check_run_dir
     from sibert.resume import RUN_CONTROL, check_same_recipe, saved_config
     from sibert.runlock import holder_name, is_stale, lock_holder
 
+    check_distributed_env()
     sets = parse_set_args(args.set)
     out = check_run_dir(args.out)
     if args.config:

@@ -127,3 +127,21 @@ def test_bad_experiment_file_one_line_exit_2_nothing_written(workdir, capsys, te
     argv = ["e.toml", "--runs", "runs_root", "--results", "results_root"]
     _check_one_line(workdir, capsys, lambda: experiment_main(argv), "python -m sibert.experiment: error: ", needles)
     assert not (workdir.parent / "escape").exists()
+
+
+# ----------------------------------------------------------------------------- multi-host variables
+ENV = [
+    ({"JAX_NUM_PROCESSES": "abc"}, ("JAX_NUM_PROCESSES: 'abc'", "allowed: an integer >= 1")),
+    ({"JAX_NUM_PROCESSES": "0"}, ("JAX_NUM_PROCESSES: '0'", "allowed:")),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "5"}, ("JAX_PROCESS_ID: 5 is out of range", "allowed: 0..1")),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "x"}, ("JAX_PROCESS_ID: 'x'", "allowed:")),
+    ({"JAX_COORDINATOR_ADDRESS": "nohostport"}, ("JAX_COORDINATOR_ADDRESS: 'nohostport' is not host:port", "allowed:")),
+]
+
+
+@pytest.mark.parametrize("env, needles", ENV, ids=[" ".join(f"{k}={v}" for k, v in e.items()) for e, _ in ENV])
+def test_bad_distributed_environment_one_line(workdir, capsys, monkeypatch, env, needles):
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    _check_one_line(workdir, capsys, lambda: main(["train", "--out", "r"]), "scaleinv train: error: ", needles)
