@@ -52,8 +52,10 @@ def _reason(e: OSError) -> str:
 
 def probe_creatable(p: Path, flag: str, shown) -> None:
     """Probe that ``p`` (a folder, existing or not) can hold new files, leaving nothing behind:
-    an existing folder gets a temporary file, created and removed; otherwise the first missing
-    folder on the way to ``p`` is created and removed again. UsageError naming ``flag`` if not."""
+    an existing folder gets a temporary file, created and removed; otherwise its nearest
+    existing ancestor gets a uniquely named temporary folder, created and removed (never the
+    missing folder's own name: another process, e.g. the other trainers of a multi-host run,
+    may be creating that one right now). UsageError naming ``flag`` if not."""
     import tempfile
 
     a = _nearest_existing(p)
@@ -63,15 +65,11 @@ def probe_creatable(p: Path, flag: str, shown) -> None:
             os.close(fd)
             os.unlink(tmp)
         else:
-            first = p
-            while first.parent != a:
-                first = first.parent
-            os.mkdir(first)
-            os.rmdir(first)
+            os.rmdir(tempfile.mkdtemp(prefix=".scaleinv-probe-", dir=a))
     except OSError as e:
         what = "write to" if a == p else "create"
-        raise UsageError(f"{flag}: cannot {what} {str(shown)!r}: {_reason(e)} "
-                         f"({str(a if a == p else first)!r}); allowed: a path whose folder can be created") from None
+        raise UsageError(f"{flag}: cannot {what} {str(shown)!r}: {_reason(e)} ({str(a)!r}); "
+                         f"allowed: a path whose folder can be created") from None
 
 
 def check_output_dir(path, flag: str) -> Path:
