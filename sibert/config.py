@@ -46,6 +46,11 @@ HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
 PRESETS = ("mini", "tiny", "small", "base")
 
 
+INT32_MAX = 2 ** 31 - 1    # largest steps / sizes (int32 step counter, int32 schedule arithmetic)
+SEED_MAX = 2 ** 32 - 1     # seeds of jax.random.PRNGKey and numpy's generators (non-negative, 32 bits)
+EPS_MAX = 1e-2             # attn_eps / ln_eps: larger values wash out the activations they stabilise
+
+
 class ConfigError(ValueError):
     """A bad configuration value; the message names the field and the allowed values."""
 
@@ -182,7 +187,7 @@ def _coerce(name: str, typ, raw: Any):
             if isinstance(raw, bool):
                 raise ValueError
             if isinstance(raw, float):
-                if raw != int(raw):
+                if not math.isfinite(raw) or raw != int(raw):
                     raise ValueError
                 return int(raw)
             return int(str(raw).strip().replace("_", ""))
@@ -191,8 +196,9 @@ def _coerce(name: str, typ, raw: Any):
                 raise ValueError
             return float(raw)
         return str(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: expected a value of type {tname}, got {raw!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        allowed = {"int": "integers", "float": "numbers", "bool": "true, false"}.get(tname, "text")
+        raise ConfigError(f"{name}: expected a value of type {tname}, got {raw!r}; allowed: {allowed}") from None
 
 
 def apply_overrides(cfg: TrainConfig, overrides: Dict[str, Any]) -> TrainConfig:
@@ -227,6 +233,12 @@ def load_toml(path) -> Dict[str, Any]:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config: {str(path)!r} is a directory; allowed: a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"--config: cannot read {str(path)!r} ({e.strerror or e}); allowed: a readable TOML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--config: {str(path)!r} is not valid TOML (not UTF-8 text: {e.reason})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
     if "train" in data and isinstance(data["train"], dict):
@@ -249,6 +261,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                  "steps", "batch_size", "eval_every", "eval_batches", "ckpt_every", "keep_ckpts"):
         v = getattr(cfg, name)
         need(isinstance(v, int) and v >= 1, f"{name}: must be an integer >= 1, got {v!r}")
+        # the step counter and the schedules' step arithmetic are int32 on the device
+        need(v <= INT32_MAX, f"{name}: {v} is too large; allowed: 1..{INT32_MAX}")
+    need(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and 0 <= cfg.seed <= SEED_MAX,
+         f"seed: must be a non-negative 32-bit integer, got {cfg.seed!r}; allowed: 0..{SEED_MAX}")
     need(cfg.vocab_size >= 16, f"vocab_size: must be >= 16 (special tokens + text), got {cfg.vocab_size}")
     need(cfg.hidden % cfg.heads == 0,
          f"heads: must divide hidden={cfg.hidden}; allowed: divisors of hidden, got {cfg.heads}")
@@ -275,7 +291,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(0 <= cfg.warmup_frac < 1, f"warmup_frac: must be in [0, 1), got {cfg.warmup_frac!r}")
     need(0 <= cfg.head_warmup_frac < 1, f"head_warmup_frac: must be in [0, 1), got {cfg.head_warmup_frac!r}")
     need(0 < cfg.adam_b1 < 1 and 0 < cfg.adam_b2 < 1, "adam_b1/adam_b2: must be in (0, 1)")
-    need(cfg.attn_eps > 0 and cfg.ln_eps > 0, "attn_eps/ln_eps: must be > 0")
+    for name in ("attn_eps", "ln_eps"):   # inf would flatten every attention row / LayerNorm output to 0
+        v = getattr(cfg, name)
+        need(math.isfinite(v) and 0 < v <= EPS_MAX,
+             f"{name}: must be a finite number in (0, {EPS_MAX:g}], got {v!r}; allowed: (0, {EPS_MAX:g}] "
+             f"(default 1e-30)")
     need(cfg.hidden_act in HIDDEN_ACTS,
          f"hidden_act: unknown value {cfg.hidden_act!r}; allowed: {', '.join(HIDDEN_ACTS)}")
     try:

@@ -37,6 +37,7 @@ import dataclasses
 import fnmatch
 import itertools
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -49,6 +50,12 @@ from sibert.config import ConfigError, apply_overrides, parse_set_args, preset, 
 
 __all__ = ["Run", "Experiment", "load_experiment", "plan", "run_experiments", "record_run",
            "summarize", "main"]
+
+# the keys an experiment file and its groups may have (anything else is a typo: refused)
+TOP_KEYS = ("name", "title", "preset", "set", "group", "record_every", "figures")
+GROUP_KEYS = ("name", "model", "optimizer", "set", "grid", "priority")
+# experiment, group and run names become folder / file names under --runs and --results
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._,+=-]*")
 
 # short names of grid keys in run names (anything else: the field name itself)
 _SHORT = {"init_scale": "c", "seed": "s", "lr": "lr", "warmup_frac": "warm", "steps": "T",
@@ -92,18 +99,43 @@ def load_experiment(path, file_index: int = 0) -> Experiment:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"experiment file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"experiment file {str(path)!r} cannot be read ({getattr(e, 'strerror', None) or e}); "
+                          f"allowed: a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"experiment file {str(path)!r} is not valid TOML: {e}") from None
     for key in ("name", "preset", "group"):
         if key not in data:
             raise ConfigError(f"{path}: missing key {key!r}")
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(TOP_KEYS)}")
+    _check_name(path, "name", data["name"])
+    if not isinstance(data["group"], list) or not data["group"]:
+        raise ConfigError(f"{path}: group: no [[group]] table; allowed: one or more [[group]] tables")
+    if not isinstance(data.get("set", {}), dict):
+        raise ConfigError(f"{path}: set: must be a table of config overrides")
     base = dict(data.get("set", {}))
     runs = []
     for gi, g in enumerate(data["group"]):
+        if not isinstance(g, dict):
+            raise ConfigError(f"{path}: group {gi}: must be a table")
         for key in ("name", "model", "optimizer"):
             if key not in g:
                 raise ConfigError(f"{path}: group {gi}: missing key {key!r}")
+        unknown = sorted(set(g) - set(GROUP_KEYS))
+        if unknown:
+            raise ConfigError(f"{path}: group {gi}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                              f"allowed: {', '.join(GROUP_KEYS)}")
+        _check_name(path, f"group {gi}: name", g["name"])
         grid = g.get("grid", {})
+        if not isinstance(grid, dict) or not grid and "grid" in g:
+            raise ConfigError(f"{path}: group {gi}: grid: empty or not a table; allowed: a table of non-empty "
+                              f"lists, e.g. grid = {{ seed = [0, 1] }} (or no grid: one run)")
+        empty = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+        if empty:
+            raise ConfigError(f"{path}: group {gi}: grid: {empty[0]} = {grid[empty[0]]!r} gives no runs; "
+                              f"allowed: a non-empty list of values")
         keys = list(grid)
         for ci, combo in enumerate(itertools.product(*(grid[k] for k in keys)) if keys else [()]):
             over = {**base, **g.get("set", {}), **dict(zip(keys, combo))}
@@ -112,6 +144,8 @@ def load_experiment(path, file_index: int = 0) -> Experiment:
             runs.append(Run(data["name"], g["name"] + suffix, g["name"], g["model"], g["optimizer"], over,
                             (int(g.get("priority", 0)), seed, file_index, gi, ci)))
     names = [r.name for r in runs]
+    for n in names:
+        _check_name(path, "run name", n)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"{path}: duplicate run names {dup}")
@@ -120,6 +154,23 @@ def load_experiment(path, file_index: int = 0) -> Experiment:
     for r in runs:  # validate every run up front: a typo fails before hours of training
         r.config(exp.preset)
     return exp
+
+
+def _check_name(path, field: str, name) -> None:
+    """Experiment / group / run names are folder names: a safe character set, no path parts."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"{path}: {field}: {name!r} is not a safe name; allowed: letters, digits and . _ , + = - "
+                          f"(starting with a letter or digit, no '..', no '/'): it names folders under --runs "
+                          f"and --results")
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root / parts`` resolved, ConfigError unless it stays inside ``root`` (path traversal)."""
+    root = Path(root).resolve()
+    p = root.joinpath(*parts).resolve()
+    if p != root and root not in p.parents:
+        raise ConfigError(f"{'/'.join(parts)!r} resolves outside {str(root)!r}; allowed: names inside it")
+    return p
 
 
 def plan(experiments: List[Experiment], only: Optional[str] = None) -> List[Run]:
@@ -270,7 +321,7 @@ def summarize(exp: Experiment, runs_root: Path, results_root: Path, figures: boo
     """(Re)write RESULTS/<exp>/ : the record of every run finished in ``runs_root`` (copied
     there), then the table and figures from all records (also those committed by an earlier
     session whose run directories are gone)."""
-    out = results_root / exp.name
+    out = inside(results_root, exp.name)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for r in exp.runs:
@@ -310,7 +361,7 @@ def run_experiments(experiments: List[Experiment], runs_root: Path, results_root
     for i, r in enumerate(todo):
         exp = by_name[r.experiment]
         cfg = r.config(exp.preset, extra)
-        rd = runs_root / exp.name / r.name
+        rd = inside(runs_root, exp.name, r.name)
         state = run_state(rd, cfg.steps, results_root / exp.name / f"{r.name}.summary.json")
         if state == "done":
             continue

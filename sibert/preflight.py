@@ -30,7 +30,7 @@ import numpy as np
 
 from sibert.config import ConfigError, TrainConfig
 
-__all__ = ["check_run_dir", "estimate_memory", "available_memory", "check_memory", "GiB"]
+__all__ = ["check_run_dir", "check_cache_dir", "check_config_file", "check_distributed_env", "estimate_memory", "available_memory", "check_memory", "GiB"]
 
 GiB = float(1 << 30)
 
@@ -48,7 +48,64 @@ def check_run_dir(run_dir, flag: str = "--out") -> Path:
     if not os.access(a, os.W_OK | os.X_OK):
         what = "write to" if a == p else "create"
         raise ConfigError(f"{flag}: cannot {what} {str(p)!r}: no write permission in {str(a)!r}")
+    from scaleinv.usage import UsageError, probe_creatable
+    try:   # the real path (as root os.access passes where mkdir fails, e.g. under /proc)
+        probe_creatable(p, flag, p)
+    except UsageError as e:
+        raise ConfigError(str(e)) from None
     return p
+
+
+def check_cache_dir(cache_dir: str) -> None:
+    """``cache_dir`` ("" = ~/.cache/scaleinv) is a directory or can be created: ConfigError
+    naming ``cache_dir`` when it, or its nearest existing ancestor, is not a directory."""
+    if not cache_dir:
+        return
+    p = Path(cache_dir).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"cache_dir: {str(p)!r} exists and is not a directory; allowed: a directory "
+                          f"(created if missing), or '' for ~/.cache/scaleinv")
+    a = p
+    while not a.exists():
+        a = a.parent
+    if not a.is_dir():
+        raise ConfigError(f"cache_dir: cannot create {str(p)!r}: {str(a)!r} is not a directory; allowed: a "
+                          f"directory (created if missing), or '' for ~/.cache/scaleinv")
+
+
+def check_config_file(path) -> None:
+    """``--config`` names a readable file (a directory or a special file is refused)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"--config: {str(path)!r} is a directory; allowed: a TOML file")
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"--config: {str(path)!r} is not a regular file; allowed: a TOML file")
+
+
+def check_distributed_env(env=None) -> None:
+    """The multi-host variables (read by :func:`sibert.train.maybe_initialize_distributed`)
+    are well-formed before anything starts: ``JAX_COORDINATOR_ADDRESS`` is ``host:port``,
+    ``JAX_NUM_PROCESSES`` an integer >= 1, ``JAX_PROCESS_ID`` an integer in 0..N-1."""
+    env = os.environ if env is None else env
+    addr = env.get("JAX_COORDINATOR_ADDRESS", "").strip()
+    n_raw, pid_raw = env.get("JAX_NUM_PROCESSES", "").strip(), env.get("JAX_PROCESS_ID", "").strip()
+    if not addr:
+        return
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"JAX_COORDINATOR_ADDRESS: {addr!r} is not host:port; allowed: e.g. 10.0.0.1:12345 "
+                          f"(port 1..65535)")
+    n = None
+    if n_raw:
+        if not n_raw.isdigit() or int(n_raw) < 1:
+            raise ConfigError(f"JAX_NUM_PROCESSES: {n_raw!r} is not a number of processes; allowed: an integer >= 1")
+        n = int(n_raw)
+    if pid_raw:
+        if not pid_raw.isdigit():
+            raise ConfigError(f"JAX_PROCESS_ID: {pid_raw!r} is not a process index; allowed: an integer >= 0")
+        if n is not None and int(pid_raw) >= n:
+            raise ConfigError(f"JAX_PROCESS_ID: {pid_raw} is out of range for JAX_NUM_PROCESSES={n}; allowed: "
+                              f"0..{n - 1}")
 
 
 def _nbytes(tree) -> int:

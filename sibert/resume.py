@@ -36,17 +36,19 @@ def recipe_diff(old: TrainConfig, new: TrainConfig) -> Dict[str, Tuple[Any, Any]
 
 
 def check_same_recipe(old: TrainConfig, new: TrainConfig) -> None:
-    """ConfigError (one line) naming what differs; ``steps`` gets its own explanation."""
+    """ConfigError (one line) naming EVERY field that differs (up to 8, then a count); when
+    ``steps`` is among them, why it cannot change."""
     diff = recipe_diff(old, new)
     if not diff:
         return
+    items = sorted(diff.items(), key=lambda kv: (kv[0] != "steps", kv[0]))
+    shown = ", ".join(f"{k} ({o!r} -> {n!r})" for k, (o, n) in items[:8])
+    more = f" and {len(diff) - 8} more" if len(diff) > 8 else ""
+    why = ""
     if "steps" in diff:
         o, n = diff["steps"]
-        raise ConfigError(
-            f"--resume: steps cannot change on resume (the run has steps={o}, this command {n}): the LR "
-            f"schedule is a function of steps, so the LR would jump at the resume step; resume with "
-            f"steps={o}, or start a new run in a new --out")
-    shown = ", ".join(f"{k} ({o!r} -> {n!r})" for k, (o, n) in sorted(diff.items())[:4])
-    more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
-    raise ConfigError(f"--resume: the command's config differs from the run's config.json in {shown}{more}; "
-                      f"only {', '.join(RUN_CONTROL)} may change on resume")
+        why = (f"; steps cannot change on resume (the run has steps={o}, this command {n}): the LR schedule is a "
+               f"function of steps, so the LR would jump at the resume step; resume with steps={o}, or start a "
+               f"new run in a new --out")
+    raise ConfigError(f"--resume: the command's config differs from the run's config.json in {shown}{more}"
+                      f"{why}; allowed to change on resume: {', '.join(RUN_CONTROL)}")

@@ -29,6 +29,11 @@
 * Progress: a live bar on a terminal, a plain line every steps/20 in a log (:mod:`scaleinv.progress`).
 * Non-finite loss or parameters: reported with the step number; the run stops without saving
   (the last good checkpoint stays) and :func:`train` returns status ``"nonfinite"``.
+* Preemption (``stop``, a :class:`sibert.preempt.StopSignals`): SIGTERM / SIGINT inside the loop
+  finish the step in flight, write its metrics, save a checkpoint at that step and raise
+  :class:`sibert.preempt.Preempted`; before the loop they raise it at once (nothing trained).
+* A checkpoint that cannot be written raises :class:`sibert.checkpoints.CheckpointWriteError`;
+  the orbax manager is always closed and its waiting threads released (no hang at exit).
 """
 from __future__ import annotations
 
@@ -49,7 +54,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from scaleinv import registry
 from scaleinv.angular import leaf_angle, path_name
 from scaleinv.diagnostics import step_diagnostics, tree_norm
-from sibert.checkpoints import (CheckpointError, checkpoint_manager, restore_checkpoint,  # noqa: F401
+from sibert.checkpoints import (CheckpointError, CheckpointWriteError, checkpoint_manager,  # noqa: F401
+                                close_manager, finish_checkpoints, quiet_orbax_errors, restore_checkpoint,
                                 restore_latest_intact, save_checkpoint)
 from sibert.config import ConfigError, TrainConfig, validate
 from sibert.data import MLMData, load_mlm_data
@@ -333,7 +339,8 @@ def _cleanup_unstarted(run_dir: Path, created: bool, lock) -> None:
 
 
 def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], None] = None,
-          data: Optional[MLMData] = None, on_rows: Optional[Callable[[str, list], None]] = None) -> Dict[str, Any]:
+          data: Optional[MLMData] = None, stop=None,
+          on_rows: Optional[Callable[[str, list], None]] = None) -> Dict[str, Any]:
     """Train ``cfg`` into ``run_dir``; returns the summary dict (also ``summary.json``).
 
     Before anything is written: the config is validated, ``run_dir`` checked (a directory or
@@ -346,10 +353,11 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     (:func:`sibert.checkpoints.restore_latest_intact`; damaged newer ones are reported),
     from step 0 if the run never reached a checkpoint; :class:`CheckpointError` if
     checkpoints exist but none is intact. Resuming a finished run changes nothing and returns
-    its summary. ``on_rows(kind, rows)``: called (process 0) with the rows just written to
+    its summary. ``stop``: a :class:`sibert.preempt.StopSignals` (module docstring: preemption).
+    ``on_rows(kind, rows)``: called (process 0) with the rows just written to
     ``metrics.jsonl`` (kind ``"train"``, after each fetch) and ``eval.jsonl`` (``"eval"``);
     ``scaleinv train --tensorboard`` writes them as TensorBoard events."""
-    from sibert.preflight import check_memory, check_run_dir
+    from sibert.preflight import check_cache_dir, check_memory, check_run_dir
     from sibert.resume import check_same_recipe, saved_config
     from sibert.runlock import RunLock
 
@@ -361,6 +369,7 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     if cfg.batch_size % ndev:
         raise ConfigError(f"batch_size: must be divisible by the number of devices ({ndev}), got {cfg.batch_size}")
     run_dir = check_run_dir(run_dir)
+    check_cache_dir(cfg.cache_dir)
     is_main = jax.process_index() == 0
     check_memory(cfg, ndev, jax.local_device_count())
     cfg_path = run_dir / "config.json"
@@ -373,7 +382,7 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
         raise ConfigError(f"batch_size: {cfg.batch_size} is larger than the training corpus ({len(data.train)} "
                           f"rows of {cfg.seq_len} tokens; every batch would repeat rows); allowed: 1..{len(data.train)}")
 
-    created, lock = not run_dir.exists(), None
+    created, lock, mngr = not run_dir.exists(), None, None
     metrics_path, eval_path, summary_path = run_dir / "metrics.jsonl", run_dir / "eval.jsonl", run_dir / "summary.json"
     try:
         if is_main:
@@ -385,6 +394,8 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
                 lock = None
                 created = False  # the directory may be the other trainer's: never remove it
                 raise
+            if stop is not None:
+                stop.on_abandon(lock.release)
         mcfg = ModelConfig.from_train(cfg)
         model = MLMModel(mcfg)
         tx, enc_lr, _ = make_optimizer(cfg)
@@ -418,9 +429,13 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
                             lock.release()
                         return old
     except BaseException:
+        if mngr is not None:
+            close_manager(mngr)
         _cleanup_unstarted(run_dir, created, lock)
         raise
 
+    if stop is not None:   # from here on a signal stops the loop at a step boundary, with a checkpoint
+        stop.deferred, stop.where = True, f"at step {start}"
     try:
         if is_main:
             if data.tokenizer_path:  # self-contained run directory (sibert.runs)
@@ -433,14 +448,14 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
                 _truncate_jsonl(metrics_path, start - 1)
                 _truncate_jsonl(eval_path, start)
         return _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, start, last_eval,
-                     is_main, log, metrics_path, eval_path, summary_path, on_rows if is_main else None)
+                     is_main, log, metrics_path, eval_path, summary_path, stop, on_rows if is_main else None)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, start, last_eval, is_main, log,
-          metrics_path, eval_path, summary_path, on_rows=None):
+          metrics_path, eval_path, summary_path, stop=None, on_rows=None):
     from scaleinv.progress import Progress
 
     ndev = mesh.shape["data"]
@@ -460,6 +475,10 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
     # a live bar on a terminal; in a log file one plain line every steps/20 (scaleinv.progress)
     bar = Progress(cfg.steps, f"train {cfg.model}/{cfg.optimizer}", initial=start) \
         if cfg.progress and is_main else None
+    from sibert.preempt import Preempted
+
+    orbax_errors = quiet_orbax_errors()   # a failed background save: one line from us, not orbax's tracebacks
+    orbax_errors.__enter__()
     try:
         # The host does not wait for each step: steps are dispatched asynchronously, the next
         # batch is built while the current step runs (prefetch), and the metrics of up to
@@ -477,7 +496,8 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
                 batch = shard_batch(data.train_batch(done, cfg.batch_size, cfg.seed), mesh)
             at_eval = done % cfg.eval_every == 0 or done == cfg.steps
             at_ckpt = done % cfg.ckpt_every == 0 or done == cfg.steps
-            if not (at_eval or at_ckpt or len(pending) >= FETCH_EVERY):
+            stopping = stop is not None and stop.requested and done < cfg.steps
+            if not (at_eval or at_ckpt or stopping or len(pending) >= FETCH_EVERY):
                 continue
             fetched = jax.device_get([m_ for _, m_ in pending])
             written = []
@@ -512,8 +532,17 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
                     efile.flush()
                 if on_rows:
                     on_rows("eval", [last_eval])
-            if at_ckpt:
+            if at_ckpt and not stopping:
                 save_checkpoint(mngr, state, done)
+            if stopping:
+                # preempted: the in-flight save is finished, then a checkpoint at this step
+                stop.where = f"at step {done}"
+                try:
+                    save_checkpoint(mngr, state, done)
+                    finish_checkpoints(mngr, done)
+                except CheckpointWriteError as e:
+                    raise Preempted(stop.signum, step=done, problem=str(e)) from None
+                raise Preempted(stop.signum, step=done, checkpoint=done)
             if bar:
                 bar.update(n_window, loss=f"{m['loss']:.3f}",
                            heldout=f"{last_eval['heldout_loss']:.3f}" if last_eval else "-")
@@ -522,11 +551,12 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
             last_eval = {"step": cfg.steps, **evaluate(eval_fn, state["params"], data, cfg, mesh)}
             if efile:
                 efile.write(json.dumps(last_eval) + "\n")
+        finish_checkpoints(mngr, cfg.steps)   # the final save must have been written
     finally:
         if bar:
             bar.close()
-        mngr.wait_until_finished()
-        mngr.close()
+        close_manager(mngr)   # never raises; wakes orbax threads a failed save left waiting
+        orbax_errors.__exit__(None, None, None)
         for f in (mfile, efile):
             if f:
                 f.close()

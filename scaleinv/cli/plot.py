@@ -36,6 +36,30 @@ def _read_jsonl(path: Path):
     return rows
 
 
+# the fields every row of each log must have (what the panels plot); the others are optional
+REQUIRED = {"metrics.jsonl": ("step", "loss"), "eval.jsonl": ("step", "heldout_loss")}
+
+
+def _check_rows(path: Path, rows, error) -> None:
+    """``error`` (UsageError) naming the first row that is not an object with numeric REQUIRED fields."""
+    need = REQUIRED[path.name]
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise error(f"runs: {path} line {i + 1} is not a JSON object; allowed: rows of scaleinv train")
+        missing = [k for k in need if k not in row]
+        if missing:
+            raise error(f"runs: {path} line {i + 1} has no {', '.join(repr(k) for k in missing)}; allowed: rows "
+                        f"with {', '.join(need)} (written by scaleinv train)")
+        bad = [k for k in need if isinstance(row[k], bool) or not isinstance(row[k], (int, float))]
+        if bad:
+            raise error(f"runs: {path} line {i + 1}: {bad[0]} is {row[bad[0]]!r}; allowed: a number")
+
+
+def _col(rows, key):
+    """The column ``key`` (NaN where a row lacks it: an optional diagnostic)."""
+    return [float(r.get(key, float("nan"))) if isinstance(r.get(key), (int, float)) else float("nan") for r in rows]
+
+
 def _smooth(xs, w):
     import numpy as np
     xs = np.asarray(xs, float)
@@ -81,9 +105,10 @@ def run(args) -> int:
     for r in runs:
         for name in ("metrics.jsonl", "eval.jsonl"):
             try:
-                _read_jsonl(r / name)
+                rows = _read_jsonl(r / name)
             except ValueError as e:
                 raise UsageError(f"runs: {r / name} is not JSON lines ({e})") from None
+            _check_rows(r / name, rows, UsageError)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -97,15 +122,18 @@ def run(args) -> int:
         if ev:
             ax[0, 0].plot([r["step"] for r in ev], [r["heldout_loss"] for r in ev], "o-", ms=3,
                           color=line.get_color(), label=f"{label} (held-out)")
-        ax[0, 1].plot(steps, [r["x_norm"] for r in m], lw=1, color=line.get_color(), label=label)
-        if m and "clipped" in m[0]:
+        ax[0, 1].plot(steps, _col(m, "x_norm"), lw=1, color=line.get_color(), label=label)
+        if m and all("clipped" in r for r in m):
             ax[1, 0].plot(steps, _smooth([float(r["clipped"]) for r in m], args.window), lw=1,
                           color=line.get_color(), label=label)
-        ax[1, 1].plot(steps, _smooth([r["angular_update"] for r in m], 10), lw=0.8,
+        ax[1, 1].plot(steps, _smooth(_col(m, "angular_update"), 10), lw=0.8,
                       color=line.get_color(), label=label)
         cfg_path = run_dir / "config.json"
-        pred = predicted_angle(json.loads(cfg_path.read_text()), [r["lr"] for r in m]) \
-            if cfg_path.is_file() and m and "lr" in m[0] else None
+        try:
+            pred = predicted_angle(json.loads(cfg_path.read_text()), [r["lr"] for r in m]) \
+                if cfg_path.is_file() and m and all("lr" in r for r in m) else None
+        except (ValueError, TypeError, KeyError, AttributeError):   # no usable config.json: no prediction
+            pred = None
         if pred:
             ax[1, 1].plot(steps, pred, "--", lw=1, color=line.get_color(), label=f"{label} equilibrium (theory)")
     ax[0, 0].set(title="MLM loss (nats)", xlabel="step")

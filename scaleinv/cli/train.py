@@ -25,7 +25,11 @@ step on that the killed session wrote. ``scaleinv plot`` reads the JSONL as befo
 Exit codes: 0 done (or already complete), 2 bad input or refused (one line
 ``scaleinv train: error: ...``, nothing written; also when another trainer holds ``--out``),
 3 stopped at a non-finite loss (last good checkpoint kept), 4 ``--resume`` found checkpoints
-but none intact (each damaged one reported; nothing changed).
+but none intact (each damaged one reported; nothing changed), 5 a checkpoint could not be
+written (one line naming the step and the last good checkpoint; lock released), 143 / 130
+stopped by SIGTERM / SIGINT (:mod:`sibert.preempt`: the step in flight is finished, a
+checkpoint written at it within ``--grace-period`` seconds, the lock released, one line;
+``--resume`` continues exactly).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ import sys
 
 from sibert.config import MODELS, OPTIMIZERS, PRESETS
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_NO_INTACT_CHECKPOINT = 0, 2, 3, 4
+EXIT_OK, EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_NO_INTACT_CHECKPOINT, EXIT_CHECKPOINT_WRITE = 0, 2, 3, 4, 5
 
 
 def add_arguments(p):
@@ -48,11 +52,26 @@ def add_arguments(p):
                    help="override one config field (repeatable)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", default=None, help="random seed, an integer in 0..2**32-1 (validated with the config)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write the metrics / eval rows as TensorBoard scalar events to DIR "
                         "(needs tensorboardX: pip install 'scaleinv[tensorboard]')")
+    p.add_argument("--grace-period", type=_grace, default=30.0, metavar="SECONDS",
+                   help="after SIGTERM / SIGINT: seconds to finish the step and write a final checkpoint "
+                        "before the save is abandoned (default 30; 0: abandon at once)")
+
+
+def _grace(value: str) -> float:
+    import argparse
+    import math
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {value!r}")
+    return v
 
 
 def _err(msg: str) -> int:
@@ -64,6 +83,11 @@ def _recipe_args_given(args, sets) -> bool:
     from sibert.resume import RUN_CONTROL
     return bool(args.model or args.optimizer or args.preset or args.config or args.seed is not None
                 or any(k not in RUN_CONTROL for k in sets))
+
+
+def _only_sets(args) -> bool:
+    """No recipe flag but ``--set``: the command does not describe a whole recipe."""
+    return not (args.model or args.optimizer or args.preset or args.config or args.seed is not None)
 
 
 def _fresh_config(args, sets):
@@ -80,18 +104,20 @@ def _fresh_config(args, sets):
 def build_config(args):
     """TrainConfig from the arguments (raises ConfigError); checks ``--out`` without writing."""
     from sibert.config import ConfigError, apply_overrides, parse_set_args, validate
-    from sibert.preflight import check_run_dir
+    from sibert.preflight import check_cache_dir, check_config_file, check_distributed_env, check_run_dir
     from sibert.resume import RUN_CONTROL, check_same_recipe, saved_config
-    from sibert.runlock import lock_holder, is_stale
+    from sibert.runlock import holder_name, is_stale, lock_holder
 
+    check_distributed_env()
     sets = parse_set_args(args.set)
     out = check_run_dir(args.out)
+    if args.config:
+        check_config_file(args.config)
     # multi-host: processes other than 0 share process 0's --out (it holds the lock, writes the logs)
     secondary = os.environ.get("JAX_PROCESS_ID", "0").strip() not in ("", "0")
     holder = lock_holder(out) if out.is_dir() and not secondary else None
     if holder is not None and not is_stale(holder):
-        who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}" if holder else "another process"
-        raise ConfigError(f"--out: {str(out)!r} is in use by a running trainer ({who}); wait for it, or "
+        raise ConfigError(f"--out: {str(out)!r} is in use by a running trainer ({holder_name(holder)}); wait for it, or "
                           f"delete {out / '.lock'} if that process is gone")
     if args.resume:
         cfg_path = out / "config.json"
@@ -102,11 +128,16 @@ def build_config(args):
             saved = saved_config(json.loads(cfg_path.read_text()))
         except ValueError as e:
             raise ConfigError(f"--resume: {cfg_path} is not a readable config ({e})") from None
-        if _recipe_args_given(args, sets):
+        if _recipe_args_given(args, sets) and not _only_sets(args):
             # the original command plus --resume: it must build the run's own recipe
             cfg = _fresh_config(args, sets)
             check_same_recipe(saved, cfg)
             cfg = apply_overrides(saved, {k: getattr(cfg, k) for k in RUN_CONTROL})
+        elif _recipe_args_given(args, sets):
+            # `--out RUN --resume --set key=value`: the run's config plus these keys; refused
+            # naming exactly the keys that change the recipe (not everything a preset would)
+            check_same_recipe(saved, apply_overrides(saved, sets))
+            cfg = apply_overrides(saved, sets)
         else:
             cfg = apply_overrides(saved, sets)
     else:
@@ -115,10 +146,50 @@ def build_config(args):
         cfg = _fresh_config(args, sets)
     if args.no_progress:
         cfg = apply_overrides(cfg, {"progress": False})
-    return validate(cfg)
+    validate(cfg)
+    check_cache_dir(cfg.cache_dir)
+    return cfg
+
+
+def _preempted_line(e, out) -> str:
+    from sibert.preempt import signal_name
+    sig = signal_name(e.signum)
+    if e.step is None:
+        return f"scaleinv train: stopped by {sig} before the first step: nothing trained, nothing kept; exit {e.exit_code}"
+    if e.checkpoint is not None:
+        return (f"scaleinv train: stopped by {sig} at step {e.step}: checkpoint {e.checkpoint} written, lock released; "
+                f"continue with: scaleinv train --out {out} --resume; exit {e.exit_code}")
+    return (f"scaleinv train: stopped by {sig} at step {e.step}: the final checkpoint could not be written "
+            f"({e.problem}); lock released; --resume continues from the last good checkpoint; exit {e.exit_code}")
+
+
+def _exit_without_stray_threads(code: int) -> int:
+    """``code``, after making sure no non-daemon thread (orbax's, after a failed save) keeps the
+    interpreter from exiting: they are woken and joined (:func:`sibert.checkpoints.release_orbax_threads`);
+    any still alive after that would block ``threading._shutdown`` forever, so then -- and only
+    then -- the process ends with ``os._exit(code)`` (output flushed first; lock and files are
+    already released / closed by :func:`sibert.train.train`)."""
+    if "sibert.checkpoints" in sys.modules:
+        left = sys.modules["sibert.checkpoints"].release_orbax_threads()
+        if left:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code
 
 
 def run(args) -> int:
+    from sibert.preempt import Preempted, StopSignals
+
+    with StopSignals(args.grace_period) as stop:
+        try:
+            return _exit_without_stray_threads(_run(args, stop))
+        except Preempted as e:
+            print(_preempted_line(e, args.out), file=sys.stderr, flush=True)
+            return _exit_without_stray_threads(e.exit_code)
+
+
+def _run(args, stop) -> int:
     from sibert.config import ConfigError
     from sibert.data import DataError
 
@@ -135,7 +206,7 @@ def run(args) -> int:
             return _err(f"--tensorboard: {e}")
     from sibert.train import train  # heavy imports (jax) only now
 
-    from sibert.checkpoints import CheckpointError
+    from sibert.checkpoints import CheckpointError, CheckpointWriteError, last_good_step
     from sibert.runlock import RunLocked
 
     def on_rows(kind, rows):
@@ -144,12 +215,19 @@ def run(args) -> int:
         tb.flush()
 
     try:
-        summary = train(cfg, args.out, resume=args.resume, on_rows=on_rows if tb is not None else None)
+        summary = train(cfg, args.out, resume=args.resume, stop=stop,
+                        on_rows=on_rows if tb is not None else None)
     except (ConfigError, DataError, RunLocked) as e:
         return _err(str(e))
     except CheckpointError as e:
         print(f"scaleinv train: error: {e}", file=sys.stderr)
         return EXIT_NO_INTACT_CHECKPOINT
+    except CheckpointWriteError as e:
+        good = last_good_step(args.out)
+        print(f"scaleinv train: error: checkpoints: {e}; the run stopped, lock released; the last good checkpoint "
+              f"is {'step ' + str(good) if good is not None else 'none'} (--resume continues from it once "
+              f"{args.out} is writable again); exit {EXIT_CHECKPOINT_WRITE}", file=sys.stderr)
+        return EXIT_CHECKPOINT_WRITE
     finally:
         if tb is not None:
             tb.close()

@@ -198,7 +198,9 @@ def test_lock_refuses_second_trainer_and_takes_over_stale(tmp_path):
 @pytest.mark.timeout(600)
 def test_second_trainer_on_same_out_is_refused(base, tmp_path):
     root, run = _copy(base, tmp_path)
-    (run / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": __import__("socket").gethostname()}))
+    # a genuine live holder: this process, with its start time and command line (a planted
+    # {"pid": <some live PID>} without them is not honoured: tests/sibert/test_sibert_runlock.py)
+    (run / LOCK_NAME).write_bytes(RunLock(run)._payload())
     before = sorted(str(p) for p in run.rglob("*"))
     from scaleinv.cli import main
     assert main(["train", "--out", str(run), "--resume"]) == 2
@@ -278,3 +280,59 @@ def test_orbax_abandoned_read_unraisables_dropped_others_kept(monkeypatch):
     for obj in (orbax_like, other):
         sys.unraisablehook(types.SimpleNamespace(object=obj, exc_value=Exception("x")))
     assert seen == [other]
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["orbax-as-is", "drained"])
+def test_failed_restore_waits_for_in_flight_reads_before_closing_the_loop(patched):
+    """The cause of the "Event loop is closed" flake of test_no_intact_checkpoint_exit_4_nothing_changed:
+    orbax closes a restore's event loop as soon as one read fails, while other reads still
+    complete later from TensorStore's threads through ``call_soon_threadsafe``. Simulated with
+    one failing read and one completed from a thread: orbax as it is closes the loop first (the
+    late completion raises "Event loop is closed"); with ``_reads_finish_before_loop_closes``
+    the loop waits for it, and nothing is raised. Deterministic: the thread is released by an
+    event (after run_sync returned resp. when the other read failed), not by a sleep."""
+    import asyncio
+    import threading
+
+    from orbax.checkpoint._src import asyncio_utils as au
+
+    from sibert import checkpoints as ck
+    errors, failed, returned = [], threading.Event(), threading.Event()
+    threads = []
+
+    async def slow_read():
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def complete():
+            (failed if patched else returned).wait(60)
+            try:
+                loop.call_soon_threadsafe(fut.set_result, 1)
+            except RuntimeError as e:
+                errors.append(str(e))
+
+        threads.append(threading.Thread(target=complete))
+        threads[-1].start()
+        return await fut
+
+    async def damaged_read():
+        await asyncio.sleep(0)
+        failed.set()
+        raise OSError("truncated array file")
+
+    async def restore():
+        return await asyncio.gather(damaged_read(), slow_read())
+
+    ctx = ck._reads_finish_before_loop_closes() if patched else None
+    if ctx:
+        ctx.__enter__()
+    try:
+        with pytest.raises(OSError, match="truncated"):
+            au.run_sync(restore())
+    finally:
+        if ctx:
+            ctx.__exit__(None, None, None)
+    returned.set()
+    threads[0].join(60)
+    assert errors == ([] if patched else ["Event loop is closed"])
+    assert au._run_sync_via_new_loop is not ck._run_sync_draining   # the patch is scoped to the restore
