@@ -100,12 +100,23 @@ def _hand_loop(model, opt, sched, data, run_dir, **kw):
     return _rows(Path(run_dir) / "metrics.jsonl")
 
 
+class _SequentialTrainer(Trainer):
+    """Older transformers (no ``train_sampling_strategy``): the data in order, as the hand loop."""
+
+    def _get_train_sampler(self, *args, **kwargs):
+        return torch.utils.data.SequentialSampler(self.train_dataset)
+
+
 def _trainer(model, opt, sched, data, out, callback):
-    args = TrainingArguments(output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=BATCH,
-                             max_grad_norm=0.0, report_to=[], save_strategy="no", logging_strategy="no",
-                             use_cpu=True, seed=0, dataloader_num_workers=0, disable_tqdm=True,
-                             train_sampling_strategy="sequential")
-    return Trainer(model=model, args=args, train_dataset=data, optimizers=(opt, sched), callbacks=[callback])
+    kw = dict(output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=BATCH, max_grad_norm=0.0,
+              report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, seed=0,
+              dataloader_num_workers=0, disable_tqdm=True)
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    cls = Trainer if "train_sampling_strategy" in fields else _SequentialTrainer
+    if cls is Trainer:
+        kw["train_sampling_strategy"] = "sequential"
+    return cls(model=model, args=TrainingArguments(**kw), train_dataset=data, optimizers=(opt, sched),
+               callbacks=[callback])
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
