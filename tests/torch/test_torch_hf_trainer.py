@@ -164,6 +164,25 @@ def test_callback_every_and_loss_of_the_step(tmp_path):
     assert cb._hook is None  # the forward hook is removed at the end of training
 
 
+def test_callback_tensorboard_events_equal_its_rows(tmp_path):
+    pytest.importorskip("tensorboardX", reason="tensorboardX not installed: pip install 'scaleinv[tensorboard]'")
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (its EventAccumulator reads the events)")
+    import numpy as np
+
+    from scaleinv.tensorboard import read_scalars, scalars
+
+    model = _model()
+    opt = OPTIMIZERS["sgdwd"](model)
+    cb = DynamicsCallback(tmp_path / "cb", tensorboard=tmp_path / "tb")
+    _trainer(model, opt, _sched(opt), _data(), tmp_path / "o", cb).train()
+    want = {}
+    for r in _rows(tmp_path / "cb" / "metrics.jsonl"):
+        for tag, v in scalars(r).items():
+            want.setdefault(tag, {})[r["step"]] = float(np.float32(v))
+    assert "angular_update" in want and len(want["angular_update"]) == STEPS
+    assert read_scalars(tmp_path / "tb") == want
+
+
 def test_callback_with_the_trainers_own_optimizer(tmp_path):
     """No optimizers=: the callback attaches to Trainer's AdamW (under AcceleratedOptimizer)."""
     model = _model()
