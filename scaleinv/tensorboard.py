@@ -16,12 +16,16 @@ needs the ``tensorboard`` package, which the dev extra installs).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 __all__ = ["TensorBoardError", "check_logdir", "scalars", "ScalarWriter", "read_scalars"]
+
+
+_FILES = itertools.count()
 
 
 class TensorBoardError(ValueError):
@@ -87,8 +91,11 @@ class ScalarWriter:
         """One row (a dict with an integer ``step_key``) as scalar events."""
         step = int(row[step_key])
         if self._writer is None:
+            # tensorboardX names the file by the second and the host only: two writers opened in
+            # the same second would share (and truncate) one file, hence a per-writer suffix
             self._writer = _writer_class()(logdir=str(self.logdir), flush_secs=self.flush_secs,
-                                           purge_step=step if self.purge else None)
+                                           purge_step=step if self.purge else None,
+                                           filename_suffix=f".{os.getpid()}.{next(_FILES):06d}")
         for tag, v in scalars(row, prefix, step_key).items():
             self._writer.add_scalar(tag, v, global_step=step)
 

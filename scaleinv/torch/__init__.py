@@ -14,6 +14,8 @@ scaleinv never imports this package.
   capture   -- recording one forward pass (submodule calls, inputs / outputs) for the audit
   testing   -- assert_homogeneous and hypothesis strategies for torch modules
   sibert    -- SIBERTForMaskedLM: the flax SIBERT as an nn.Module, loading a ``scaleinv export`` directory
+  hf_trainer -- DynamicsCallback: Dynamics in the Hugging Face ``Trainer`` (needs transformers +
+               accelerate, the ``hf`` extra; imported only by ``import scaleinv.torch.hf_trainer``)
 
 Each submodule is imported explicitly (``from scaleinv.torch.optim import SGDWD``).
 """

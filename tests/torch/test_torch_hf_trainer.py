@@ -100,12 +100,23 @@ def _hand_loop(model, opt, sched, data, run_dir, **kw):
     return _rows(Path(run_dir) / "metrics.jsonl")
 
 
+class _SequentialTrainer(Trainer):
+    """Older transformers (no ``train_sampling_strategy``): the data in order, as the hand loop."""
+
+    def _get_train_sampler(self, *args, **kwargs):
+        return torch.utils.data.SequentialSampler(self.train_dataset)
+
+
 def _trainer(model, opt, sched, data, out, callback):
-    args = TrainingArguments(output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=BATCH,
-                             max_grad_norm=0.0, report_to=[], save_strategy="no", logging_strategy="no",
-                             use_cpu=True, seed=0, dataloader_num_workers=0, disable_tqdm=True,
-                             train_sampling_strategy="sequential")
-    return Trainer(model=model, args=args, train_dataset=data, optimizers=(opt, sched), callbacks=[callback])
+    kw = dict(output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=BATCH, max_grad_norm=0.0,
+              report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, seed=0,
+              dataloader_num_workers=0, disable_tqdm=True)
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    cls = Trainer if "train_sampling_strategy" in fields else _SequentialTrainer
+    if cls is Trainer:
+        kw["train_sampling_strategy"] = "sequential"
+    return cls(model=model, args=TrainingArguments(**kw), train_dataset=data, optimizers=(opt, sched),
+               callbacks=[callback])
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
@@ -151,6 +162,25 @@ def test_callback_every_and_loss_of_the_step(tmp_path):
     assert [r["step"] for r in rows] == [0, 2]
     assert cb.dynamics is not None and cb.dynamics.last == rows[-1]
     assert cb._hook is None  # the forward hook is removed at the end of training
+
+
+def test_callback_tensorboard_events_equal_its_rows(tmp_path):
+    pytest.importorskip("tensorboardX", reason="tensorboardX not installed: pip install 'scaleinv[tensorboard]'")
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (its EventAccumulator reads the events)")
+    import numpy as np
+
+    from scaleinv.tensorboard import read_scalars, scalars
+
+    model = _model()
+    opt = OPTIMIZERS["sgdwd"](model)
+    cb = DynamicsCallback(tmp_path / "cb", tensorboard=tmp_path / "tb")
+    _trainer(model, opt, _sched(opt), _data(), tmp_path / "o", cb).train()
+    want = {}
+    for r in _rows(tmp_path / "cb" / "metrics.jsonl"):
+        for tag, v in scalars(r).items():
+            want.setdefault(tag, {})[r["step"]] = float(np.float32(v))
+    assert "angular_update" in want and len(want["angular_update"]) == STEPS
+    assert read_scalars(tmp_path / "tb") == want
 
 
 def test_callback_with_the_trainers_own_optimizer(tmp_path):
