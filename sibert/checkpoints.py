@@ -103,7 +103,7 @@ def close_manager(mngr) -> Optional[str]:
 
 
 def release_orbax_threads(timeout_s: float = 10.0) -> List[str]:
-    """Wake and join orbax's ``_SignalingThread`` threads (names of non-daemon threads still alive
+    """Wake and join orbax's ``_SignalingThread`` threads (the names of those still alive
     afterwards are returned).
 
     Cause of the hang this prevents: orbax runs each step of an async save in a
@@ -130,8 +130,10 @@ def release_orbax_threads(timeout_s: float = 10.0) -> List[str]:
     end = time.monotonic() + timeout_s
     for t in waiting:
         threading.Thread.join(t, max(0.0, end - time.monotonic()))
-    return [t.name for t in threading.enumerate()
-            if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    # only orbax's own threads count: other non-daemon threads (a test runner's, a TensorBoard
+    # writer's, the caller's) are not the trainer's to judge, and ending the process for them
+    # would kill a host that called the CLI in-process (seen: a pytest-xdist worker)
+    return [t.name for t in waiting if t.is_alive()]
 
 
 class _OrbaxErrors(logging.Filter):

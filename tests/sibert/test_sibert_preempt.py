@@ -185,3 +185,21 @@ def test_stuck_stop_is_abandoned_with_one_line(tmp_path, grace, signals, why):
     assert r.returncode == 143, r.stderr[-3000:]
     assert len(lines) == 1 and why in lines[0] and "abandoned" in lines[0], r.stderr[-3000:]
     assert flag.read_text() == "released"
+
+
+def test_foreign_non_daemon_threads_do_not_end_the_process():
+    """Only orbax's waiting threads may make the CLI end the process with os._exit: a
+    non-daemon thread of the caller (a test runner's, a TensorBoard writer's) is not counted, so
+    calling ``scaleinv train`` in-process never kills the host (a pytest-xdist worker was)."""
+    import threading
+
+    from sibert.checkpoints import release_orbax_threads
+
+    gate = threading.Event()
+    t = threading.Thread(target=gate.wait, name="callers-thread", daemon=False)
+    t.start()
+    try:
+        assert release_orbax_threads(timeout_s=0.1) == []
+    finally:
+        gate.set()
+        t.join()
