@@ -28,6 +28,7 @@ __all__ = [
     "equilibrium_timescale",
     "equilibrium_angle",
     "equilibrium_approach_steps",
+    "equilibrium_approach_steps_sgd_ode",
 ]
 
 
@@ -299,3 +300,16 @@ def equilibrium_approach_steps(optimizer: str, eta, weight_decay, start=3.0, ban
         t += 1
     raise RuntimeError("no convergence to the equilibrium band")
 
+
+def equilibrium_approach_steps_sgd_ode(eta, weight_decay, start=3.0, band=0.1):
+    """SGD+WD steps from ``start`` x the equilibrium norm until ||p|| is within ``band`` of it, from the linear
+    norm ODE (closed form, independent of the recursion of :func:`equilibrium_approach_steps`; issue 27, R3.1):
+    y = ||p||^4 obeys y' = -4 eta lambda (y - y*) (``scaleinv.theory.defazio2025`` norm ODE, constant eta), so
+    y/y* - 1 = (start^4 - 1) e^(-4 eta lambda t) and the norm ratio (y/y*)^(1/4) reaches 1 + band at
+
+        T = ln((start^4 - 1) / ((1 + band)^4 - 1)) / (4 eta lambda)       (start > 1 + band; ~1.287/(eta lambda) at 3x, 10 %).
+
+    The recursion differs by O(eta lambda) (its fixed point and rate) and by the integer step count."""
+    if not start > 1.0 + band:
+        raise ValueError(f"start must exceed 1 + band, got start={start}, band={band}")
+    return float(np.log((start**4 - 1.0) / ((1.0 + band) ** 4 - 1.0)) / (4.0 * float(eta) * float(weight_decay)))
