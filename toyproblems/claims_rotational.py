@@ -53,6 +53,19 @@ R3_1_BUDGET = {"quick": (0.0050, 0.0, 0.012), "full": (0.0012, 0.0, 0.003)}
 WINDOW = 0.4             # measure over the last 40 % of the steps
 ANGLE_TOL = 0.05         # relative, dimension >= 256
 NORM_TOL = 0.05
+# Lion rows with the weighted arcsine form (issue 27; kosson2024.equilibrium_*_lion_weighted): (approx, noise, tolerance)
+# per mode, approx = seed mean of the max rel. err over the grid, noise = 2 sd (tools/seed_spread.py, seeds 0-4).
+# Before (unweighted arcsine form, alpha^k = 1): full mode R1.4 3.7 %, R2.4 4.5 % against 5 %.
+# R1.5's erratum check is R1.4's comparison (the measurement matches the corrected form), so it has R1.4's budget.
+LION_BUDGETS = {"R1.4": {"quick": (0.0175, 0.0074, 0.05), "full": (0.0102, 0.0012, 0.03)},
+                "R2.4": {"quick": (0.0118, 0.0070, 0.05), "full": (0.0056, 0.0038, 0.025)}}
+LION_BASIS = "{mode} mode at seeds 0-4 (tools/seed_spread.py): approx = seed mean of the max rel. err, noise = 2 sd"
+
+
+def _lion_budget(rid: str, quick: bool):
+    mode = "quick" if quick else "full"
+    a, n, tol = LION_BUDGETS[rid][mode]
+    return tol, budget(a, n, tol, LION_BASIS.format(mode=mode))
 _CACHE: Dict = {}
 
 
@@ -236,16 +249,19 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         r = simulate_equilibrium(name, seed, quick)
         err = _rel(r["rms_angle"], r["pred_angle"])
         worst = int(np.argmax(np.abs(err)))
+        tol_a, bud = _lion_budget("R1.4", quick) if name == "lion" else (ANGLE_TOL, None)
         rows.append(Row(
             f"R1.{len(rows) + 1}", SRC,
-            f"{LABELS[name]}: equilibrium RMS angle per step = {forms[name]} (d={r['dim']}, {len(err)} configs)",
+            f"{LABELS[name]}: equilibrium RMS angle per step = {forms[name]} (d={r['dim']}, {len(err)} configs)"
+            + (f"; fails if a config is more than {tol_a:.0%} off" if name == "lion" else ""),
             round(float(r["pred_angle"][worst]), 6), round(float(r["rms_angle"][worst]), 6),
-            f"max rel. err over grid <= {ANGLE_TOL:.0%}",
-            verdict([close("RMS angle", r["rms_angle"].tolist(), r["pred_angle"].tolist(), rtol=ANGLE_TOL)]),
+            f"max rel. err over grid <= {tol_a:.0%}",
+            verdict([close("RMS angle", r["rms_angle"].tolist(), r["pred_angle"].tolist(), rtol=tol_a)]),
             note=f"worst config {_cfg_str(name, r['cfg'][worst])}; max |rel err| {np.max(np.abs(err)):.2%}; "
                  f"mean-angle max |rel err| {np.max(np.abs(_rel(r['mean_angle'], r['pred_angle']))):.2%}",
             extra={"configs": r["cfg"].tolist(), "predicted": r["pred_angle"].tolist(),
-                   "measured_rms": r["rms_angle"].tolist(), "measured_mean": r["mean_angle"].tolist()}))
+                   "measured_rms": r["rms_angle"].tolist(), "measured_mean": r["mean_angle"].tolist(),
+                   **({"budget": bud} if bud else {})}))
         ax.scatter(r["pred_angle"], r["rms_angle"], marker=markers[name], label=LABELS[name], alpha=0.8)
         allv += list(r["pred_angle"]) + list(r["rms_angle"])
         if name == "lion":
@@ -258,10 +274,11 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                 "Lion, paper's closed form sqrt(pi/2) sqrt(2 eta lambda) sqrt((1-b1)^2 + b1^2 (1-b2)/(1+b2)) "
                 "(linearised sign)", round(float(kos[w2]), 6), round(float(r["rms_angle"][w2]), 6),
                 f"max rel. err over grid <= {ANGLE_TOL:.0%}; erratum only if the discrepancy has its derived size: the "
-                "measurement matches the weighted arcsine-law form (R1.4) within the same tolerance in every config",
+                f"measurement matches the weighted arcsine-law form (R1.4) within R1.4's budgeted {tol_a:.0%} in every "
+                "config; fails if it matches neither",
                 verdict([close("RMS angle vs linearised form", r["rms_angle"].tolist(), kos.tolist(), rtol=ANGLE_TOL)],
-                        erratum=[close("RMS angle vs arcsine-law form", r["rms_angle"].tolist(),
-                                       r["pred_angle"].tolist(), rtol=ANGLE_TOL)]),
+                        erratum=[close("RMS angle vs weighted arcsine-law form", r["rms_angle"].tolist(),
+                                       r["pred_angle"].tolist(), rtol=tol_a)]),
                 note=f"worst {_cfg_str(name, r['cfg'][w2])}: {e2[w2]:+.2%}. The linearisation drops the "
                      "uncorrelated part of sign(c) and the arcsine nonlinearity; the corrected form "
                      "(theory.equilibrium_angle_lion_weighted, row above: arcsine law + the alpha^k weighting) is "
@@ -269,7 +286,7 @@ def claim_equilibrium_angle(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                      f"without the weighting {np.max(np.abs(_rel(r['rms_angle'], unw))):.2%}). "
                      "It agrees with the paper's form at the default betas (0.9, 0.99).",
                 extra={"predicted_kosson": kos.tolist(), "predicted_arcsin_unweighted": unw.tolist(),
-                       "measured_rms": r["rms_angle"].tolist()}))
+                       "measured_rms": r["rms_angle"].tolist(), "budget": bud}))
     lo, hi = min(allv) / 1.3, max(allv) * 1.3
     ax.plot([lo, hi], [lo, hi], "k-", lw=1, label="theory (measured = predicted)")
     ax.fill_between([lo, hi], [lo * (1 - ANGLE_TOL), hi * (1 - ANGLE_TOL)],
@@ -298,17 +315,19 @@ def claim_equilibrium_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         r = simulate_equilibrium(name, seed, quick)
         err = _rel(r["eq_norm"], r["pred_norm"])
         worst = int(np.argmax(np.abs(err)))
+        tol_n, bud = _lion_budget("R2.4", quick) if name == "lion" else (NORM_TOL, None)
         rows.append(Row(
-            f"R2.{len(rows) + 1}", SRC, f"{LABELS[name]}: equilibrium norm = {forms[name]} (d={r['dim']})",
+            f"R2.{len(rows) + 1}", SRC, f"{LABELS[name]}: equilibrium norm = {forms[name]} (d={r['dim']})"
+            + (f"; fails if a config is more than {tol_n:.1%} off" if name == "lion" else ""),
             round(float(r["pred_norm"][worst]), 5), round(float(r["eq_norm"][worst]), 5),
-            f"max rel. err over grid <= {NORM_TOL:.0%}",
-            verdict([close("equilibrium norm", r["eq_norm"].tolist(), r["pred_norm"].tolist(), rtol=NORM_TOL)]),
+            f"max rel. err over grid <= {tol_n:.1%}" if name == "lion" else f"max rel. err over grid <= {NORM_TOL:.0%}",
+            verdict([close("equilibrium norm", r["eq_norm"].tolist(), r["pred_norm"].tolist(), rtol=tol_n)]),
             note=f"worst config {_cfg_str(name, r['cfg'][worst])}; max |rel err| {np.max(np.abs(err)):.2%}"
                  + (f"; the unweighted arcsine form sqrt(eta d K_eff/(2 lambda)) is off by up to "
                     f"{np.max(np.abs(_rel(r['eq_norm'], [predict(name, *c, r['dim'], lion_form='arcsin')[1] for c in r['cfg']]))):.2%}"
                     if name == "lion" else ""),
             extra={"configs": r["cfg"].tolist(), "predicted": r["pred_norm"].tolist(),
-                   "measured": r["eq_norm"].tolist()}))
+                   "measured": r["eq_norm"].tolist(), **({"budget": bud} if bud else {})}))
         ax.scatter(r["pred_norm"], r["eq_norm"], marker=m, label=LABELS[name], alpha=0.8)
         allv += list(r["pred_norm"]) + list(r["eq_norm"])
     lo, hi = min(allv) / 1.3, max(allv) * 1.3
