@@ -44,11 +44,18 @@ def derivations():
     q = sp.Symbol("q", positive=True)                       # q = 1 - eta lambda in (0, 1)
     stated = sp.log(2 * s0 / (eta * S)) / (-2 * sp.log(q))
     at_onset = sp.simplify(sp.powsimp(eta * S / (s0 * q ** (2 * stated)), force=True))
-    st, m, d = compare(2, at_onset, {eta: (1e-3, 0.5), q: (0.5, 0.999), s0: (0.5, 5.0), S: (0.1, 2.0)},
-                       "0 < q = 1 - eta lambda < 1")
-    onset = stated
+    # derived independently of the stated expression (issue 27: the derived column was the stated one): solve
+    # eta S / (s0 q^(2t)) = 2 for t (the real root); fails if the stated onset differs from the solution
+    onset = [r for r in sp.solve(sp.Eq(eta * S / (s0 * q ** (2 * t)), 2), t) if not r.has(sp.I)]
+    if len(onset) != 1:
+        raise RuntimeError(f"P14.onset: expected one real root, got {onset}")
+    onset = onset[0]
+    st, m, d = compare(stated, onset, {eta: (1e-3, 0.5), q: (0.5, 0.999), s0: (0.5, 5.0), S: (0.1, 2.0)},
+                       "0 < q = 1 - eta lambda < 1; t solved from eta S/(s0 q^(2t)) = 2")
     out.append(Derivation("P14.onset", SLIDE, "on the manifold (gradient 0) WD alone gives ||x_t||^2 = s0 (1-eta lambda)^(2t); "
                           "eta S/||x_t||^2 reaches 2 after ln(2 s0/(eta S))/(-2 ln(1 - eta lambda)) steps",
                           stated, onset, "derived here", st, m, discrepancy=d, source=SRC,
-                          note=f"eta S / ||x_t*||^2 simplifies to {at_onset} (q = 1 - eta lambda)"))
+                          note=f"derived = sympy.solve(eta S/(s0 q^(2t)) = 2, t) (q = 1 - eta lambda); at the stated t, "
+                               f"eta S / ||x_t*||^2 simplifies to {at_onset}; fails if the stated expression is not "
+                               "that root"))
     return out

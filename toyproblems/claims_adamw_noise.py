@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from scaleinv.theory import adamw_noise as AN
-from scaleinv.report import Row, close, verdict
+from scaleinv.report import Row, budget, close, verdict
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.ids import claim_id
@@ -95,7 +95,10 @@ def simulate_adamw_noise(seed: int, quick: bool) -> dict:
     sq, cos = np.asarray(sq).mean(1), np.asarray(cos).mean(1)
     wd = cfg[:, 1] / ETA
     res = dict(cfg=cfg, sq=sq, cos=cos, seeds=seeds, steps=steps,
-               pred_sq=AN.adamw_noise_sq_norm(ETA, wd, cfg[:, 2], DIM),
+               # N1 with N3's finite-beta2 factor applied (issue 27: it was absorbed by the tolerance, all six
+               # pure-noise residuals negative); pred_sq_model: the beta2 -> 1 model alone, for the notes
+               pred_sq=AN.adamw_noise_sq_norm(ETA, wd, cfg[:, 2], DIM) * AN.adamw_noise_beta2_factor(ETA, wd, cfg[:, 2], cfg[:, 3]),
+               pred_sq_model=AN.adamw_noise_sq_norm(ETA, wd, cfg[:, 2], DIM),
                r23=ETA * DIM / (2 * wd), pred_cos=AN.adamw_noise_cosine(ETA, wd, cfg[:, 2]))
     _CACHE[key] = res
     return res
@@ -147,6 +150,22 @@ def _main_rows(r, toy):
     return np.where((r["cfg"][:, 0] == toy) & (r["cfg"][:, 3] == B2) & (r["cfg"][:, 4] < 1e-6))[0]
 
 
+# Error budgets of N1 (issue 27), per mode: (approx, noise, tolerance). approx = the remainder of N3's first-order
+# beta2 factor, O((1 - beta2)^2) (N3.1 measures 2.4e-4 at beta2 = 0.99); noise = seed mean + 2 sd over seeds 0-4 of
+# the checked max |rel. err| (pure sampling noise once the beta2 factor is applied: the residuals change sign).
+# Before (beta2 factor not applied): full-mode residuals all negative (-0.4..-0.9 %), tolerances 2 % / 3 % / 2 %.
+N1_BUDGETS = {"N1.1": {"quick": (0.0003, 0.030, 0.04), "full": (0.0003, 0.0085, 0.015)},
+              "N1.2": {"quick": (0.0003, 0.015, 0.04), "full": (0.0003, 0.0025, 0.008)},
+              "N1.3": {"quick": (0.0003, 0.030, 0.04), "full": (0.0003, 0.0085, 0.015)}}
+N1_BASIS = ("approx = O((1 - beta2)^2) remainder of the beta2 factor (N3.1); noise = seed mean + 2 sd of the statistic "
+            "at seeds 0-4 (tools/seed_spread.py, {mode} mode)")
+
+
+def _n1_budget(rid: str, quick: bool) -> dict:
+    mode = "quick" if quick else "full"
+    return budget(*N1_BUDGETS[rid][mode], N1_BASIS.format(mode=mode))
+
+
 def _tol(quick: bool, full: float) -> float:
     """Quick mode averages ~15x fewer independent samples: its statistical error is ~4x larger."""
     return max(full, 0.04) if quick else full
@@ -165,7 +184,8 @@ def claim_adamw_noise_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     r = simulate_adamw_noise(seed, quick)
     rows = []
     fig, ax = new_figure()
-    tol = {0: _tol(quick, 0.02), 1: _tol(quick, 0.03)}
+    mode = "quick" if quick else "full"
+    tol = {0: N1_BUDGETS["N1.1"][mode][2], 1: N1_BUDGETS["N1.2"][mode][2]}
     for toy, name in ((0, "pure unit noise"), (1, f"constant-sigma scale-invariant toy (d={DIM})")):
         idx = _main_rows(r, toy)
         err = r["sq"][idx] / r["pred_sq"][idx] - 1
@@ -173,30 +193,38 @@ def claim_adamw_noise_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
         rows.append(Row(
             f"N1.{len(rows) + 1}", SRC,
             f"AdamW, {name}: stationary E||W||^2 = d eta^2 (1-b1)/(1+b1) (1+alpha b1)/((1-alpha^2)(1-alpha b1)), "
-            f"alpha = 1 - eta lambda, eta lambda in {sorted(set(r['cfg'][_main_rows(r, toy), 1].tolist()))}, beta1 in {{0.5, 0.9}}",
+            f"alpha = 1 - eta lambda, eta lambda in {sorted(set(r['cfg'][_main_rows(r, toy), 1].tolist()))}, beta1 in {{0.5, 0.9}}, "
+            f"times N3's finite-beta2 factor (beta2 = {B2}, adamw_noise_beta2_factor); fails if a config is more than "
+            f"{tol[toy]:.1%} off",
             round(float(r["pred_sq"][w]), 5), round(float(r["sq"][w]), 5),
-            f"max rel. err over {len(idx)} configs <= {tol[toy]:.0%}",
+            f"max rel. err over {len(idx)} configs <= {tol[toy]:.1%}",
             verdict([close("E||W||^2", r["sq"][idx].tolist(), r["pred_sq"][idx].tolist(), rtol=tol[toy])]),
-            note=f"worst {_cfg_str(r['cfg'][w])}; rel. errs {np.round(err, 4).tolist()}; {r['seeds']} seeds, "
+            note=f"worst {_cfg_str(r['cfg'][w])}; rel. errs {np.round(err, 4).tolist()} (without the beta2 factor "
+                 f"{np.round(r['sq'][idx] / r['pred_sq_model'][idx] - 1, 4).tolist()}); {r['seeds']} seeds, "
                  f"{r['steps']} steps, beta2 {B2}" + ("; gradient orthogonal to W, Adam-normalised: unit noise up "
                                                        "to O(1/d)" if toy == 1 else ""),
             extra={"configs": r["cfg"][idx].tolist(), "predicted": r["pred_sq"][idx].tolist(),
-                   "measured": r["sq"][idx].tolist()}))
+                   "predicted_beta2_to_1": r["pred_sq_model"][idx].tolist(),
+                   "measured": r["sq"][idx].tolist(), "budget": _n1_budget(f"N1.{len(rows) + 1}", quick)}))
         ax.scatter(r["cfg"][idx, 1], r["sq"][idx] / r["r23"][idx], marker="os"[toy],
                    label=f"measured, {'pure noise' if toy == 0 else 'constant sigma'}", zorder=3)
     idx = _main_rows(r, 0)
     ratio_meas = r["sq"][idx] / r["r23"][idx]
-    ratio_pred = AN.adamw_noise_sq_norm_ratio_to_r23(ETA, r["cfg"][idx, 1] / ETA, r["cfg"][idx, 2])
+    ratio_pred = (AN.adamw_noise_sq_norm_ratio_to_r23(ETA, r["cfg"][idx, 1] / ETA, r["cfg"][idx, 2])
+                  * AN.adamw_noise_beta2_factor(ETA, r["cfg"][idx, 1] / ETA, r["cfg"][idx, 2], r["cfg"][idx, 3]))
+    tol3 = N1_BUDGETS["N1.3"][mode][2]
     w = idx[int(np.argmin(ratio_meas))]
     rows.append(Row(
         f"N1.{len(rows) + 1}", SRC,
         "R2.3's small-eta-lambda norm eta d/(2 lambda) at finite eta lambda: measured / R2.3 = exact / R2.3 "
-        "(the size of R2.3's approximation error)",
-        round(float(AN.adamw_noise_sq_norm_ratio_to_r23(ETA, r["cfg"][w, 1] / ETA, r["cfg"][w, 2])), 4),
-        round(float(r["sq"][w] / r["r23"][w]), 4), f"rel. err <= {_tol(quick, 0.02):.0%} in every config",
-        verdict([close("E||W||^2 / R2.3", ratio_meas.tolist(), ratio_pred.tolist(), rtol=_tol(quick, 0.02))]),
+        f"(the size of R2.3's approximation error; exact = N1 x N3's beta2 factor); fails if a config is more than "
+        f"{tol3:.1%} off",
+        round(float(ratio_pred[list(idx).index(w)]), 4),
+        round(float(r["sq"][w] / r["r23"][w]), 4), f"rel. err <= {tol3:.1%} in every config",
+        verdict([close("E||W||^2 / R2.3", ratio_meas.tolist(), ratio_pred.tolist(), rtol=tol3)]),
         note=f"largest deviation of R2.3 at {_cfg_str(r['cfg'][w])}: R2.3 is {1 / (r['sq'][w] / r['r23'][w]) - 1:+.0%} "
-             "off; R2.3 is a leading-order form (valid for eta lambda << 1 - beta1), not an erratum"))
+             "off; R2.3 is a leading-order form (valid for eta lambda << 1 - beta1), not an erratum",
+        extra={"budget": _n1_budget("N1.3", quick)}))
     el = np.linspace(0.005, 0.12, 60)
     for b1, ls in ((0.5, "--"), (0.9, "-")):
         ax.plot(el, AN.adamw_noise_sq_norm_ratio_to_r23(ETA, el / ETA, b1), "k", ls=ls, lw=1,

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaleinv.report import Row, close, verdict, within
+from scaleinv.report import Row, budget, close, verdict, within
 from scaleinv.theory import lyu2022 as LY
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.ids import claim_id
@@ -109,12 +109,21 @@ def claim_edge_of_stability(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     tc = int(np.argmax(wd["loss"] < 1e-14))
     t_on = int(np.argmax(wd["eff_dense"] >= LY.EOS_THRESHOLD))
     t_pred = tc + float(LY.eos_onset_steps(ETA, WD, wd["sq"][tc], wd["S"][tc]))
+    # budget (issue 27): t_c, ||x_c||^2 and S(t_c) are read from the run, so the row tests only that the dynamics on
+    # the manifold before the onset are weight decay alone (no gradient / noise drift of ||x|| or S); approx = the
+    # integer first crossing against the continuous prediction (<= 1 step of ~930: 1.1e-3), noise = 2 sd over seeds
+    # 0-4 (1.6e-9); before: 2 % (80x the measured 2.5e-4)
+    e1_budget = budget(1.1e-3, 0.0, 0.003, "approx = one step of the integer first crossing (1/930); noise = 2 sd at "
+                                           "seeds 0-4 (tools/seed_spread.py: 1.6e-9, quick and full)")
     rows.append(Row(
         "E1.1", SRC + "; onset derived here",
         f"GD+WD (eta={ETA}, lambda={WD}), normalized valley: first step with eta lambda_max >= 2 = t_c + "
-        "ln(2||x_c||^2/(eta S))/(-2 ln(1-eta lambda)) (WD alone on the manifold from step t_c)",
-        round(t_pred, 1), t_on, "rel. err <= 2%", verdict([close("onset step", float(t_on), t_pred, rtol=0.02)]),
-        note=f"t_c = {tc} (loss < 1e-14), ||x_c||^2 = {wd['sq'][tc]:.4f}, S(t_c) = {wd['S'][tc]:.4f}"))
+        "ln(2||x_c||^2/(eta S))/(-2 ln(1-eta lambda)) (WD alone on the manifold from step t_c); t_c, ||x_c||^2 and "
+        "S(t_c) are read from the run, so this tests that the manifold dynamics before the onset are weight decay "
+        "alone; fails if the onset is more than ~3 steps (0.3 %) off",
+        round(t_pred, 1), t_on, "rel. err <= 0.3%", verdict([close("onset step", float(t_on), t_pred, rtol=0.003)]),
+        note=f"t_c = {tc} (loss < 1e-14), ||x_c||^2 = {wd['sq'][tc]:.4f}, S(t_c) = {wd['S'][tc]:.4f}",
+        extra={"budget": e1_budget}))
     # the hover: window means of eta lambda_max after the onset (+ 300 steps)
     win = 500
     start = t_on + 300
@@ -139,13 +148,22 @@ def claim_edge_of_stability(seed: int, quick: bool, out_dir: Path) -> List[Row]:
              f"{np.max(np.diff(wd['S'][tc:tc + ((T - tc) // win) * win].reshape(-1, win).mean(1))):.1e}"))
     tcg = int(np.argmax(gd["loss"] < 1e-14))
     eff_max = float(gd["eff_dense"][tcg:].max())
+    # issue 27: "max eta lambda_max <= 1" held from step 0 (eta lambda_max(0) = 0.41); the control's mechanism is that
+    # without WD ||x|| never shrinks, so eta lambda_max = eta S/||x||^2 can only fall after t_c: checked directly
+    eff_rise = float(eff_max / gd["eff_dense"][tcg] - 1.0)
+    sq_drop = float(np.max(np.maximum.accumulate(gd["sq"]) / gd["sq"] - 1.0))
     s_drift = float(np.max(np.abs(gd["S"][tcg:] / gd["S"][tcg] - 1)))
     rows.append(Row(
-        "E1.4", SRC, "control, GD without WD: ||x|| only grows, eta lambda_max stays below 2 and the sphere "
-                     "sharpness is not reduced (S constant after reaching the manifold)",
-        "< 2; S drift 0", [round(eff_max, 4), s_drift], "max eta lambda_max <= 1 and |S/S(t_c) - 1| <= 1e-6",
-        verdict([within("max eta lambda_max", eff_max, None, 1.0), within("S drift", s_drift, None, 1e-6)]),
-        note=f"S = {gd['S'][tcg]:.4f} (vs 1.0 reached with WD); ||x||^2 {gd['sq'][0]:.3f} -> {gd['sq'][-1]:.3f}"))
+        "E1.4", SRC, "control, GD without WD: ||x|| only grows, so eta lambda_max never rises after reaching the "
+                     "manifold (stays below 2) and the sphere sharpness is not reduced (S constant); fails if ||x||^2 "
+                     "ever shrinks, eta lambda_max rises above its value at t_c or S drifts (each by > 1e-6)",
+        "rise 0; ||x||^2 drop 0; S drift 0", [eff_rise, sq_drop, s_drift],
+        "max_t>=t_c eta lambda_max / eta lambda_max(t_c) - 1 <= 1e-6, max_t ||x||^2 drop <= 1e-6 and "
+        "|S/S(t_c) - 1| <= 1e-6",
+        verdict([within("eta lambda_max rise after t_c", eff_rise, None, 1e-6),
+                 within("||x||^2 drop", sq_drop, None, 1e-6), within("S drift", s_drift, None, 1e-6)]),
+        note=f"S = {gd['S'][tcg]:.4f} (vs 1.0 reached with WD); ||x||^2 {gd['sq'][0]:.3f} -> {gd['sq'][-1]:.3f}; "
+             f"max eta lambda_max after t_c = {eff_max:.4f} (< 2; at step 0 {gd['eff_dense'][0]:.2f})"))
     m = (wd["loss"] < 1e-6) & np.isfinite(wd["eff_power"])
     perr = float(np.max(np.abs(wd["eff_power"][m] / wd["eff_dense"][m] - 1)))
     every = f"every {POWER_STRIDE}th step" if quick else "every step"

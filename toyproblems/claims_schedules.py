@@ -59,10 +59,30 @@ BUDGET_BASIS = {"quick": "verify --quick at seeds 0-4 (tools/seed_spread.py): ap
                          "noise = 2 sd",
                 "full": "verify (full mode) at seeds 0-4 (tools/seed_spread.py): approx = seed mean of the statistic, "
                         "noise = 2 sd"}
-S2_BUDGETS = {("adamw", "linear"): {"onset": {"quick": (0.121, 0.049, 0.18), "full": (0.129, 0.030, 0.18)},
-                                    "slope": {"quick": (0.075, 0.058, 0.14), "full": (0.006, 0.009, 0.04)}},
-              ("adamw", "cosine"): {"onset": {"quick": (0.070, 0.050, 0.15), "full": (0.075, 0.036, 0.15)},
-                                    "slope": {"quick": (0.033, 0.046, 0.08), "full": (0.006, 0.012, 0.05)}}}
+S2_BUDGETS = {("adamw", "linear"): {"onset": {"quick": (0.037, 0.029, 0.10), "full": (0.041, 0.036, 0.10)},
+                                    "slope": {"quick": (0.025, 0.038, 0.10), "full": (0.006, 0.012, 0.03)},
+                                    "blowup": {"quick": (0.005, 0.003, 0.02), "full": (0.009, 0.007, 0.03)}},
+              ("adamw", "cosine"): {"onset": {"quick": (0.019, 0.034, 0.08), "full": (0.030, 0.031, 0.08)},
+                                    "slope": {"quick": (0.021, 0.031, 0.08), "full": (0.005, 0.007, 0.03)},
+                                    "blowup": {"quick": (0.006, 0.004, 0.02), "full": (0.007, 0.005, 0.03)}}}
+# After the corrected AdamW forms (issue 27 item 1: target and mean field with momentum + finite beta2) the AdamW S2
+# residuals shrank (seed means quick / full: onset 0.121 / 0.129 -> 0.037 / 0.041 (linear), 0.070 / 0.075 -> 0.019 /
+# 0.030 (cosine); blow-up 0.015 -> 0.005-0.009), so the tolerances shrink with them: onset 0.18 -> 0.10 (linear),
+# 0.15 -> 0.08 (cosine); slope quick 0.14 -> 0.10 (linear), full 0.04 -> 0.03 / 0.05 -> 0.03; blow-up 0.06 -> 0.02
+# (quick) / 0.03 (full), budgeted for the first time.
+# SGD rows of S2 (and S1.2) are DETERMINISTIC (constant sigma: ||g|| = sigma/||x|| exactly, the measured ratio is the
+# exact norm recursion): they test the norm ODE (and the first-order formula) against the recursion, no noise; their
+# budget is the derived residual of the form (approx, noise = 0). S2.1 / S2.4 judge the onset against the norm ODE
+# (the exact form, 0.6 % / 0.5 % off), the first-order formula's bias (8.1 % / 4.5 %) is stated in the note.
+SGD_S2_BUDGETS = {"linear": {"onset": (0.0065, 0.0, 0.015), "slope": {"quick": (0.0026, 0.0, 0.006), "full": (0.0018, 0.0, 0.005)},
+                             "blowup": (0.00014, 0.0, 0.0003)},
+                  "cosine": {"onset": (0.0047, 0.0, 0.012), "slope": {"quick": (0.0092, 0.0, 0.02), "full": (0.0046, 0.0, 0.012)},
+                             "blowup": (0.00011, 0.0, 0.0003)}}
+SGD_BASIS = ("deterministic toy (measured = the exact norm recursion, same at every seed): approx = the form's residual "
+             "against the recursion (quick and full mode), noise = 0")
+S1_2_BUDGET = (0.0025, 0.0, 0.006)     # the ODE vs the recursion: O(eta lambda)/4 = 0.25 % (exact fixed point sqrt(1 - eta lambda/2))
+
+
 # S1.3 / S1.4 / S3.3 / S3.4 (AdamW / AdamC, issue 27 item "tolerances just above biases"): the targets are the corrected
 # forms (TS.steady_grad_ratio_adamw_corrected, TS.adamw_norm_mean_field(beta1=...)), and each row checks the BIAS
 # (signed mean over its steps of measured/prediction - 1, worst config) against a budgeted tolerance, besides the
@@ -284,7 +304,7 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     # (AdamW), plus O(eta lambda) <= 1 % for the leading-order targets; AdamW adds the fluctuation of ||x||^2 of
     # its random walk (~4 % at C = 128, ~3 % at C = 256, the S3 rows measure it on a constant target).
     tol_qs = {"sgd": 0.035, "adamw": 0.08}
-    tol_ode = {"sgd": 0.01, "adamw": 0.07}    # AdamW: max over 10^4 steps of a ~1.5 %-RMS fluctuation (see S3)
+    tol_ode = {"sgd": S1_2_BUDGET[2], "adamw": 0.07}    # SGD: S1_2_BUDGET (deterministic, was 1 %); AdamW: max over 10^4 steps of a ~1.5 %-RMS fluctuation (see S3)
     for j, name in enumerate(("sgd", "adamw")):
         r = sim[name]
         qs_err, ode_err, cf_err, n_slow, qs_w, ode_w, qs_b, ode_b, lead_b = [], [], [], [], [], [], [], [], []
@@ -340,7 +360,9 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             extra=qs_kw["extra"]))
         if name == "sgd":
             stmt = ("SGD+WD: the linear norm ODE y' = -4 lambda eta_t y + 2 sigma^2 eta_t^2 (y = ||x||^4, closed form "
-                    "TS.norm_ode_solution) predicts ||g||/||x|| at every step, end-of-training lag included")
+                    "TS.norm_ode_solution) predicts ||g||/||x|| at every step, end-of-training lag included; deterministic "
+                    "(constant-sigma toy: the measurement is the exact norm recursion), so this tests the ODE against the "
+                    f"recursion; fails if they differ by > {S1_2_BUDGET[2]:.1%} at some step")
             note = "per config " + str(np.round(ode_err, 4).tolist())
         else:
             stmt = ("AdamW: the norm ODE y' = -2 lambda eta_t y + C eta_t^2 (y = ||x||^2) with Adam's v EMA in mean field "
@@ -352,8 +374,9 @@ def claim_schedule_tracking(seed: int, quick: bool, out_dir: Path) -> List[Row]:
                     "||x|| changes within ~1/(1 - beta2) steps, which makes the norm larger and the ratio smaller")
         rid = f"S1.{len(rows) + 1}"
         if name == "sgd":
-            ode_kw = dict(tolerance=f"max over steps and configs |measured/prediction - 1| <= {tol_ode[name]:.0%}",
-                          status=_worst_close("ratio vs norm ODE / mean field", ode_w, tol_ode[name]), extra={})
+            ode_kw = dict(tolerance=f"max over steps and configs |measured/prediction - 1| <= {S1_2_BUDGET[2]:.1%}",
+                          status=_worst_close("ratio vs norm ODE / mean field", ode_w, S1_2_BUDGET[2]),
+                          extra={"budget": budget(*S1_2_BUDGET, SGD_BASIS)})
         else:
             ch, ex = _bias_checks(rid, _worst_bias(ode_b), max(ode_w, key=lambda v: v[0])[1:][::-1],
                                   "ratio vs corrected mean field", "seed mean of the bias (the mean field's residual)")
@@ -408,44 +431,60 @@ def claim_schedule_lag(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             slope = float(np.polyfit(np.log(Ks), np.log(meas), 1)[0])
             slope_first = float(np.polyfit(np.log(Ks), np.log(first), 1)[0])
             slope_ode = float(np.polyfit(np.log(Ks), np.log(ode_on), 1)[0])
-            if name == "sgd":     # verdict against the first-order formula; the ODE in the note
-                pred, _, spred, how = first, e_first, slope_first, "first-order formula (TS.lag_onset_fraction)"
-                tol_on = 0.10
-                other = f"norm ODE onset {np.round(ode_on, 4).tolist()} (max rel. err {e_ode.max():.2%})"
+            mode = "quick" if quick else "full"
+            if name == "sgd":     # deterministic: verdict against the norm ODE (exact form); first-order formula's bias in the note
+                pred, _, spred, how = ode_on, e_ode, slope_first, "norm ODE onset (TS.norm_ode_solution)"
+                ob = SGD_S2_BUDGETS[kind]
+                tol_on, tol_s, tol_b = ob["onset"][2], ob["slope"][mode][2], ob["blowup"][2]
+                b_on, b_s, b_b = (budget(*ob["onset"], SGD_BASIS), budget(*ob["slope"][mode], SGD_BASIS),
+                                  budget(*ob["blowup"], SGD_BASIS))
+                det = ("deterministic (constant-sigma toy: the measurement is the exact norm recursion, no noise), so this "
+                       "tests the ODE against the recursion; ")
+                other = (f"first-order formula (TS.lag_onset_fraction) {np.round(first, 4).tolist()}: systematically "
+                         f"{e_first.max():.1%} off (its known bias: first order in eps at the onset eps = "
+                         f"{(1 + LAG) ** 2 - 1:.0%}, not a noise)")
+                fails_on = f"fails if the ODE's onset and the recursion's differ by > {tol_on:.1%}"
+                slope_how = "first-order formula (TS.lag_onset_fraction)"
             else:                 # Adam's v lag is not in the first-order formula: verdict against the mean field
-                pred, _, spred, how = ode_on, e_ode, slope_ode, "mean field with Adam's v lag"
-                tol_on = S2_BUDGETS[(name, kind)]["onset"]["quick" if quick else "full"][2]
+                pred, _, spred, how = ode_on, e_ode, slope_ode, "corrected mean field with Adam's v lag"
+                bt = S2_BUDGETS[(name, kind)]
+                tol_on, tol_s, tol_b = bt["onset"][mode][2], bt["slope"][mode][2], bt["blowup"][mode][2]
+                b_on, b_s, b_b = _budget(bt["onset"], quick), _budget(bt["slope"], quick), _budget(bt["blowup"], quick)
+                det = ""
                 other = (f"first-order formula (no v lag) {np.round(first, 4).tolist()} (max rel. err "
                          f"{e_first.max():.2%}, slope {slope_first:.3f}): v lag adds to the lag")
+                fails_on = f"fails if the onset is > {tol_on:.0%} off at some K"
+                slope_how = how
             rows.append(Row(
                 f"S2.{len(rows) + 1}", SRC + "; adiabatic lag derived here",
                 f"{LABEL[name]}, {kind} decay: final fraction of training with ratio > {LAG:.0%} below its quasi-static "
-                f"target, K = {Ks.tolist()}: {how}",
+                f"target, K = {Ks.tolist()}: {how}; {det}{fails_on}",
                 [round(float(v), 4) for v in pred], [round(float(v), 4) for v in meas],
-                f"max rel. err <= {tol_on:.0%} (judgment: the onset is a threshold crossing of a noisy ratio)",
+                f"max rel. err <= {tol_on:.1%}" + ("" if name == "sgd" else
+                                                   " (judgment: the onset is a threshold crossing of a noisy ratio)"),
                 verdict([close("lag onset fraction", meas.tolist(), pred.tolist(), rtol=tol_on)]),
                 note=f"{other}; log-log slope in K measured {slope:.3f} (asymptotic {TS.lag_onset_exponent(kind):.3f})",
                 extra={"K": Ks.tolist(), "measured": meas.tolist(), "first_order": first.tolist(),
-                       "ode_or_mean_field": ode_on.tolist(),
-                       **({"budget": _budget(S2_BUDGETS[(name, kind)]["onset"], quick)} if name == "adamw" else {})}))
-            tol_s = S2_BUDGETS[(name, kind)]["slope"]["quick" if quick else "full"][2] if name == "adamw" else 0.08
+                       "ode_or_mean_field": ode_on.tolist(), "budget": b_on}))
             rows.append(Row(
                 f"S2.{len(rows) + 1}", SRC + "; derived here",
-                f"{LABEL[name]}, {kind} decay: d ln(lag fraction)/d ln K over the same K ({how})",
+                f"{LABEL[name]}, {kind} decay: d ln(lag fraction)/d ln K over the same K ({slope_how}); {det}"
+                f"fails if the slope is > {tol_s} off",
                 round(spred, 4), round(slope, 4), f"abs. err <= {tol_s}",
                 verdict([close("log-log slope", slope, spred, atol=tol_s)]),
                 note=f"large-K asymptote of the first-order formula {TS.lag_onset_exponent(kind):.4f} "
                      "(eta ~ a^p near the end -> -1/(p+1))",
-                extra={"budget": _budget(S2_BUDGETS[(name, kind)]["slope"], quick)} if name == "adamw" else {}))
-            tol_b = 0.02 if name == "sgd" else 0.06
+                extra={"budget": b_s}))
             rows.append(Row(
                 f"S2.{len(rows) + 1}", SRC + "; norm ODE derived here",
                 f"{LABEL[name]}, {kind} decay: end-of-training blow-up max_t ratio_t / ratio_0 (norm "
-                + ("ODE)" if name == "sgd" else "ODE + v lag, mean field)"),
+                + ("ODE)" if name == "sgd" else "ODE + v lag, corrected mean field)") + f"; {det}fails if the blow-up is "
+                f"> {tol_b:.2%} off",
                 [round(float(v), 3) for v in blow_ode], [round(float(v), 3) for v in blow],
-                f"max rel. err <= {tol_b:.0%}", verdict([close("blow-up factor", blow.tolist(), blow_ode.tolist(), rtol=tol_b)]),
+                f"max rel. err <= {tol_b:.2%}", verdict([close("blow-up factor", blow.tolist(), blow_ode.tolist(), rtol=tol_b)]),
                 note=f"the quasi-static target at the last step would be {np.round(blow_qs, 1).tolist()} x: "
-                     "the lag caps the blow-up, and longer schedules (larger K) blow up more"))
+                     "the lag caps the blow-up, and longer schedules (larger K) blow up more",
+                extra={"budget": b_b}))
             c = {"sgd": "C0", "adamw": "C3"}[name]
             ls = "-" if kind == "linear" else "--"
             ax1.plot(Ks, meas, marker=mk, color=c, ls="none", label=f"{LABEL[name]} {kind}: measured")

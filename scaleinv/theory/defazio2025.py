@@ -137,9 +137,9 @@ def steady_sq_norm_adamw_corrected(eta, weight_decay, dim, beta1, beta2=None):
     """AdamW stationary ||x||^2 on the constant-sigma toy at finite eta lambda and beta2 (corrected form of
     eta d / (2 lambda)): f eta^2 d / (1 - alpha^2), f = :func:`adamw_source_factor`
     (= :func:`scaleinv.theory.adamw_noise_sq_norm` x :func:`scaleinv.theory.adamw_noise_beta2_factor`)."""
-    eta = np.asarray(eta, float)
-    a = 1.0 - eta * np.asarray(weight_decay, float)
-    return adamw_source_factor(eta, weight_decay, beta1, beta2) * eta**2 * dim / (1.0 - a**2)
+    eta, wd = np.asarray(eta, float), np.asarray(weight_decay, float)
+    # eta^2 / (1 - alpha^2) = eta / (lambda (2 - eta lambda)): no cancellation when eta lambda underflows 1 - alpha^2
+    return adamw_source_factor(eta, wd, beta1, beta2) * eta * dim / (wd * (2.0 - eta * wd))
 
 
 def steady_grad_ratio_adamw_corrected(eta, weight_decay, sigma, dim, beta1, beta2=None):

@@ -17,6 +17,8 @@ __all__ = [
     "equilibrium_angle_lion",
     "equilibrium_angle_lion_arcsin",
     "equilibrium_norm_lion_arcsin",
+    "equilibrium_angle_lion_weighted",
+    "equilibrium_norm_lion_weighted",
     "equilibrium_angle_adam_l2",
     "equilibrium_norm_sgd",
     "equilibrium_norm_sgdm",
@@ -26,6 +28,7 @@ __all__ = [
     "equilibrium_timescale",
     "equilibrium_angle",
     "equilibrium_approach_steps",
+    "equilibrium_approach_steps_sgd_ode",
 ]
 
 
@@ -149,16 +152,18 @@ def equilibrium_angle_adam_l2(eta, weight_decay, beta1, sigma, dim):
             * dim ** (1.0 / 3.0) * sigma ** (-1.0 / 3.0))
 
 
-def _lion_sign_correlation_sum(beta1, beta2, kmax=20000):
-    """K_eff = 1 + 2 sum_{k>=1} (2/pi) arcsin(rho_k): the sum over all lags of the per-coordinate
+def _lion_sign_correlation_sum(beta1, beta2, kmax=20000, alpha=1.0):
+    """K_eff = 1 + 2 sum_{k>=1} alpha^k (2/pi) arcsin(rho_k): the sum over all lags of the per-coordinate
     correlation of Lion's updates sign(c_t), sign(c_{t-k}) for Gaussian c (arcsine law), with
     rho_k = Cov(c_t, c_{t-k}) / Var(c) for independent unit-variance gradients:
-    Cov = (1-beta1) beta1 (1-beta2) beta2^(k-1) + beta1^2 (1-beta2)^2 beta2^k / (1 - beta2^2)."""
-    b1, b2 = float(beta1), float(beta2)
+    Cov = (1-beta1) beta1 (1-beta2) beta2^(k-1) + beta1^2 (1-beta2)^2 beta2^k / (1 - beta2^2).
+    ``alpha`` = 1 - eta lambda weights lag k by the weight decay's alpha^k (:func:`equilibrium_norm_lion_weighted`);
+    alpha = 1 (default) is the small-eta-lambda sum."""
+    b1, b2, a = float(beta1), float(beta2), float(alpha)
     k = np.arange(1, kmax, dtype=float)
     cov = (1 - b1) * b1 * (1 - b2) * b2 ** (k - 1) + b1**2 * (1 - b2) ** 2 * b2**k / (1 - b2**2)
     rho = np.clip(cov / _lion_k(b1, b2), -1.0, 1.0)
-    return 1.0 + 2.0 * float(np.sum((2.0 / np.pi) * np.arcsin(rho)))
+    return 1.0 + 2.0 * float(np.sum(a**k * (2.0 / np.pi) * np.arcsin(rho)))
 
 
 def equilibrium_angle_lion_arcsin(eta, weight_decay, beta1, beta2):
@@ -180,6 +185,31 @@ def equilibrium_norm_lion_arcsin(eta, weight_decay, beta1, beta2, dim):
     """Lion equilibrium norm with the arcsine-law sign correlations: sqrt(eta d K_eff / (2 lambda))."""
     xp = _xp(eta)
     return xp.sqrt(eta * dim * _lion_sign_correlation_sum(beta1, beta2) / (2.0 * weight_decay))
+
+
+def equilibrium_norm_lion_weighted(eta, weight_decay, beta1, beta2, dim):
+    """Lion equilibrium norm at finite eta lambda (derived here, issue 27; same random-walk model as
+    :func:`equilibrium_angle_lion_arcsin`). With alpha = 1 - eta lambda, p_{t+1} = alpha p_t - eta u_t and
+    u_t = sign(c_t) independent of p, the stationary norm is a geometric lag sum:
+
+        E||p||^2 = eta^2 sum_{j,k>=0} alpha^(j+k) E<u_{t-j}, u_{t-k}> = eta^2 d K_eff(alpha) / (1 - alpha^2),
+        K_eff(alpha) = 1 + 2 sum_{k>=1} alpha^k (2/pi) arcsin(rho_k)          (:func:`_lion_sign_correlation_sum`)
+
+    (the cross term -2 alpha eta <p_t, u_t> of the norm balance carries the alpha^k). The arcsine form
+    sqrt(eta d K_eff/(2 lambda)) (:func:`equilibrium_norm_lion_arcsin`) sets alpha^k = 1, which fails once the
+    correlation time of c (~1/(1 - beta2)) is not << 1/(eta lambda): at beta = (0.9, 0.99) and eta lambda = 1e-3,
+    K_eff(alpha) / K_eff = 0.91 (the norm 4.5 % smaller). ``beta1``, ``beta2``, ``eta``, ``weight_decay``:
+    scalars."""
+    a = 1.0 - float(eta) * float(weight_decay)
+    return float(np.sqrt(float(eta) ** 2 * dim * _lion_sign_correlation_sum(beta1, beta2, alpha=a) / (1.0 - a**2)))
+
+
+def equilibrium_angle_lion_weighted(eta, weight_decay, beta1, beta2):
+    """Lion RMS angle per step at finite eta lambda: eta sqrt(d) / ||p|| with ||p|| from
+    :func:`equilibrium_norm_lion_weighted`, i.e. sqrt((1 - alpha^2) / K_eff(alpha)), alpha = 1 - eta lambda
+    (-> :func:`equilibrium_angle_lion_arcsin` sqrt(2 eta lambda / K_eff) as eta lambda -> 0). Scalars."""
+    a = 1.0 - float(eta) * float(weight_decay)
+    return float(np.sqrt((1.0 - a**2) / _lion_sign_correlation_sum(beta1, beta2, alpha=a)))
 
 
 def equilibrium_norm_sgd(eta, weight_decay, sigma):
@@ -270,3 +300,16 @@ def equilibrium_approach_steps(optimizer: str, eta, weight_decay, start=3.0, ban
         t += 1
     raise RuntimeError("no convergence to the equilibrium band")
 
+
+def equilibrium_approach_steps_sgd_ode(eta, weight_decay, start=3.0, band=0.1):
+    """SGD+WD steps from ``start`` x the equilibrium norm until ||p|| is within ``band`` of it, from the linear
+    norm ODE (closed form, independent of the recursion of :func:`equilibrium_approach_steps`; issue 27, R3.1):
+    y = ||p||^4 obeys y' = -4 eta lambda (y - y*) (``scaleinv.theory.defazio2025`` norm ODE, constant eta), so
+    y/y* - 1 = (start^4 - 1) e^(-4 eta lambda t) and the norm ratio (y/y*)^(1/4) reaches 1 + band at
+
+        T = ln((start^4 - 1) / ((1 + band)^4 - 1)) / (4 eta lambda)       (start > 1 + band; ~1.287/(eta lambda) at 3x, 10 %).
+
+    The recursion differs by O(eta lambda) (its fixed point and rate) and by the integer step count."""
+    if not start > 1.0 + band:
+        raise ValueError(f"start must exceed 1 + band, got start={start}, band={band}")
+    return float(np.log((start**4 - 1.0) / ((1.0 + band) ** 4 - 1.0)) / (4.0 * float(eta) * float(weight_decay)))
