@@ -30,9 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaleinv import theory
+from scaleinv import registry, theory
 from scaleinv.theory import defazio2025 as TS
-from scaleinv.corrected_wd import adamc, sgdc
 from scaleinv.diagnostics import tree_norm
 from scaleinv.report import Row, budget, close, verdict
 from toyproblems import problems as P
@@ -171,19 +170,23 @@ def _configs(quick: bool, name: str):
     return np.array([(k, K, 0) for k in (0, 1) for K in Ks] + [(k, K, 1) for k in (0, 1) for K in corr], dtype=float)
 
 
+# (toy optimizer, corrected?) -> optimizer registry name (scaleinv.registry builds every transform)
+REGISTRY_NAME = {("sgd", False): "sgd-wd", ("sgd", True): "sgdc", ("adamw", False): "adamw", ("adamw", True): "adamc"}
+
+
+def _registry_opt(name: str, lr, wd, eta_max, corrected, b1=None, b2=None):
+    """SGD + WD / AdamW or, ``corrected``, the library's schedule-corrected SGDC / AdamC
+    (:mod:`scaleinv.corrected_wd`), all from the optimizer registry (the S3 rows test the
+    shipped transforms)."""
+    hp = {"peak_lr": eta_max, "b1": b1, "b2": b2, "eps": 1e-12}
+    return registry.make_from(REGISTRY_NAME[(name, bool(corrected))], lr, wd, hp)
+
+
 def _make_opt(name: str, hp: dict, kind_id, T, corrected: bool):
-    """The ordinary optimizer (SGD + WD, optax.adamw) or, ``corrected``, the library's schedule-corrected one
-    (:func:`scaleinv.corrected_wd.sgdc` / :func:`~scaleinv.corrected_wd.adamc`: the S3 rows test the shipped
-    transforms)."""
+    """The ordinary optimizer or, ``corrected``, the schedule-corrected one (:func:`_registry_opt`)."""
     eta_max, wd = hp["eta"], hp["wd"]
     lr = lambda t: _eta_t(kind_id, eta_max, T, t)  # noqa: E731
-    if name == "sgd":
-        if corrected:
-            return sgdc(lr, wd, peak_lr=eta_max)
-        return optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
-    if corrected:
-        return adamc(lr, wd, peak_lr=eta_max, b1=hp["b1"], b2=hp["b2"], eps=1e-12)
-    return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=1e-12, weight_decay=wd)
+    return _registry_opt(name, lr, wd, eta_max, corrected, hp.get("b1"), hp.get("b2"))
 
 
 def simulate_schedules(seed: int, quick: bool) -> dict:
@@ -601,7 +604,7 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
     def one(key, corr: bool):
         lr = lambda t: _eta_t(1, eta_max, T, t)  # noqa: E731
         # SGDC: the library's transform (scaleinv.corrected_wd.sgdc)
-        opt = sgdc(lr, wd, peak_lr=eta_max) if corr else optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
+        opt = _registry_opt("sgd", lr, wd, eta_max, corr)
         x0 = prob.init(float(theory.equilibrium_sq_norm(eta_max, wd, 0.5)) ** 0.5, jax.random.fold_in(key, 1))
 
         def step(carry, t):
