@@ -29,6 +29,13 @@ TRAIN = [
     (["--set", "attn_eps=inf"], ("attn_eps: must be a finite number", "allowed: (0, 0.01]")),
     (["--set", "attn_eps=nan"], ("attn_eps: ", "allowed: (0, 0.01]")),
     (["--grace-period", "-1"], ("--grace-period", "must be a finite number of seconds >= 0")),
+    # too small a vocabulary: refused up front (was: after building the tokenizer, no allowed values)
+    (["--set", "vocab_size=16"], ("vocab_size: 16 is too small for source 'wiki-offline'", "allowed: 1024..2147483647")),
+    # a --set contradicting an explicit --model / --optimizer flag (was: a silent hybrid)
+    (["--model", "sibert", "--optimizer", "adamw", "--set", "model=bert", "--set", "optimizer=sgd"],
+     ("model: --model sibert contradicts --set model=bert", "allowed: ", "sibert, bert")),
+    (["--optimizer", "adamw", "--set", "optimizer=sgd"],
+     ("optimizer: --optimizer adamw contradicts --set optimizer=sgd", "allowed: ", "sgd-wd-rgc")),
 ]
 CASES = [(["train", "--out", "r"] + a, n) for a, n in TRAIN] + [
     (["train", "--out", "/proc/forbidden/run"], ("--out: cannot create '/proc/forbidden/run'", "allowed:")),
@@ -145,3 +152,27 @@ def test_bad_distributed_environment_one_line(workdir, capsys, monkeypatch, env,
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     _check_one_line(workdir, capsys, lambda: main(["train", "--out", "r"]), "scaleinv train: error: ", needles)
+
+
+# ----------------------------------------------------------------------------- vocabulary of a directory
+def test_directory_vocab_too_small_refused_before_the_tokenizer(tmp_path, monkeypatch):
+    """A directory source's exact alphabet (sibert.data.min_vocab_size) is checked before the
+    tokenizer is trained: field + allowed values, nothing cached; at that floor it trains."""
+    import sibert.data as data
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"d{i}.txt").write_text(f"Document {i}: the quick brown fox jumps over the lazy dog. " * 3)
+    docs = data.load_documents(str(src))
+    train_docs, _ = data.split_documents(docs, 0.25)
+    need = data.min_vocab_size([t for _, t in train_docs])
+    monkeypatch.setattr(data, "train_tokenizer", lambda *a: pytest.fail("tokenizer trained"))
+    with pytest.raises(data.DataError) as e:
+        data.load_mlm_data(str(src), need - 1, 8, 0.25, cache_dir=str(tmp_path / "cache"))
+    msg = str(e.value)
+    assert msg.startswith(f"vocab_size: {need - 1} is too small") and f"allowed: {need}.." in msg, msg
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
+    monkeypatch.undo()
+    tok = data.train_tokenizer([t for _, t in train_docs], need)
+    assert tok.get_vocab_size() == need          # the floor is exact: the alphabet, nothing more
