@@ -83,7 +83,7 @@ class TrainConfig:
     source: str = "wiki-offline"          # wiki-offline | a directory of *.txt files
     heldout_fraction: float = 0.05        # fraction of ARTICLES held out (hash of the title)
     mask_prob: float = 0.15               # 80/10/10 masking of this fraction of tokens
-    cache_dir: str = ""                   # tokenizer + token cache ("" -> ~/.cache/scaleinv)
+    cache_dir: str = ""                   # tokenizer + token cache ("" -> $XDG_CACHE_HOME or ~/.cache/scaleinv)
     # optimisation
     optimizer: str = "sgd-wd-rgc"         # encoder optimizer (bert + adamw: whole model)
     head_optimizer: str = "lamb"

@@ -54,8 +54,15 @@ class DataError(ValueError):
     """Bad data source (missing package/file/directory, empty corpus)."""
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SCALEINV_CACHE", Path.home() / ".cache" / "scaleinv")) / "sibert"
+def default_cache_dir(env=None) -> Path:
+    """The token cache when ``cache_dir`` is "": ``$SCALEINV_CACHE/sibert``, else
+    ``$XDG_CACHE_HOME/scaleinv/sibert``, else ``~/.cache/scaleinv/sibert`` (as the README and
+    :func:`scaleinv.compile_cache.default_dir`); an empty variable counts as unset."""
+    env = os.environ if env is None else env
+    if env.get("SCALEINV_CACHE"):
+        return Path(env["SCALEINV_CACHE"]) / "sibert"
+    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "scaleinv" / "sibert"
 
 
 def wiki_offline_file() -> Path:

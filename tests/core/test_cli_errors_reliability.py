@@ -176,3 +176,21 @@ def test_directory_vocab_too_small_refused_before_the_tokenizer(tmp_path, monkey
     monkeypatch.undo()
     tok = data.train_tokenizer([t for _, t in train_docs], need)
     assert tok.get_vocab_size() == need          # the floor is exact: the alphabet, nothing more
+
+
+# ----------------------------------------------------------------------------- token cache location
+def test_token_cache_honours_xdg_cache_home(tmp_path, monkeypatch):
+    from sibert.data import cache_entry, default_cache_dir
+
+    monkeypatch.delenv("SCALEINV_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "scaleinv" / "sibert"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("text")
+    assert cache_entry(str(src), 300, 0.25).parent == tmp_path / "xdg" / "scaleinv" / "sibert"
+    monkeypatch.setenv("SCALEINV_CACHE", str(tmp_path / "own"))        # the explicit variable wins
+    assert default_cache_dir() == tmp_path / "own" / "sibert"
+    home = Path.home() / ".cache" / "scaleinv" / "sibert"
+    assert default_cache_dir({"XDG_CACHE_HOME": ""}) == home           # empty = unset
+    assert default_cache_dir({}) == home
