@@ -9,6 +9,8 @@ import pytest
 
 from scaleinv.cli import main
 
+SAMPLE = str(Path(__file__).resolve().parents[1] / "sibert" / "data" / "sample")
+
 # in each case's working directory exist: f.txt (a file), adir/ (an empty directory), big.toml
 # (steps = 1e20), inf.toml (steps = inf), seed.toml (seed = 1e23), norows/ and noloss/ (runs
 # whose metrics rows lack step / loss), oldrun/ (a run's config.json: tiny preset, steps 20)
@@ -31,6 +33,13 @@ TRAIN = [
     (["--grace-period", "-1"], ("--grace-period", "must be a finite number of seconds >= 0")),
     # too small a vocabulary: refused up front (was: after building the tokenizer, no allowed values)
     (["--set", "vocab_size=16"], ("vocab_size: 16 is too small for source 'wiki-offline'", "allowed: 1024..2147483647")),
+    # more held-out batches than the held-out set has (was: silent for minutes); the sample corpus
+    # at seq_len 32, held-out 0.25 has 23 rows = 3 batches of 8
+    (["--set", f"source={SAMPLE}", "--set", "vocab_size=300", "--set", "seq_len=32", "--set", "max_positions=32",
+      "--set", "hidden=32", "--set", "ffn=64", "--set", "heldout_fraction=0.25", "--set", "batch_size=8",
+      "--set", "eval_batches=100000"],
+     ("eval_batches: 100000 is more than the held-out set provides (23 rows of 32 tokens = 3 batches of 8)",
+      "allowed: 1..3")),
     # a --set contradicting an explicit --model / --optimizer flag (was: a silent hybrid)
     (["--model", "sibert", "--optimizer", "adamw", "--set", "model=bert", "--set", "optimizer=sgd"],
      ("model: --model sibert contradicts --set model=bert", "allowed: ", "sibert, bert")),
@@ -60,9 +69,22 @@ def _tree(root: Path):
     return sorted((str(p.relative_to(root)), p.stat().st_size if p.is_file() else -1) for p in root.rglob("*"))
 
 
+@pytest.fixture(scope="module")
+def token_cache(tmp_path_factory):
+    """A token cache outside the checked tree, holding the sample corpus (vocab 300, held-out 0.25)
+    so that a case reaching the data sees no "building tokenizer" line."""
+    from sibert.data import load_mlm_data
+
+    root = tmp_path_factory.mktemp("token_cache")
+    load_mlm_data(SAMPLE, 300, 32, 0.25, cache_dir=str(root / "sibert"))
+    return root
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
+def workdir(tmp_path, token_cache, monkeypatch):
     from sibert.config import apply_overrides, preset
+
+    monkeypatch.setenv("SCALEINV_CACHE", str(token_cache))
 
     (tmp_path / "f.txt").write_text("keep")
     (tmp_path / "adir").mkdir()
