@@ -52,6 +52,9 @@ CASES = [(["train", "--out", "r"] + a, n) for a, n in TRAIN] + [
     (["train", "--out", "oldrun", "--resume", "--set", "lr=0.5"], ("--resume: ", "lr (0.1 -> 0.5)", "allowed")),
     (["train", "--out", "oldrun", "--resume", "--set", "lr=0.5", "--set", "clip_C=3"],
      ("clip_C (2.0 -> 3.0)", "lr (0.1 -> 0.5)")),
+    # audit factories that raise, or exit (was: a traceback; exit 0 with no report)
+    (["audit", "fac_raises.py:f"], ("factory fac_raises.py:f: raised RuntimeError: boom", "allowed: a function")),
+    (["audit", "fac_exits.py:f"], ("factory fac_exits.py:f: called SystemExit(0)", "allowed: a function")),
     # output paths whose folder cannot be created, although os.access says writable (as root)
     (["verify", "--quick", "--out", "/proc/forbidden/x"], ("--out: cannot create '/proc/forbidden/x'", "allowed:")),
     (["proofs", "--markdown", "/proc/forbidden/x.md"], ("--markdown: cannot create", "allowed:")),
@@ -88,6 +91,9 @@ def workdir(tmp_path, token_cache, monkeypatch):
 
     (tmp_path / "f.txt").write_text("keep")
     (tmp_path / "adir").mkdir()
+    (tmp_path / "fac_raises.py").write_text("def f():\n    raise RuntimeError('boom')\n")
+    (tmp_path / "fac_exits.py").write_text("def f():\n    raise SystemExit(0)\n")
+    monkeypatch.setattr("sys.dont_write_bytecode", True)   # no __pycache__ from the factory files
     (tmp_path / "big.toml").write_text("steps = 1e20\n")
     (tmp_path / "inf.toml").write_text("steps = inf\n")
     (tmp_path / "seed.toml").write_text("seed = 1e23\n")
@@ -124,7 +130,7 @@ def _check_one_line(workdir, capsys, run, prefix, needles):
 
 def test_table_covers_issue_28():
     assert len(CASES) + len(EXPERIMENT) >= 30
-    assert {a[0] for a, _ in CASES} >= {"train", "verify", "proofs", "plot"}
+    assert {a[0] for a, _ in CASES} >= {"train", "verify", "proofs", "plot", "audit"}
 
 
 @pytest.mark.timeout(600)
