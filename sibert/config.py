@@ -48,6 +48,11 @@ PRESETS = ("mini", "tiny", "small", "base")
 
 INT32_MAX = 2 ** 31 - 1    # largest steps / sizes (int32 step counter, int32 schedule arithmetic)
 SEED_MAX = 2 ** 32 - 1     # seeds of jax.random.PRNGKey and numpy's generators (non-negative, 32 bits)
+# vocab_size floors checked up front: wiki-offline's WordPiece alphabet (special tokens, characters,
+# '##' + word-internal characters) is 551 tokens at heldout_fraction 0.05 (measured), 1024 leaves
+# room for other splits; a directory's exact alphabet is checked before its tokenizer is trained
+# (sibert.data.min_vocab_size)
+MIN_VOCAB_WIKI, MIN_VOCAB = 1024, 16
 EPS_MAX = 1e-2             # attn_eps / ln_eps: larger values wash out the activations they stabilise
 
 
@@ -78,7 +83,7 @@ class TrainConfig:
     source: str = "wiki-offline"          # wiki-offline | a directory of *.txt files
     heldout_fraction: float = 0.05        # fraction of ARTICLES held out (hash of the title)
     mask_prob: float = 0.15               # 80/10/10 masking of this fraction of tokens
-    cache_dir: str = ""                   # tokenizer + token cache ("" -> ~/.cache/scaleinv)
+    cache_dir: str = ""                   # tokenizer + token cache ("" -> $XDG_CACHE_HOME or ~/.cache/scaleinv)
     # optimisation
     optimizer: str = "sgd-wd-rgc"         # encoder optimizer (bert + adamw: whole model)
     head_optimizer: str = "lamb"
@@ -265,7 +270,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(v <= INT32_MAX, f"{name}: {v} is too large; allowed: 1..{INT32_MAX}")
     need(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and 0 <= cfg.seed <= SEED_MAX,
          f"seed: must be a non-negative 32-bit integer, got {cfg.seed!r}; allowed: 0..{SEED_MAX}")
-    need(cfg.vocab_size >= 16, f"vocab_size: must be >= 16 (special tokens + text), got {cfg.vocab_size}")
+    low = MIN_VOCAB_WIKI if cfg.source == "wiki-offline" else MIN_VOCAB
+    need(cfg.vocab_size >= low,
+         f"vocab_size: {cfg.vocab_size} is too small for source {cfg.source!r} (the tokenizer's alphabet needs "
+         f"more); allowed: {low}..{INT32_MAX}")
     need(cfg.hidden % cfg.heads == 0,
          f"heads: must divide hidden={cfg.hidden}; allowed: divisors of hidden, got {cfg.heads}")
     need(cfg.seq_len <= cfg.max_positions,

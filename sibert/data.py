@@ -54,8 +54,15 @@ class DataError(ValueError):
     """Bad data source (missing package/file/directory, empty corpus)."""
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SCALEINV_CACHE", Path.home() / ".cache" / "scaleinv")) / "sibert"
+def default_cache_dir(env=None) -> Path:
+    """The token cache when ``cache_dir`` is "": ``$SCALEINV_CACHE/sibert``, else
+    ``$XDG_CACHE_HOME/scaleinv/sibert``, else ``~/.cache/scaleinv/sibert`` (as the README and
+    :func:`scaleinv.compile_cache.default_dir`); an empty variable counts as unset."""
+    env = os.environ if env is None else env
+    if env.get("SCALEINV_CACHE"):
+        return Path(env["SCALEINV_CACHE"]) / "sibert"
+    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "scaleinv" / "sibert"
 
 
 def wiki_offline_file() -> Path:
@@ -127,6 +134,26 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int):
     for i, s in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
     return tok
+
+
+def min_vocab_size(texts: Sequence[str]) -> int:
+    """The smallest ``vocab_size`` :func:`train_tokenizer` can honour on ``texts``: its initial
+    alphabet (the special tokens, every character, and ``##`` + every word-internal character;
+    fewer and the trained vocabulary would exceed the model's embedding table). Cheap: no training."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    chars, inner = set(), set()
+    for t in texts:
+        for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)):
+            chars.update(w)
+            inner.update(w[1:])
+    return NUM_SPECIAL + len(chars) + len(inner)
+
+
+def _vocab_too_small(vocab_size: int, need: int, source: str) -> DataError:
+    return DataError(f"vocab_size: {vocab_size} is too small for source {source!r} (its alphabet alone needs "
+                     f"{need} tokens); allowed: {need}..{2 ** 31 - 1}")
 
 
 def encode_stream(tok, texts: Sequence[str]) -> np.ndarray:
@@ -272,6 +299,9 @@ def load_mlm_data(source: str, vocab_size: int, seq_len: int, heldout_fraction: 
             log(f"building tokenizer + token cache in {d}")
         docs = load_documents(source)
         train_docs, held_docs = split_documents(docs, heldout_fraction)
+        need = min_vocab_size([t for _, t in train_docs])
+        if vocab_size < need:   # refused before the tokenizer is trained (and before anything is written)
+            raise _vocab_too_small(vocab_size, need, source)
         tok = train_tokenizer([t for _, t in train_docs], vocab_size)
         d.mkdir(parents=True, exist_ok=True)
         tr = encode_stream(tok, [t for _, t in train_docs])
@@ -290,7 +320,7 @@ def load_mlm_data(source: str, vocab_size: int, seq_len: int, heldout_fraction: 
     from tokenizers import Tokenizer
     tok_vocab = Tokenizer.from_file(str(tok_path)).get_vocab_size()
     if tok_vocab > vocab_size:
-        raise DataError(f"tokenizer vocabulary {tok_vocab} > vocab_size {vocab_size}")
+        raise _vocab_too_small(vocab_size, tok_vocab, source)
     tr, he = np.load(tr_path), np.load(he_path)
     return MLMData(train=pack(tr, seq_len), heldout=pack(he, seq_len), vocab_size=vocab_size,
                    tokenizer_vocab=tok_vocab, mask_prob=mask_prob, tokenizer_path=str(tok_path))

@@ -124,7 +124,7 @@ def _cached_tokenizer_hint(cfg) -> str:
         from sibert.data import cache_entry
         return str(cache_entry(cfg.source, cfg.vocab_size, cfg.heldout_fraction, cfg.cache_dir or None) / TOKENIZER_FILE)
     except Exception:  # source gone: no precise path
-        return "the run's token cache (SCALEINV_CACHE, default ~/.cache/scaleinv/sibert/<key>/tokenizer.json)"
+        return "the run's token cache (SCALEINV_CACHE, else $XDG_CACHE_HOME/scaleinv, default ~/.cache/scaleinv/sibert/<key>/tokenizer.json)"
 
 
 def load_run(run_dir, step: Optional[int] = None) -> Run:

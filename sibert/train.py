@@ -381,6 +381,11 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     if cfg.batch_size > len(data.train):
         raise ConfigError(f"batch_size: {cfg.batch_size} is larger than the training corpus ({len(data.train)} "
                           f"rows of {cfg.seq_len} tokens; every batch would repeat rows); allowed: 1..{len(data.train)}")
+    held_max = -(-len(data.heldout) // cfg.batch_size)   # batches of distinct held-out rows
+    if cfg.eval_batches > held_max:   # beyond that every batch repeats rows (and evaluation runs silently long)
+        raise ConfigError(f"eval_batches: {cfg.eval_batches} is more than the held-out set provides "
+                          f"({len(data.heldout)} rows of {cfg.seq_len} tokens = {held_max} batches of "
+                          f"{cfg.batch_size}); allowed: 1..{held_max}")
 
     created, lock, mngr = not run_dir.exists(), None, None
     metrics_path, eval_path, summary_path = run_dir / "metrics.jsonl", run_dir / "eval.jsonl", run_dir / "summary.json"

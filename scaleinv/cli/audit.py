@@ -157,7 +157,17 @@ def run(args) -> int:
     ctx = jax.enable_x64(True) if args.x64 else contextlib.nullcontext()
     with ctx:
         try:
-            res = call_factory(args.factory, **kwargs)
+            try:
+                res = call_factory(args.factory, **kwargs)
+            except (ValueError, ImportError, AttributeError, TypeError):
+                raise
+            except SystemExit as e:   # a factory's exit must not pass for a (silent) successful audit
+                raise UsageError(f"factory {args.factory}: called SystemExit({e.code!r}) instead of returning; "
+                                 f"allowed: a function returning (apply_fn, params, example_batch[, options])") from None
+            except Exception as e:
+                msg = " ".join(str(e).split())[:300]
+                raise UsageError(f"factory {args.factory}: raised {type(e).__name__}: {msg}; allowed: a function "
+                                 f"returning (apply_fn, params, example_batch[, options])") from None
             torch_model = _is_torch_result(res)
             if torch_model:
                 from scaleinv.torch.audit import group_from_regex, unpack_factory_result as unpack_torch

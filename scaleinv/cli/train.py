@@ -101,6 +101,16 @@ def _fresh_config(args, sets):
     return cfg
 
 
+def _check_flags_agree_with_sets(args, sets) -> None:
+    """``--model X --set model=Y`` (or ``--optimizer``) would silently train a hybrid: refused."""
+    from sibert.config import MODELS, OPTIMIZERS, ConfigError
+    for field, allowed in (("model", MODELS), ("optimizer", OPTIMIZERS)):
+        flag = getattr(args, field)
+        if flag is not None and field in sets and sets[field] != flag:
+            raise ConfigError(f"{field}: --{field} {flag} contradicts --set {field}={sets[field]}; "
+                              f"allowed: one of them, or the same value ({', '.join(allowed)})")
+
+
 def build_config(args):
     """TrainConfig from the arguments (raises ConfigError); checks ``--out`` without writing."""
     from sibert.config import ConfigError, apply_overrides, parse_set_args, validate
@@ -110,6 +120,7 @@ def build_config(args):
 
     check_distributed_env()
     sets = parse_set_args(args.set)
+    _check_flags_agree_with_sets(args, sets)
     out = check_run_dir(args.out)
     if args.config:
         check_config_file(args.config)

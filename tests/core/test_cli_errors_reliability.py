@@ -9,6 +9,8 @@ import pytest
 
 from scaleinv.cli import main
 
+SAMPLE = str(Path(__file__).resolve().parents[1] / "sibert" / "data" / "sample")
+
 # in each case's working directory exist: f.txt (a file), adir/ (an empty directory), big.toml
 # (steps = 1e20), inf.toml (steps = inf), seed.toml (seed = 1e23), norows/ and noloss/ (runs
 # whose metrics rows lack step / loss), oldrun/ (a run's config.json: tiny preset, steps 20)
@@ -29,6 +31,20 @@ TRAIN = [
     (["--set", "attn_eps=inf"], ("attn_eps: must be a finite number", "allowed: (0, 0.01]")),
     (["--set", "attn_eps=nan"], ("attn_eps: ", "allowed: (0, 0.01]")),
     (["--grace-period", "-1"], ("--grace-period", "must be a finite number of seconds >= 0")),
+    # too small a vocabulary: refused up front (was: after building the tokenizer, no allowed values)
+    (["--set", "vocab_size=16"], ("vocab_size: 16 is too small for source 'wiki-offline'", "allowed: 1024..2147483647")),
+    # more held-out batches than the held-out set has (was: silent for minutes); the sample corpus
+    # at seq_len 32, held-out 0.25 has 23 rows = 3 batches of 8
+    (["--set", f"source={SAMPLE}", "--set", "vocab_size=300", "--set", "seq_len=32", "--set", "max_positions=32",
+      "--set", "hidden=32", "--set", "ffn=64", "--set", "heldout_fraction=0.25", "--set", "batch_size=8",
+      "--set", "eval_batches=100000"],
+     ("eval_batches: 100000 is more than the held-out set provides (23 rows of 32 tokens = 3 batches of 8)",
+      "allowed: 1..3")),
+    # a --set contradicting an explicit --model / --optimizer flag (was: a silent hybrid)
+    (["--model", "sibert", "--optimizer", "adamw", "--set", "model=bert", "--set", "optimizer=sgd"],
+     ("model: --model sibert contradicts --set model=bert", "allowed: ", "sibert, bert")),
+    (["--optimizer", "adamw", "--set", "optimizer=sgd"],
+     ("optimizer: --optimizer adamw contradicts --set optimizer=sgd", "allowed: ", "sgd-wd-rgc")),
 ]
 CASES = [(["train", "--out", "r"] + a, n) for a, n in TRAIN] + [
     (["train", "--out", "/proc/forbidden/run"], ("--out: cannot create '/proc/forbidden/run'", "allowed:")),
@@ -36,6 +52,9 @@ CASES = [(["train", "--out", "r"] + a, n) for a, n in TRAIN] + [
     (["train", "--out", "oldrun", "--resume", "--set", "lr=0.5"], ("--resume: ", "lr (0.1 -> 0.5)", "allowed")),
     (["train", "--out", "oldrun", "--resume", "--set", "lr=0.5", "--set", "clip_C=3"],
      ("clip_C (2.0 -> 3.0)", "lr (0.1 -> 0.5)")),
+    # audit factories that raise, or exit (was: a traceback; exit 0 with no report)
+    (["audit", "fac_raises.py:f"], ("factory fac_raises.py:f: raised RuntimeError: boom", "allowed: a function")),
+    (["audit", "fac_exits.py:f"], ("factory fac_exits.py:f: called SystemExit(0)", "allowed: a function")),
     # output paths whose folder cannot be created, although os.access says writable (as root)
     (["verify", "--quick", "--out", "/proc/forbidden/x"], ("--out: cannot create '/proc/forbidden/x'", "allowed:")),
     (["proofs", "--markdown", "/proc/forbidden/x.md"], ("--markdown: cannot create", "allowed:")),
@@ -53,12 +72,28 @@ def _tree(root: Path):
     return sorted((str(p.relative_to(root)), p.stat().st_size if p.is_file() else -1) for p in root.rglob("*"))
 
 
+@pytest.fixture(scope="module")
+def token_cache(tmp_path_factory):
+    """A token cache outside the checked tree, holding the sample corpus (vocab 300, held-out 0.25)
+    so that a case reaching the data sees no "building tokenizer" line."""
+    from sibert.data import load_mlm_data
+
+    root = tmp_path_factory.mktemp("token_cache")
+    load_mlm_data(SAMPLE, 300, 32, 0.25, cache_dir=str(root / "sibert"))
+    return root
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
+def workdir(tmp_path, token_cache, monkeypatch):
     from sibert.config import apply_overrides, preset
+
+    monkeypatch.setenv("SCALEINV_CACHE", str(token_cache))
 
     (tmp_path / "f.txt").write_text("keep")
     (tmp_path / "adir").mkdir()
+    (tmp_path / "fac_raises.py").write_text("def f():\n    raise RuntimeError('boom')\n")
+    (tmp_path / "fac_exits.py").write_text("def f():\n    raise SystemExit(0)\n")
+    monkeypatch.setattr("sys.dont_write_bytecode", True)   # no __pycache__ from the factory files
     (tmp_path / "big.toml").write_text("steps = 1e20\n")
     (tmp_path / "inf.toml").write_text("steps = inf\n")
     (tmp_path / "seed.toml").write_text("seed = 1e23\n")
@@ -95,7 +130,7 @@ def _check_one_line(workdir, capsys, run, prefix, needles):
 
 def test_table_covers_issue_28():
     assert len(CASES) + len(EXPERIMENT) >= 30
-    assert {a[0] for a, _ in CASES} >= {"train", "verify", "proofs", "plot"}
+    assert {a[0] for a, _ in CASES} >= {"train", "verify", "proofs", "plot", "audit"}
 
 
 @pytest.mark.timeout(600)
@@ -145,3 +180,45 @@ def test_bad_distributed_environment_one_line(workdir, capsys, monkeypatch, env,
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     _check_one_line(workdir, capsys, lambda: main(["train", "--out", "r"]), "scaleinv train: error: ", needles)
+
+
+# ----------------------------------------------------------------------------- vocabulary of a directory
+def test_directory_vocab_too_small_refused_before_the_tokenizer(tmp_path, monkeypatch):
+    """A directory source's exact alphabet (sibert.data.min_vocab_size) is checked before the
+    tokenizer is trained: field + allowed values, nothing cached; at that floor it trains."""
+    import sibert.data as data
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"d{i}.txt").write_text(f"Document {i}: the quick brown fox jumps over the lazy dog. " * 3)
+    docs = data.load_documents(str(src))
+    train_docs, _ = data.split_documents(docs, 0.25)
+    need = data.min_vocab_size([t for _, t in train_docs])
+    monkeypatch.setattr(data, "train_tokenizer", lambda *a: pytest.fail("tokenizer trained"))
+    with pytest.raises(data.DataError) as e:
+        data.load_mlm_data(str(src), need - 1, 8, 0.25, cache_dir=str(tmp_path / "cache"))
+    msg = str(e.value)
+    assert msg.startswith(f"vocab_size: {need - 1} is too small") and f"allowed: {need}.." in msg, msg
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
+    monkeypatch.undo()
+    tok = data.train_tokenizer([t for _, t in train_docs], need)
+    assert tok.get_vocab_size() == need          # the floor is exact: the alphabet, nothing more
+
+
+# ----------------------------------------------------------------------------- token cache location
+def test_token_cache_honours_xdg_cache_home(tmp_path, monkeypatch):
+    from sibert.data import cache_entry, default_cache_dir
+
+    monkeypatch.delenv("SCALEINV_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "scaleinv" / "sibert"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("text")
+    assert cache_entry(str(src), 300, 0.25).parent == tmp_path / "xdg" / "scaleinv" / "sibert"
+    monkeypatch.setenv("SCALEINV_CACHE", str(tmp_path / "own"))        # the explicit variable wins
+    assert default_cache_dir() == tmp_path / "own" / "sibert"
+    home = Path.home() / ".cache" / "scaleinv" / "sibert"
+    assert default_cache_dir({"XDG_CACHE_HOME": ""}) == home           # empty = unset
+    assert default_cache_dir({}) == home
