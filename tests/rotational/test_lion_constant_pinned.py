@@ -14,8 +14,13 @@ import numpy as np
 import pytest
 
 from scaleinv.theory import kosson2024 as K24
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-# (beta1, beta2): (K, K_eff), from _impulse() below
+sys.path.insert(0, str(Path(__file__).parent))
+from _lion_impulse import impulse  # noqa: E402
+
+# (beta1, beta2): (K, K_eff), from impulse() below
 PINNED = {
     (0.9, 0.99): (0.01407035175879397, 45.92699385708388),
     (0.5, 0.99): (0.25125628140703515, 2.897150557596401),
@@ -23,18 +28,6 @@ PINNED = {
     (0.0, 0.99): (1.0, 1.0),
     (0.95, 0.98): (0.011616161616161627, 58.07733198376196),
 }
-
-
-def _impulse(b1, b2, J=60000, weights=None):
-    """(Var c, K_eff) from c's impulse response; ``weights(k)`` multiplies lag k (default 1)."""
-    j = np.arange(J, dtype=float)
-    h = np.where(j == 0, 1 - b1, b1 * (1 - b2) * b2 ** np.maximum(j - 1, 0))
-    n = 1 << int(np.ceil(np.log2(2 * J)))
-    H = np.fft.rfft(h, n)
-    acov = np.fft.irfft(H * np.conj(H), n)[:J]
-    rho = np.clip(acov[1:] / acov[0], -1, 1)
-    w = np.ones(J - 1) if weights is None else weights(np.arange(1, J))
-    return acov[0], 1 + 2 * np.sum(w * (2 / np.pi) * np.arcsin(rho))
 
 
 def _lag_correlations(b1, b2, J):
@@ -48,7 +41,7 @@ def _lag_correlations(b1, b2, J):
 @pytest.mark.parametrize("betas", sorted(PINNED))
 def test_lion_constants_match_the_impulse_response_derivation_and_the_pinned_values(betas):
     k_pin, keff_pin = PINNED[betas]
-    k_der, keff_der = _impulse(*betas)
+    k_der, keff_der = impulse(*betas)
     np.testing.assert_allclose([k_der, keff_der], [k_pin, keff_pin], rtol=1e-9)      # the derivation, pinned
     np.testing.assert_allclose(K24._lion_k(*betas), k_pin, rtol=1e-12)
     np.testing.assert_allclose(K24._lion_sign_correlation_sum(*betas), keff_pin, rtol=1e-9)
@@ -81,7 +74,7 @@ def test_lion_sign_correlation_sum_by_simulation(betas):
         if t >= burn:
             sums[(t - burn) // block] += np.sign(c)
     measured = float(np.mean(sums**2) / block)
-    _, predicted = _impulse(b1, b2, J=block, weights=lambda k: 1 - k / block)
+    _, predicted = impulse(b1, b2, J=block, weights=lambda k: 1 - k / block)
     assert abs(measured / predicted - 1) < 0.04, (measured, predicted)
     if betas == (0.5, 0.99):
         # the linearised sign (Kosson et al.: correlation (2/pi) rho_k at every lag, the constant (2/pi)/K for

@@ -6,21 +6,13 @@ import numpy as np
 import pytest
 
 from scaleinv.theory import kosson2024 as K24
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _lion_impulse import impulse  # noqa: E402
 
-def _impulse(b1, b2, J=60000, weights=None):
-    """(Var c, K_eff) from c's impulse response h_0 = 1 - b1, h_j = b1 (1 - b2) b2^(j-1) (autocovariance by FFT;
-    the same derivation as test_lion_constant_pinned._impulse); ``weights(k)`` multiplies lag k."""
-    j = np.arange(J, dtype=float)
-    h = np.where(j == 0, 1 - b1, b1 * (1 - b2) * b2 ** np.maximum(j - 1, 0))
-    n = 1 << int(np.ceil(np.log2(2 * J)))
-    H = np.fft.rfft(h, n)
-    acov = np.fft.irfft(H * np.conj(H), n)[:J]
-    rho = np.clip(acov[1:] / acov[0], -1, 1)
-    w = np.ones(J - 1) if weights is None else weights(np.arange(1, J))
-    return acov[0], 1 + 2 * np.sum(w * (2 / np.pi) * np.arcsin(rho))
-
-# (eta lambda, beta1, beta2): K_eff(alpha), from _impulse(b1, b2, weights=alpha^k)
+# (eta lambda, beta1, beta2): K_eff(alpha), from impulse(b1, b2, weights=alpha^k)
 PINNED = {(1e-3, 0.9, 0.99): 41.85772083277451, (1e-3, 0.5, 0.99): 2.724526773194217,
           (0.01, 0.9, 0.99): 23.43067150515926, (6e-3, 0.5, 0.9): 2.6831771082236893}
 
@@ -29,7 +21,7 @@ PINNED = {(1e-3, 0.9, 0.99): 41.85772083277451, (1e-3, 0.5, 0.99): 2.72452677319
 def test_weighted_constant_matches_the_impulse_response_and_pins(cfg):
     el, b1, b2 = cfg
     a = 1.0 - el
-    _, keff = _impulse(b1, b2, weights=lambda k: a**k)
+    _, keff = impulse(b1, b2, weights=lambda k: a**k)
     np.testing.assert_allclose(keff, PINNED[cfg], rtol=1e-9)
     np.testing.assert_allclose(K24._lion_sign_correlation_sum(b1, b2, alpha=a), PINNED[cfg], rtol=1e-9)
     eta, d = el / 2.0, 64                  # lambda = 2
