@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from scaleinv import registry
 from scaleinv.report import Row, budget, close, verdict, within
 from scaleinv.theory import wang2025 as W25
 from toyproblems.plotting import new_figure, save_figure
@@ -37,6 +38,9 @@ SRC = "Wang & Aitchison 2024/25 (arXiv 2405.13698); influence derived here"
 DIM = 256
 DELTA = 1e-4
 _CACHE: Dict = {}
+
+# toy optimizer key -> optimizer registry name (scaleinv.registry builds every transform)
+REGISTRY_NAME = {"sgd": "sgd-wd", "adamw": "adamw"}
 
 
 # Error budgets (issue 27) measured by tools/seed_spread.py (docs/results/verify/seed_spread.json: verify --quick at
@@ -431,10 +435,7 @@ def simulate_dataset_scaling(seed: int, quick: bool) -> dict:
             wstar = jax.random.normal(kw, (d,)) * jnp.sqrt(REG["r2"] / d)
             X = jax.random.normal(kx, (Nmax, d))
             y = X @ wstar + jnp.sqrt(REG["sigma2"]) * jax.random.normal(kn, (Nmax,))
-            if name == "sgd":
-                opt = optax.chain(optax.add_decayed_weights(wd), optax.sgd(eta))
-            else:
-                opt = optax.adamw(eta, b1=0.9, b2=0.99, eps=1e-12, weight_decay=wd)
+            opt = registry.make_from(REGISTRY_NAME[name], eta, wd, {"b1": 0.9, "b2": 0.99, "eps": 1e-12})
             T = E * n / B
 
             def step(carry, t):
