@@ -98,7 +98,7 @@ def _tiny(model):
     docs = load_documents(SAMPLE)
     tok = train_tokenizer([t for _, t in docs], 300)
     cfg = apply_overrides(preset("tiny", model), dict(vocab_size=300, hidden=32, layers=1, heads=2, ffn=64,
-                                                      max_positions=32, seq_len=32))
+                                                      max_positions=32, seq_len=32, source=str(SAMPLE)))
     return cfg, tok
 
 

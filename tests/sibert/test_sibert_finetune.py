@@ -32,7 +32,7 @@ def test_split_sentences_and_balanced_task():
 def test_finetune_runs_and_classifier_ignores_padding(model):
     docs = load_documents(SAMPLE)
     tok = train_tokenizer([t for _, t in docs], 300)
-    cfg = apply_overrides(TrainConfig(), dict(model=model, vocab_size=300, hidden=32, layers=1, heads=2, ffn=64,
+    cfg = apply_overrides(TrainConfig(), dict(model=model, source=str(SAMPLE), vocab_size=300, hidden=32, layers=1, heads=2, ffn=64,
                                               max_positions=48, seq_len=32,
                                               **({"optimizer": "adamw", "lr": 1e-3} if model == "bert" else {})))
     mcfg = ModelConfig.from_train(cfg)
