@@ -1,11 +1,17 @@
 """Data pipeline: document split, tokenizer cache, packing, 80/10/10 masking, determinism."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sibert.data import (MASK_ID, NUM_SPECIAL, SEP_ID, DataError, is_heldout, load_documents,
-                         load_mlm_data, mask_rows, split_documents, wiki_offline_file)
+from sibert.data import (MASK_ID, NUM_SPECIAL, SEP_ID, SPECIAL_TOKENS, DataError, cache_entry, is_heldout,
+                         load_documents, load_mlm_data, mask_rows, split_documents, train_tokenizer,
+                         wiki_offline_file)
 
 SAMPLE = str(Path(__file__).parent / "data" / "sample")
 
@@ -84,3 +90,64 @@ def test_bad_source(tmp_path):
         load_documents(str(tmp_path / "missing"))
     with pytest.raises(DataError, match="no non-empty"):
         load_documents(str(tmp_path))
+
+
+_TRAIN_ONE = """
+import hashlib, sys
+from sibert.data import load_documents, train_tokenizer
+tok = train_tokenizer([t for _, t in load_documents(sys.argv[1])], 300)
+print(hashlib.sha256(tok.to_str().encode()).hexdigest())
+"""
+
+
+def test_tokenizer_training_is_deterministic_across_processes():
+    """The same corpus gives the same tokenizer (every token and id) in every process: the library's
+    WordPieceTrainer does not (its ##-token ids follow hash-map order; 6 of 6 processes differed)."""
+    root = Path(__file__).resolve().parents[2]
+    digests = set()
+    for seed in ("0", "1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        out = subprocess.run([sys.executable, "-c", _TRAIN_ONE, SAMPLE], env=env, capture_output=True,
+                             text=True, timeout=300, check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1, digests
+
+
+def test_tokenizer_vocabulary_is_wordpiece_shaped():
+    """Special tokens at ids 0..4, every character a token, ``##c`` for every word-internal c, exactly
+    vocab_size tokens, and every training word encoded without [UNK] and decoded back."""
+    from tokenizers import normalizers, pre_tokenizers
+    texts = [t for _, t in load_documents(SAMPLE)]
+    tok = train_tokenizer(texts, 300)
+    vocab = tok.get_vocab()
+    assert [tok.id_to_token(i) for i in range(NUM_SPECIAL)] == list(SPECIAL_TOKENS)
+    assert len(vocab) == 300 and sorted(vocab.values()) == list(range(300))
+    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = [w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(t))]
+    assert {c for w in words for c in w} <= set(vocab)
+    assert {"##" + c for w in words for c in w[1:]} <= set(vocab)
+    for tkn in vocab:                  # a learned token is a word start or a ## continuation, no mix
+        assert tkn in SPECIAL_TOKENS or "##" not in tkn[1:] or tkn.startswith("##") and "##" not in tkn[2:]
+    sample = sorted(set(words))[::7]
+    encs = tok.encode_batch(sample, add_special_tokens=False)
+    assert all(tok.token_to_id("[UNK]") not in e.ids for e in encs)
+    assert [tok.decode(e.ids) for e in encs] == sample
+
+
+def test_cache_entry_is_built_whole(tmp_path):
+    """An incomplete entry (a crash of older code) is rebuilt; no temporary directory is left; the
+    stored streams are the stored tokenizer's encoding of the split."""
+    d = cache_entry(SAMPLE, 300, 0.25, str(tmp_path))
+    d.mkdir(parents=True)
+    (d / "train.npy").write_bytes(b"half")
+    data = load_mlm_data(SAMPLE, vocab_size=300, seq_len=32, heldout_fraction=0.25, cache_dir=str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [d.name]
+    assert sorted(p.name for p in d.iterdir()) == ["heldout.npy", "meta.json", "tokenizer.json", "train.npy"]
+    from tokenizers import Tokenizer
+    from sibert.data import encode_stream
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    tr, he = split_documents(load_documents(SAMPLE), 0.25)
+    np.testing.assert_array_equal(np.load(d / "train.npy"), encode_stream(tok, [t for _, t in tr]))
+    np.testing.assert_array_equal(np.load(d / "heldout.npy"), encode_stream(tok, [t for _, t in he]))
+    assert json.loads((d / "meta.json").read_text())["tokenizer_algo"] == "wordpiece-det1"
+    assert data.train.shape[1] == 32
