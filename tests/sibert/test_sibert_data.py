@@ -1,5 +1,4 @@
 """Data pipeline: document split, tokenizer cache, packing, 80/10/10 masking, determinism."""
-import hashlib
 import json
 import os
 import subprocess
