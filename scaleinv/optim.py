@@ -38,6 +38,8 @@ def _check_positive(name: str, value, allow_zero: bool = False):
     if callable(value) or isinstance(value, jax.core.Tracer):
         return  # schedules and traced (vmapped) hyper-parameters are checked by the caller
     try:
+        if isinstance(value, (str, bytes)):   # float("0.5") works, but the factories use the value as is
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number or a schedule (callable), got {value!r}") from None

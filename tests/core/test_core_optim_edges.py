@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaleinv import theory
+from scaleinv import optim
 from scaleinv.optim import clip_stats, masked_tree_norm, relative_global_clip, sgd_wd, sgd_wd_rgc
 
 KEYS = ("w", "b", "head")
@@ -191,3 +192,46 @@ def test_finite_inputs_give_finite_updates_at_most_the_threshold(seed, xscale, g
         else:
             assert gn <= thr * (1 + 1e-12)
             np.testing.assert_allclose(on, gn, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- hyper-parameter contract
+# Each factory's stated domain (docstrings): learning_rate > 0; weight_decay >= 0 where a zero WD is
+# meaningful (sgd_wd = plain SGD, exponential_lr = constant LR), > 0 where it divides (the clip
+# threshold sqrt(2 C lambda / eta), the equilibrium of sgd_wd_rgc); numbers or schedules only.
+_DOMAIN = [
+    # (factory, kwargs, field, allow_zero)
+    (optim.sgd_wd, dict(learning_rate=0.1, weight_decay=0.01), "learning_rate", False),
+    (optim.sgd_wd, dict(learning_rate=0.1, weight_decay=0.01), "weight_decay", True),
+    (optim.relative_global_clip, dict(learning_rate=0.1, weight_decay=0.01), "learning_rate", False),
+    (optim.relative_global_clip, dict(learning_rate=0.1, weight_decay=0.01), "weight_decay", False),
+    (optim.sgd_wd_rgc, dict(learning_rate=0.1, weight_decay=0.01), "learning_rate", False),
+    (optim.sgd_wd_rgc, dict(learning_rate=0.1, weight_decay=0.01), "weight_decay", False),
+    (optim.exponential_lr, dict(learning_rate=0.1, weight_decay=0.01), "learning_rate", False),
+    (optim.exponential_lr, dict(learning_rate=0.1, weight_decay=0.01), "weight_decay", True),
+]
+
+
+@pytest.mark.parametrize("factory, kwargs, field, allow_zero", _DOMAIN,
+                         ids=[f"{f.__name__}-{k}" for f, _, k, _ in _DOMAIN])
+def test_hyper_parameter_domain_and_messages(factory, kwargs, field, allow_zero):
+    bound = ">= 0" if allow_zero else "> 0"
+    for bad in (-1.0, float("nan")) + (() if allow_zero else (0.0,)):
+        with pytest.raises(ValueError, match=f"^{field} must be {bound}, got "):
+            factory(**{**kwargs, field: bad})
+    # not a number: TypeError naming the field (float() raises ValueError for "abc", TypeError for
+    # None / a list; a numeric string is refused too: the factories use the value as given)
+    for bad in ("abc", "0.5", None, [0.1]):
+        with pytest.raises(TypeError, match=f"^{field} must be a number or a schedule"):
+            factory(**{**kwargs, field: bad})
+    if allow_zero:
+        factory(**{**kwargs, field: 0.0})  # accepted
+    factory(**{**kwargs, field: np.float32(0.05)})
+
+
+def test_sgd_wd_with_zero_weight_decay_is_plain_sgd():
+    x = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5)}
+    g = {"w": jnp.array([0.3, 0.1, -0.2]), "b": jnp.array(-1.0)}
+    opt = optim.sgd_wd(0.1, 0.0)
+    u, _ = opt.update(g, opt.init(x), x)
+    for k in x:
+        np.testing.assert_array_equal(u[k], -0.1 * g[k])
