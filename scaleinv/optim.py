@@ -124,6 +124,8 @@ def relative_global_clip(learning_rate: ScalarOrSchedule, weight_decay: ScalarOr
     * any inf or NaN in ``g_S`` or ``x_S`` -- every entry of S's update is NaN and ``clipped`` is
       False: a broken step is never silently zeroed or passed through unclipped (wrap the
       optimizer in ``optax.apply_if_finite`` to skip such steps). Leaves outside S pass unchanged.
+    * ``eps`` (default 0) is added to the threshold, a floor: with ``||x_S|| = 0`` a gradient
+      of norm above ``eps`` is clipped to norm ``eps`` (not to 0).
     """
     _check_positive("learning_rate", learning_rate)
     _check_positive("weight_decay", weight_decay)

@@ -235,3 +235,33 @@ def test_sgd_wd_with_zero_weight_decay_is_plain_sgd():
     u, _ = opt.update(g, opt.init(x), x)
     for k in x:
         np.testing.assert_array_equal(u[k], -0.1 * g[k])
+
+
+def test_eps_is_a_floor_added_to_the_threshold():
+    """threshold = sqrt(2 C lambda / eta) ||x_S|| + eps, exactly: at x = 0 a gradient of norm 5 is
+    scaled to norm eps along -g's direction (factor eps / 5 in [0, 1], never negative)."""
+    x = {"w": jnp.zeros(2, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)}
+    g = {"w": jnp.array([3.0, 4.0], x["w"].dtype)}
+    eps = 0.25
+    opt = relative_global_clip(0.1, 0.01, C=2.0, eps=eps)
+    out, s = opt.update(g, opt.init(x), x)
+    assert bool(s.clipped) and float(s.threshold) == pytest.approx(eps, rel=1e-6)
+    np.testing.assert_allclose(np.asarray(out["w"]), np.array([3.0, 4.0]) * eps / 5.0, rtol=1e-6)
+    x1 = {"w": jnp.array([0.6, 0.8], x["w"].dtype)}             # ||x|| = 1: sqrt(2*2*0.01/0.1) + eps
+    _, s1 = opt.update(g, opt.init(x1), x1)
+    assert float(s1.threshold) == pytest.approx(np.sqrt(0.4) + eps, rel=1e-6)
+
+
+def test_exponential_lr_domain_is_the_product_and_traced_values_pass():
+    """exponential_lr needs eta * lambda < 1 (the base 1 - eta lambda of the power), not a sum:
+    (0.9, 0.5) is fine (0.45), (2.0, 0.6) is refused (1.2, stated); a vmapped LR (traced) with a
+    fixed lambda is the caller's to check and gives the formula eta (1 - eta lambda)^(-2t-1)."""
+    sched = optim.exponential_lr(0.9, 0.5)
+    assert float(sched(0)) == pytest.approx(0.9 / 0.55, rel=1e-6)
+    with pytest.raises(ValueError, match=r"learning_rate \* weight_decay must be < 1, got 1.2"):
+        optim.exponential_lr(2.0, 0.6)
+    lrs = jnp.array([0.1, 0.2])
+    out = jax.vmap(lambda lr: optim.exponential_lr(lr, 0.01)(3))(lrs)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(lrs * (1 - lrs * 0.01) ** -7.0), rtol=1e-6)
+    out2 = jax.vmap(lambda wd: optim.exponential_lr(0.1, wd)(3))(jnp.array([0.01, 0.02]))
+    assert out2.shape == (2,)
