@@ -38,7 +38,7 @@ from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sg
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, plain_log_ticks, save_figure
 from toyproblems.ids import claim_id
-from toyproblems.run import run
+from toyproblems.run import oracle_loss, run
 
 __all__ = ["ROTATIONAL_CLAIMS", "OPTIMIZERS", "simulate_equilibrium"]
 
@@ -141,8 +141,8 @@ def predict(name: str, eta, weight_decay, beta, sigma, beta2, dim, lion_form: st
 
 
 def _simulate_all(seed: int, quick: bool) -> dict:
-    """Run every optimizer family on the constant-sigma toy over its grid in ONE jitted program (toyproblems.run
-    per configuration; one compilation; configurations of a family are vmapped); cached per (seed, quick)."""
+    """Run every optimizer family on the constant-sigma toy over its grid as ONE toyproblems.run run (params: family ->
+    (configs, dim), each configuration its own optimizer and key; one compilation); cached per (seed, quick)."""
     key = (seed, quick)
     if key in _CACHE:
         return _CACHE[key]
@@ -151,20 +151,29 @@ def _simulate_all(seed: int, quick: bool) -> dict:
     cfgs = {n: np.array(grids[n], dtype=float) for n in OPTIMIZERS}
     preds = {n: np.array([predict(n, *c, dim) for c in cfgs[n]], dtype=float) for n in OPTIMIZERS}
 
-    def family(name):
-        make = _make_opt(name)
-
-        def one(x0, h, key):        # angle(x_t, x_{t+1}) and ||x_t|| per step
-            tr = run(prob.loss, make(*h), x0, steps, key, record=lambda st: jnp.linalg.norm(st.x))
-            return tr.angle, tr.extra
-
-        return jax.vmap(one)
-
-    fams = {n: family(n) for n in OPTIMIZERS}
+    makes = {n: _make_opt(n) for n in OPTIMIZERS}
+    grad = jax.grad(prob.loss)
 
     @jax.jit
-    def go(x0s, keys, hps):         # every family in one jitted program
-        return {n: fams[n](x0s[n], hps[n], keys[n]) for n in OPTIMIZERS}
+    def go(x0s, keys, hps):
+        # ONE run of every family (params: family -> (configs, dim)); each configuration's optimizer and key
+        def field(xs, _, t):
+            return {n: jax.vmap(lambda x, k: grad(x, jax.random.fold_in(k, t)))(xs[n], keys[n]) for n in OPTIMIZERS}
+
+        def init(xs):
+            return {n: jax.vmap(lambda x, h: makes[n](*h).init(x))(xs[n], hps[n]) for n in OPTIMIZERS}
+
+        def update(g, s, xs):
+            out = {n: jax.vmap(lambda gg, ss, x, h: makes[n](*h).update(gg, ss, x))(g[n], s[n], xs[n], hps[n])
+                   for n in OPTIMIZERS}
+            return {n: out[n][0] for n in OPTIMIZERS}, {n: out[n][1] for n in OPTIMIZERS}
+
+        def record(st):             # angle(x_t, x_{t+1}) and ||x_t|| per configuration
+            return {n: (jax.vmap(angular_update)(st.x[n], st.x_new[n]), jax.vmap(jnp.linalg.norm)(st.x[n]))
+                    for n in OPTIMIZERS}
+
+        return run(oracle_loss(field), optax.GradientTransformation(init, update), x0s, steps, jax.random.PRNGKey(0),
+                   record=record, loss_takes_step=True).extra
 
     with jax.enable_x64(True):
         k0, k1 = jax.random.split(jax.random.PRNGKey(seed))
@@ -179,7 +188,7 @@ def _simulate_all(seed: int, quick: bool) -> dict:
     w = slice(int((1 - WINDOW) * steps), None)
     res = {}
     for n in OPTIMIZERS:
-        angle, norm = traces[n]      # (configs, steps)
+        angle, norm = traces[n][0].T, traces[n][1].T      # (configs, steps)
         res[n] = dict(name=n, dim=dim, steps=steps, cfg=cfgs[n], pred_angle=preds[n][:, 0], pred_norm=preds[n][:, 1],
                       angle=angle, norm=norm,
                       rms_angle=np.sqrt(np.mean(angle[:, w] ** 2, axis=1)), mean_angle=np.mean(angle[:, w], axis=1),
@@ -411,7 +420,7 @@ def _rows_loss(prob):
 
 def run_neurons(opts: dict, W0, steps: int, key, loss):
     """Scan every optimizer of ``opts`` (name -> optax) on the same (neurons, fan) weight with the
-    same gradient noise, in ONE jitted scan; returns {name: (angles, norms)} with per-step,
+    same gradient noise (toyproblems.run, one key), in ONE jitted program; returns {name: (angles, norms)} with per-step,
     per-neuron arrays of shape (steps, neurons)."""
     from scaleinv.angular import neuron_angles, neuron_norms
 
