@@ -57,6 +57,7 @@ from scaleinv.theory import defazio2025 as TS
 from scaleinv.theory import lyu2022 as LY
 from scaleinv.theory import wang2025 as W25
 from toyproblems import problems as P
+from toyproblems import run as TR
 from toyproblems.claims_eos import ETA as EOS_ETA
 from toyproblems.claims_eos import WD as EOS_WD
 from toyproblems.claims_eos import simulate_eos
@@ -76,7 +77,6 @@ T = int(K / (ETA * WD))
 
 # %%
 prob = P.constant_sigma(dim=8, sigma=SIGMA)
-grad = jax.grad(prob.loss)
 
 
 def cosine(t):
@@ -84,15 +84,10 @@ def cosine(t):
 
 
 def run(opt, key):
+    """||g_t|| / ||x_t|| per step (toyproblems.run with a per-step record)."""
     x0 = prob.init(float(theory.equilibrium_sq_norm(ETA, WD, SIGMA)) ** 0.5, key)   # start at equilibrium
-
-    def step(carry, t):
-        x, s = carry
-        g = grad(x, jax.random.fold_in(key, t))
-        u, s = opt.update(g, s, x)
-        return (x + u, s), jnp.linalg.norm(g) / jnp.linalg.norm(x)
-
-    return np.asarray(jax.jit(lambda: jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(T))[1])())
+    return np.asarray(jax.jit(lambda: TR.run(prob.loss, opt, x0, T, key,
+                                             record=lambda st: jnp.linalg.norm(st.grad) / jnp.linalg.norm(st.x)).extra)())
 
 
 key = jax.random.PRNGKey(0)

@@ -3,7 +3,8 @@
 Modules:
   problems          -- Problem = (loss(x, key), init(scale, key), groups, meta): Ex 1, MF (Ex 2),
                        normalized MF, constant-sigma scale-invariant loss, normalized linear regression
-  run               -- jit + lax.scan loop returning a Trace; ``sweep`` vmaps it over configurations
+  run               -- THE runner of every toy trajectory: jit + lax.scan loop returning a Trace (options: record,
+                       loss_takes_step, active_steps, final_state, oracle_loss); ``sweep`` vmaps it over configurations
   experiments       -- the public experiments layer shared by the claims and the notebooks
   claims            -- one function per claim of the talk (rows C1..C8): experiment + verdict + figure
   claims_rotational -- the claims of Kosson et al. 2024 (rows R1..R5)

@@ -529,12 +529,8 @@ def claim_exp_lr(seed: int, quick: bool, out_dir: Path) -> List[Row]:
     with jax.enable_x64(True):
         x0 = prob.init(1.0, jax.random.PRNGKey(seed))
 
-        def traj(opt, p):
-            def step(c, t):
-                x, s = c
-                u, s = opt.update(jax.grad(prob.loss)(x, None), s, x)
-                return (x + u, s), x
-            return jax.lax.scan(step, (p, opt.init(p)), jnp.arange(T))[1]
+        def traj(opt, p):   # x_t, t = 0..T-1 (full batch: the loss ignores the key)
+            return run(prob.loss, opt, p, T, jax.random.PRNGKey(0), record=lambda st: st.x).extra
 
         traj = jax.jit(traj, static_argnums=0)
         x_wd = traj(sgd_wd(eta, wd), x0)

@@ -19,7 +19,7 @@ cos(W_t, u_t), u_t = -(Delta W_t / eta + lambda W_t) the Adam direction of step 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ from scaleinv.report import Row, budget, close, verdict
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.ids import claim_id
+from toyproblems.run import oracle_loss, run
 
 __all__ = ["ADAMW_NOISE_CLAIMS", "simulate_adamw_noise", "simulate_beta2"]
 
@@ -75,17 +76,15 @@ def simulate_adamw_noise(seed: int, quick: bool) -> dict:
         k0, k1 = jax.random.split(k)
         W0 = cs.init(jnp.sqrt(AN.adamw_noise_sq_norm(ETA, wd, b1, DIM)), k0)      # start at the predicted norm
 
-        def step(carry, t):
-            W, s = carry
-            kt = jax.random.fold_in(k1, t)
-            g = jnp.where(toy == 0, g_noise(W, kt), g_cs(W, kt))
-            upd, s = opt.update(g, s, W)
+        def record(st):
+            W, upd = st.x, st.update
             u = -(upd / ETA + wd * W)
             cos = jnp.vdot(W, u) / (jnp.linalg.norm(W) * jnp.linalg.norm(u))
-            w = (t >= burn).astype(W.dtype)
-            return (W + upd, s), jnp.stack([w * jnp.sum(W**2), w * cos, w])
+            w = (st.t >= burn).astype(W.dtype)
+            return jnp.stack([w * jnp.sum(W**2), w * cos, w])
 
-        out = jax.lax.scan(step, (W0, opt.init(W0)), jnp.arange(steps))[1]
+        field = oracle_loss(lambda W, kt: jnp.where(toy == 0, g_noise(W, kt), g_cs(W, kt)))   # key_t = fold_in(k1, t)
+        out = run(field, opt, W0, steps, k1, record=record).extra
         tot = jnp.sum(out, axis=0)
         return tot[0] / tot[2], tot[1] / tot[2]
 
@@ -108,6 +107,29 @@ B2_GRID = (0.9, 0.99)        # checked against the first-order form
 B2_EL, B2_B1 = 0.05, 0.9
 
 
+class _ModelState(NamedTuple):
+    inner: optax.OptState   # AdamW's state
+    Wm: jax.Array           # the model's weight (float32)
+    m: jax.Array            # the model's first moment
+    t: jax.Array            # step count
+
+
+def _with_model(opt: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``opt``'s updates, unchanged, with N3's model (u = m_hat: v_hat = 1, eps = 0) advanced in the state on the
+    same gradient: m <- beta1 m + (1 - beta1) g, Wm <- (1 - eta lambda) Wm - eta m / (1 - beta1^(t+1)) (float32),
+    from Wm = W0, m = 0."""
+    def init(params):
+        return _ModelState(opt.init(params), params, jnp.zeros_like(params), jnp.zeros((), int))
+
+    def update(g, state, params=None):
+        upd, inner = opt.update(g, state.inner, params)
+        m = B2_B1 * state.m + (1.0 - B2_B1) * g
+        Wm = ((1.0 - B2_EL) * state.Wm - ETA * m / (1.0 - B2_B1 ** (state.t + 1.0))).astype(jnp.float32)
+        return upd, _ModelState(inner, Wm, m, state.t + 1)
+
+    return optax.GradientTransformation(init, update)
+
+
 def simulate_beta2(seed: int, quick: bool) -> dict:
     """Pure noise, d = 2^13 coordinates (independent samples), beta2 in B2_GRID: optax.adamw's E||W||^2 over
     the model's own run on the same gradients (u = m_hat: v_hat = 1, eps = 0), after a burn-in of 500 steps
@@ -120,19 +142,15 @@ def simulate_beta2(seed: int, quick: bool) -> dict:
     wd = B2_EL / ETA
 
     def one(b2, k):
-        opt = optax.adamw(ETA, b1=B2_B1, b2=b2, eps=1e-12, weight_decay=wd)
+        opt = _with_model(optax.adamw(ETA, b1=B2_B1, b2=b2, eps=1e-12, weight_decay=wd))
         W0 = jnp.zeros(dim, jnp.float32)          # float32 per coordinate (half the random bits), sums in float64
 
-        def step(carry, t):
-            W, s, Wm, m = carry
-            g = jax.random.normal(jax.random.fold_in(k, t), (dim,), jnp.float32)
-            upd, s = opt.update(g, s, W)
-            m = B2_B1 * m + (1.0 - B2_B1) * g
-            Wm = ((1.0 - B2_EL) * Wm - ETA * m / (1.0 - B2_B1 ** (t + 1.0))).astype(jnp.float32)
-            w = (t >= burn).astype(jnp.float64)
-            return ((W + upd).astype(jnp.float32), s, Wm, m), w * jnp.stack([jnp.sum(W.astype(jnp.float64) ** 2), jnp.sum(Wm.astype(jnp.float64) ** 2)])
+        def record(st):             # AdamW's W_t and the model's W_{t+1}
+            w = (st.t >= burn).astype(jnp.float64)
+            return w * jnp.stack([jnp.sum(st.x.astype(jnp.float64) ** 2), jnp.sum(st.state.Wm.astype(jnp.float64) ** 2)])
 
-        out = jax.lax.scan(step, (W0, opt.init(W0), W0, W0), jnp.arange(steps))[1]
+        noise = oracle_loss(lambda W, kt: jax.random.normal(kt, (dim,), jnp.float32))     # key_t = fold_in(k, t)
+        out = run(noise, opt, W0, steps, k, record=record).extra
         return out[:, 0].sum() / out[:, 1].sum(), out[burn:, 0].reshape(4, -1).sum(1) / out[burn:, 1].reshape(4, -1).sum(1)
 
     with jax.enable_x64(True):

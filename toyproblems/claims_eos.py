@@ -14,7 +14,8 @@ Full-batch GD; the gradient gets a rounding-level perturbation (1e-9 / ||x||, Ga
 arithmetic an iterate that lands exactly on the manifold (xb3 = 0 to the last bit) cannot leave it,
 and the instability at eta S/||x||^2 > 2 would have nothing to amplify. lambda_max every step from the dense
 Hessian and by Hessian-vector-product power iteration (every step in full mode, every 10th in quick mode),
-evaluated on the stored iterates after the trajectory scan.
+evaluated on the stored iterates after the trajectory (:func:`toyproblems.run.run` with the library's
+:func:`scaleinv.optim.sgd_wd`, x_{t+1} = x_t - eta (g_t + lambda x_t)).
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scaleinv.optim import sgd_wd
 from scaleinv.report import Row, budget, close, verdict, within
 from scaleinv.theory import lyu2022 as LY
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.ids import claim_id
+from toyproblems.run import oracle_loss, run
 
 __all__ = ["EOS_CLAIMS", "simulate_eos", "valley_loss"]
 
@@ -57,7 +60,7 @@ def _power_top(hvp, v0, iters=40):
 def simulate_eos(seed: int, quick: bool) -> dict:
     """Per step, for GD + WD (lambda = WD) and GD (lambda = 0): eta lambda_max (dense, every step; power iteration
     every POWER_STRIDE-th step in quick mode, every step in full mode), the sphere sharpness S, the loss and
-    ||x||^2. The trajectory is one scan; the diagnostics are evaluated on the stored iterates afterwards
+    ||x||^2. The trajectory is one toyproblems.run run; the diagnostics are evaluated on the stored iterates afterwards
     (vmapped). Cached per (seed, quick)."""
     key = (seed, quick)
     if key in _CACHE:
@@ -68,11 +71,11 @@ def simulate_eos(seed: int, quick: bool) -> dict:
     H = jax.hessian(valley_loss)
 
     def one(wd, k):
-        def step(x, t):
-            noise = NOISE * jax.random.normal(jax.random.fold_in(k, t), (3,)) / jnp.linalg.norm(x)
-            return (1.0 - ETA * wd) * x - ETA * (g(x) + noise), x
+        def grad(x, kt):            # the valley's gradient + the rounding-level noise, key_t = fold_in(k, t)
+            return g(x) + NOISE * jax.random.normal(kt, (3,)) / jnp.linalg.norm(x)
 
-        xs = jax.lax.scan(step, jnp.asarray(X0), jnp.arange(steps))[1]          # x_t, t = 0..steps-1
+        xs = run(oracle_loss(grad), sgd_wd(ETA, wd), jnp.asarray(X0), steps, k,
+                 record=lambda st: st.x).extra                               # x_t, t = 0..steps-1
 
         def diag(x):
             xb = x / jnp.linalg.norm(x)

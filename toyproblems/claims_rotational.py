@@ -38,6 +38,7 @@ from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sg
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, plain_log_ticks, save_figure
 from toyproblems.ids import claim_id
+from toyproblems.run import oracle_loss, run
 
 __all__ = ["ROTATIONAL_CLAIMS", "OPTIMIZERS", "simulate_equilibrium"]
 
@@ -140,45 +141,39 @@ def predict(name: str, eta, weight_decay, beta, sigma, beta2, dim, lion_form: st
 
 
 def _simulate_all(seed: int, quick: bool) -> dict:
-    """Run every optimizer family on the constant-sigma toy over its grid in ONE jitted scan
-    (one compilation; configurations of a family are vmapped); cached per (seed, quick)."""
+    """Run every optimizer family on the constant-sigma toy over its grid as ONE toyproblems.run run (params: family ->
+    (configs, dim), each configuration its own optimizer and key; one compilation); cached per (seed, quick)."""
     key = (seed, quick)
     if key in _CACHE:
         return _CACHE[key]
     dim, steps, grids = _setup(quick)
     prob = P.constant_sigma(dim, 1.0)
-    grad = jax.grad(prob.loss)
     cfgs = {n: np.array(grids[n], dtype=float) for n in OPTIMIZERS}
     preds = {n: np.array([predict(n, *c, dim) for c in cfgs[n]], dtype=float) for n in OPTIMIZERS}
 
-    def family(name):
-        make = _make_opt(name)
-
-        def init(x0, h):
-            return make(*h).init(x0)
-
-        def step(x, s, h, key, t):
-            u, s = make(*h).update(grad(x, jax.random.fold_in(key, t)), s, x)
-            xn = x + u
-            return xn, s, angular_update(x, xn), jnp.linalg.norm(x)
-
-        return jax.vmap(init), jax.vmap(step, in_axes=(0, 0, 0, 0, None))
-
-    fams = {n: family(n) for n in OPTIMIZERS}
+    makes = {n: _make_opt(n) for n in OPTIMIZERS}
+    grad = jax.grad(prob.loss)
 
     @jax.jit
     def go(x0s, keys, hps):
-        states = {n: fams[n][0](x0s[n], hps[n]) for n in OPTIMIZERS}
+        # ONE run of every family (params: family -> (configs, dim)); each configuration's optimizer and key
+        def field(xs, _, t):
+            return {n: jax.vmap(lambda x, k: grad(x, jax.random.fold_in(k, t)))(xs[n], keys[n]) for n in OPTIMIZERS}
 
-        def step(carry, t):
-            xs, ss = carry
-            out, new_x, new_s = {}, {}, {}
-            for n in OPTIMIZERS:
-                new_x[n], new_s[n], a, nr = fams[n][1](xs[n], ss[n], hps[n], keys[n], t)
-                out[n] = (a, nr)
-            return (new_x, new_s), out
+        def init(xs):
+            return {n: jax.vmap(lambda x, h: makes[n](*h).init(x))(xs[n], hps[n]) for n in OPTIMIZERS}
 
-        return jax.lax.scan(step, (x0s, states), jnp.arange(steps))[1]
+        def update(g, s, xs):
+            out = {n: jax.vmap(lambda gg, ss, x, h: makes[n](*h).update(gg, ss, x))(g[n], s[n], xs[n], hps[n])
+                   for n in OPTIMIZERS}
+            return {n: out[n][0] for n in OPTIMIZERS}, {n: out[n][1] for n in OPTIMIZERS}
+
+        def record(st):             # angle(x_t, x_{t+1}) and ||x_t|| per configuration
+            return {n: (jax.vmap(angular_update)(st.x[n], st.x_new[n]), jax.vmap(jnp.linalg.norm)(st.x[n]))
+                    for n in OPTIMIZERS}
+
+        return run(oracle_loss(field), optax.GradientTransformation(init, update), x0s, steps, jax.random.PRNGKey(0),
+                   record=record, loss_takes_step=True).extra
 
     with jax.enable_x64(True):
         k0, k1 = jax.random.split(jax.random.PRNGKey(seed))
@@ -425,26 +420,16 @@ def _rows_loss(prob):
 
 def run_neurons(opts: dict, W0, steps: int, key, loss):
     """Scan every optimizer of ``opts`` (name -> optax) on the same (neurons, fan) weight with the
-    same gradient noise, in ONE jitted scan; returns {name: (angles, norms)} with per-step,
+    same gradient noise (toyproblems.run, one key), in ONE jitted program; returns {name: (angles, norms)} with per-step,
     per-neuron arrays of shape (steps, neurons)."""
     from scaleinv.angular import neuron_angles, neuron_norms
-    vg = jax.grad(loss)
+
+    def record(st):
+        return neuron_angles(st.x, st.x_new), neuron_norms(st.x_new)
 
     @jax.jit
-    def go(W0, key):
-        def step(carry, t):
-            k = jax.random.fold_in(key, t)
-            new, out = {}, {}
-            for n, o in opts.items():
-                W, s = carry[n]
-                u, s = o.update(vg(W, k), s, W)
-                Wn = optax.apply_updates(W, u)
-                new[n] = (Wn, s)
-                out[n] = (neuron_angles(W, Wn), neuron_norms(Wn))
-            return new, out
-
-        init = {n: (W0, o.init(W0)) for n, o in opts.items()}
-        return jax.lax.scan(step, init, jnp.arange(steps))[1]
+    def go(W0, key):                # the same key: every optimizer sees the same gradient noise
+        return {n: run(loss, o, W0, steps, key, record=record).extra for n, o in opts.items()}
 
     return jax.tree.map(np.asarray, go(W0, key))
 
@@ -553,18 +538,11 @@ def claim_normalized_mf_equilibrium(seed: int, quick: bool, out_dir: Path) -> Li
     cfg = np.array(configs, dtype=float)
     rows = []
     fig, ax = new_figure()
-    vg = jax.grad(prob.loss)
 
     def one(p0, h, key):
         opt = optax.chain(optax.add_decayed_weights(h[1]), optax.sgd(h[0], momentum=h[2]))   # alpha=0: plain SGD
-
-        def step(carry, t):
-            p, s = carry
-            u, s = opt.update(vg(p, jax.random.fold_in(key, t)), s, p)
-            pn = optax.apply_updates(p, u)
-            return (pn, s), jnp.stack([angular_update(p, pn, prob.groups[k]) for k in ("A", "B")])
-
-        return jax.lax.scan(step, (p0, opt.init(p0)), jnp.arange(steps))[1]
+        return run(prob.loss, opt, p0, steps, key,
+                   record=lambda st: jnp.stack([angular_update(st.x, st.x_new, prob.groups[k]) for k in ("A", "B")])).extra
 
     with jax.enable_x64(True):
         key = jax.random.PRNGKey(seed)

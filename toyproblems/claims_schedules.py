@@ -28,7 +28,6 @@ from typing import Dict, List
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from scaleinv import registry, theory
 from scaleinv.theory import defazio2025 as TS
@@ -37,6 +36,7 @@ from scaleinv.report import Row, budget, close, verdict
 from toyproblems import problems as P
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.ids import claim_id
+from toyproblems.run import run
 
 __all__ = ["SCHEDULE_CLAIMS", "simulate_schedules"]
 
@@ -191,7 +191,7 @@ def _make_opt(name: str, hp: dict, kind_id, T, corrected: bool):
 
 def simulate_schedules(seed: int, quick: bool) -> dict:
     """Per-step ||g_t||/||x_t|| and ||x_t||^2 for SGD(C) and AdamW(C) over the config grid on the
-    constant-sigma toy (one jitted scan per optimizer); cached per (seed, quick)."""
+    constant-sigma toy (one jitted toyproblems.run sweep per optimizer); cached per (seed, quick)."""
     key = (seed, quick)
     if key in _CACHE:
         return _CACHE[key]
@@ -203,26 +203,22 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
             Tmax = int(max(_Ks(quick, name)) / EL)
             hp = _hp(name, quick)
             prob = P.constant_sigma(hp["dim"], 1.0)
-            grad = jax.grad(prob.loss)
             if name == "sgd":
                 sq0 = float(theory.equilibrium_sq_norm(hp["eta"], hp["wd"], 1.0))
             else:       # the corrected stationary norm (momentum + finite beta2, N1 / N3), not eta d/(lambda (2 - eta lambda))
                 sq0 = float(TS.steady_sq_norm_adamw_corrected(hp["eta"], hp["wd"], hp["dim"], hp["b1"], hp["b2"]))
 
-            def one(c, k, corrected, hp=hp, name=name, grad=grad, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
+            def one(c, k, corrected, hp=hp, name=name, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
                 T = c[1] / EL
                 opt = _make_opt(name, hp, c[0], T, corrected)
                 k0, k1 = jax.random.split(k)
                 x0 = prob.init(jnp.sqrt(sq0), k0)
 
-                def step(carry, t):
-                    x, s = carry
-                    g = grad(x, jax.random.fold_in(k1, t))
-                    u, s = opt.update(g, s, x)
-                    nx = tree_norm(x)
-                    return (optax.apply_updates(x, u), s), (tree_norm(g) / nx, nx**2)
+                def record(st):     # ||g_t|| / ||x_t||, ||x_t||^2
+                    nx = tree_norm(st.x)
+                    return tree_norm(st.grad) / nx, nx**2
 
-                return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(Tmax))[1]
+                return run(prob.loss, opt, x0, Tmax, k1, record=record).extra
 
             keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 100 + i), len(cfg))
             ratio, sq = np.zeros((len(cfg), Tmax)), np.zeros((len(cfg), Tmax))
@@ -599,7 +595,6 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
     win = 200 if quick else 500
     seeds = 4
     prob = P.normalized_linreg(dim=dim, n=n, noise=noise, batch=batch, data_seed=seed)
-    vg = jax.grad(prob.loss)
 
     def one(key, corr: bool):
         lr = lambda t: _eta_t(1, eta_max, T, t)  # noqa: E731
@@ -607,13 +602,7 @@ def claim_schedule_real_loss(seed: int, quick: bool, out_dir: Path) -> List[Row]
         opt = _registry_opt("sgd", lr, wd, eta_max, corr)
         x0 = prob.init(float(theory.equilibrium_sq_norm(eta_max, wd, 0.5)) ** 0.5, jax.random.fold_in(key, 1))
 
-        def step(carry, t):
-            x, s = carry
-            g = vg(x, jax.random.fold_in(key, t))
-            u, s = opt.update(g, s, x)
-            return (optax.apply_updates(x, u), s), jnp.stack([jnp.sum(g**2), jnp.sum(x**2)])
-
-        return jax.lax.scan(step, (x0, opt.init(x0)), jnp.arange(T))[1]
+        return run(prob.loss, opt, x0, T, key, record=lambda st: jnp.stack([jnp.sum(st.grad**2), jnp.sum(st.x**2)])).extra
 
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.PRNGKey(seed), 2 * seeds)       # SGD+WD: the first half, SGDC: the rest

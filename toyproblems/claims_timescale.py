@@ -31,6 +31,7 @@ from scaleinv.report import Row, budget, close, verdict, within
 from scaleinv.theory import wang2025 as W25
 from toyproblems.plotting import new_figure, save_figure
 from toyproblems.ids import claim_id
+from toyproblems.run import oracle_loss, run
 
 __all__ = ["TIMESCALE_CLAIMS", "simulate_influence", "simulate_loss_influence", "simulate_dataset_scaling"]
 
@@ -76,6 +77,20 @@ def _noise_loss(W, key):
     return jnp.vdot(jax.random.normal(key, W.shape, W.dtype), W)
 
 
+def _either(first, a: optax.GradientTransformation, b: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``a``'s update where ``first`` (a traced bool: SGD + WD and AdamW configurations vmapped together), else
+    ``b``'s; both states advance on every step."""
+    def init(params):
+        return a.init(params), b.init(params)
+
+    def update(g, state, params=None):
+        ua, sa = a.update(g, state[0], params)
+        ub, sb = b.update(g, state[1], params)
+        return jax.tree.map(lambda x, y: jnp.where(first, x, y), ua, ub), (sa, sb)
+
+    return optax.GradientTransformation(init, update)
+
+
 def simulate_influence(seed: int, quick: bool) -> dict:
     """Per config: ||Delta W_{s+L}|| / ||delta|| for L = 1..Lmax (mean over seeds), and for L = 1..2 Lmax
     (``L_tail``, ``infl_tail``: M1.4's tail fit over L >= 10 tau of the eta lambda = 0.02 configs); cached."""
@@ -97,20 +112,12 @@ def simulate_influence(seed: int, quick: bool) -> dict:
         # SGD is linear in the gradient (any size works; 1 avoids cancellation); AdamW: first order
         delta = jnp.where(b1 == 0, 1.0, DELTA) * jax.random.normal(kd, (DIM,))
 
-        def run(pert):
-            W0 = jnp.zeros(DIM)
+        def traj(pert):             # W_{t+1}, t = 0 .. s + Ltot - 1; the gradient at step s gets pert * delta
+            field = oracle_loss(lambda W, kt, t: g(W, kt) + jnp.where(t == s, pert, 0.0) * delta)   # kt = fold_in(kn, t)
+            return run(field, _either(b1 == 0, sgd, adam), jnp.zeros(DIM), s + Ltot, kn, loss_takes_step=True,
+                       record=lambda st: st.x_new).extra
 
-            def step(carry, t):
-                W, s1, s2 = carry
-                gt = g(W, jax.random.fold_in(kn, t)) + jnp.where(t == s, pert, 0.0) * delta
-                u1, s1 = sgd.update(gt, s1, W)
-                u2, s2 = adam.update(gt, s2, W)
-                Wn = W + jnp.where(b1 == 0, u1, u2)
-                return (Wn, s1, s2), Wn
-
-            return jax.lax.scan(step, (W0, sgd.init(W0), adam.init(W0)), jnp.arange(s + Ltot))[1]
-
-        dW = run(1.0) - run(0.0)                  # row i = W_{i+1}
+        dW = traj(1.0) - traj(0.0)                # row i = W_{i+1}
         return jnp.linalg.norm(dW[s:s + Ltot], axis=1) / jnp.linalg.norm(delta)
 
     with jax.enable_x64(True):
@@ -347,20 +354,18 @@ def simulate_loss_influence(seed: int, quick: bool) -> dict:
         gbar = W25.stationary_mean_gradient(wd, h, wstar, gain)
         W0 = wstar + gbar / h                                               # Wbar = W* + gbar / h
 
-        def step(carry, t):
-            W, Wp, s1, s2, s1p, s2p = carry
-            xi = sign * jax.random.normal(jax.random.fold_in(kn, t), (DIM,))
-            g, gp = h * (W - wstar) + xi, h * (Wp - wstar) + xi + jnp.where(t == s, 1.0, 0.0) * delta
-            u1, s1 = sgd.update(g, s1, W)
-            u2, s2 = adam.update(g, s2, W)
-            u1p, s1p = sgd.update(gp, s1p, Wp)
-            u2p, s2p = adam.update(gp, s2p, Wp)
-            W, Wp = W + jnp.where(b1 == 0, u1, u2), Wp + jnp.where(b1 == 0, u1p, u2p)
-            D = Wp - W
-            return (W, Wp, s1, s2, s1p, s2p), (jnp.vdot(h * (W - wstar) + 0.5 * h * D, D), jnp.mean(s2[0].nu))
+        def field(P, kt, t):        # the pair (W, W'): same noise xi (kt = fold_in(kn, t)), W' perturbed at step s
+            W, Wp = P
+            xi = sign * jax.random.normal(kt, (DIM,))
+            return h * (W - wstar) + xi, h * (Wp - wstar) + xi + jnp.where(t == s, 1.0, 0.0) * delta
 
-        init = (W0, W0, sgd.init(W0), adam.init(W0), sgd.init(W0), adam.init(W0))
-        dL, nu = jax.lax.scan(step, init, jnp.arange(s + Lmax))[1]          # entry i: after step i -> W_{i+1}
+        def record(st):             # Delta L to second order at W_{t+1}, and Adam's mean v of the unperturbed run
+            W, Wp = st.x_new
+            D = Wp - W
+            return jnp.vdot(h * (W - wstar) + 0.5 * h * D, D), jnp.mean(st.state[1][0].nu[0])
+
+        dL, nu = run(oracle_loss(field), _either(b1 == 0, sgd, adam), (W0, W0), s + Lmax, kn, loss_takes_step=True,
+                     record=record).extra                                   # entry i: after step i -> W_{i+1}
         return dL[s:s + Lmax], jnp.vdot(gbar, delta), nu[s]
 
     with jax.enable_x64(True):
@@ -438,16 +443,12 @@ def simulate_dataset_scaling(seed: int, quick: bool) -> dict:
             opt = registry.make_from(REGISTRY_NAME[name], eta, wd, {"b1": 0.9, "b2": 0.99, "eps": 1e-12})
             T = E * n / B
 
-            def step(carry, t):
-                w, s = carry
-                idx = jnp.floor(jax.random.uniform(jax.random.fold_in(kb, t), (B,)) * n).astype(jnp.int32)
-                g = X[idx].T @ (X[idx] @ w - y[idx]) / B
-                u, sn = opt.update(g, s, w)
-                live = t < T
-                return jax.tree.map(lambda a, b: jnp.where(live, a, b), (w + u, sn), (w, s)), None
+            def grad(w, kt):        # a minibatch of B rows of the first n, kt = fold_in(kb, t)
+                idx = jnp.floor(jax.random.uniform(kt, (B,)) * n).astype(jnp.int32)
+                return X[idx].T @ (X[idx] @ w - y[idx]) / B
 
-            w0 = jnp.zeros(d)
-            w = jax.lax.scan(step, (w0, opt.init(w0)), jnp.arange(Tmax))[0][0]
+            # steps t >= T = E n / B leave w and the state unchanged (every N vmapped in one program)
+            w = run(oracle_loss(grad), opt, jnp.zeros(d), Tmax, kb, active_steps=T).final
             return jnp.sum((w - wstar) ** 2)
 
         with jax.enable_x64(True):

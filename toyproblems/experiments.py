@@ -211,14 +211,8 @@ def wd_vs_exp_lr(prob: P.Problem, x0, eta: float, weight_decay: float, steps: in
 def _wd_vs_exp_lr_runner(loss_fn, steps: int):
     """The four trajectories of :func:`wd_vs_exp_lr` as one jitted function of (x0, sqrt(1-eta lambda) x0,
     eta, lambda): one compilation per (loss, steps, shapes/dtypes), whatever eta and lambda are."""
-    grad = jax.grad(loss_fn)
-
-    def traj(opt, p):
-        def step(carry, t):
-            x, s = carry
-            u, s = opt.update(grad(x, None), s, x)
-            return (x + u, s), x
-        return jax.lax.scan(step, (p, opt.init(p)), jnp.arange(steps))[1]
+    def traj(opt, p):   # x_t, t = 0..steps-1 (full batch: the loss ignores the key)
+        return run(loss_fn, opt, p, steps, jax.random.PRNGKey(0), record=lambda st: st.x).extra
 
     @jax.jit
     def go(x0, x0_rescaled, eta, weight_decay):
