@@ -128,6 +128,21 @@ TOKENIZER_ALGO = "wordpiece-det1"
 _PRIVATE_USE = 0xF0000            # Supplementary Private Use Area-A: U+F0000 .. U+FFFFD
 
 
+def _words_and_alphabet(texts: Sequence[str]):
+    """BERT-normalised, pre-tokenised words of each text, the set of every character, and the set
+    of word-internal characters (the ones that need a ``##c`` token)."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = [[w for w, _ in pre.pre_tokenize_str(norm.normalize_str(t))] for t in texts]
+    chars, inner = set(), set()
+    for ws in words:
+        for w in ws:
+            chars.update(w)
+            inner.update(w[1:])
+    return words, chars, inner
+
+
 def train_tokenizer(texts: Sequence[str], vocab_size: int, prefix: str = "##"):
     """Lower-cased BERT-style WordPiece tokenizer trained on ``texts``, DETERMINISTICALLY.
 
@@ -147,13 +162,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, prefix: str = "##"):
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    words = [[w for w, _ in pre.pre_tokenize_str(norm.normalize_str(t))] for t in texts]
-    chars, inner = set(), set()
-    for ws in words:
-        for w in ws:
-            chars.update(w)
-            inner.update(w[1:])
+    words, chars, inner = _words_and_alphabet(texts)
     if len(inner) > 0xFFFFD - _PRIVATE_USE or any(_PRIVATE_USE <= ord(c) <= 0xFFFFD for c in chars):
         raise DataError("the corpus uses Supplementary Private Use Area-A code points (U+F0000..U+FFFFD) "
                         "or has more than 65,533 distinct word-internal characters; the deterministic "
@@ -177,7 +186,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, prefix: str = "##"):
     vocab = {unmap(t): i for t, i in bpe.get_vocab().items()}
     assert len(vocab) == bpe.get_vocab_size()     # the map back is one-to-one
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=prefix))
-    tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.BertPreTokenizer(), decoders.WordPiece()
     for i, s in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
     return tok
@@ -187,14 +197,7 @@ def min_vocab_size(texts: Sequence[str]) -> int:
     """The smallest ``vocab_size`` :func:`train_tokenizer` can honour on ``texts``: its initial
     alphabet (the special tokens, every character, and ``##`` + every word-internal character;
     fewer and the trained vocabulary would exceed the model's embedding table). Cheap: no training."""
-    from tokenizers import normalizers, pre_tokenizers
-
-    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    chars, inner = set(), set()
-    for t in texts:
-        for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)):
-            chars.update(w)
-            inner.update(w[1:])
+    _, chars, inner = _words_and_alphabet(texts)
     return NUM_SPECIAL + len(chars) + len(inner)
 
 
