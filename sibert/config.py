@@ -43,6 +43,9 @@ OPTIMIZERS = registry.names()
 SGD_FAMILY = tuple(n for n in OPTIMIZERS if registry.get(n).schedule == "sgd")
 HEAD_OPTIMIZERS = ("lamb", "adamw")
 HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
+# "f32": everything in float32; "bf16": mixed precision (sibert.model): matmuls and activations in
+# bfloat16, float32 master weights, optimizer state, norms, clipping and loss
+PRECISIONS = ("f32", "bf16")
 PRESETS = ("mini", "tiny", "small", "base")
 
 
@@ -79,6 +82,7 @@ class TrainConfig:
     attn_eps: float = 1e-30               # SI attention denominator max(sum_j relu(q_ij), eps)
     ln_eps: float = 1e-30                 # LayerNorm eps for SIBERT (tiny: keeps 0-homogeneity)
     hidden_act: str = "gelu"              # BERT's activation: gelu (exact erf, as BERT) | gelu_new (tanh)
+    precision: str = "f32"                # f32 | bf16 (bf16 matmuls / activations, float32 weights + optimizer)
     # data
     source: str = "wiki-offline"          # wiki-offline | a directory of *.txt files
     heldout_fraction: float = 0.05        # fraction of ARTICLES held out (hash of the title)
@@ -304,6 +308,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(math.isfinite(v) and 0 < v <= EPS_MAX,
              f"{name}: must be a finite number in (0, {EPS_MAX:g}], got {v!r}; allowed: (0, {EPS_MAX:g}] "
              f"(default 1e-30)")
+    need(cfg.precision in PRECISIONS,
+         f"precision: unknown value {cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
     need(cfg.hidden_act in HIDDEN_ACTS,
          f"hidden_act: unknown value {cfg.hidden_act!r}; allowed: {', '.join(HIDDEN_ACTS)}")
     try:

@@ -72,6 +72,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sibert.config import PRECISIONS
+
 __all__ = ["ModelConfig", "HIDDEN_ACTS", "activation", "si_attention_probs", "SelfAttention", "EncoderLayer", "Encoder",
            "MLMHead", "MLMModel", "mlm_loss", "init_params", "ENCODER", "HEAD"]
 
@@ -92,6 +94,17 @@ class ModelConfig:
     attn_eps: float = 1e-30
     ln_eps: float = 1e-30           # SIBERT LayerNorms; BERT uses 1e-12 (its standard value)
     hidden_act: str = "gelu"        # BERT only: "gelu" (exact erf, BERT / HF) | "gelu_new" (tanh)
+    precision: str = "f32"          # "f32" | "bf16": matmul / activation dtype (parameters stay float32)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: unknown value {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
+
+    @property
+    def compute_dtype(self):
+        """The flax ``dtype`` of every Dense / LayerNorm: None (float32, inferred from the float32
+        parameters: the code path of every run before ``precision`` existed) or ``jnp.bfloat16``."""
+        return None if self.precision == "f32" else jnp.bfloat16
 
     @classmethod
     def from_train(cls, cfg) -> "ModelConfig":
@@ -99,7 +112,7 @@ class ModelConfig:
                    ffn=cfg.ffn, max_positions=cfg.max_positions,
                    scale_invariant=(cfg.model == "sibert"), init_std=cfg.init_std,
                    dropout=cfg.dropout, attn_eps=cfg.attn_eps, ln_eps=cfg.ln_eps,
-                   hidden_act=cfg.hidden_act)
+                   hidden_act=cfg.hidden_act, precision=cfg.precision)
 
 
 HIDDEN_ACTS = {
@@ -147,7 +160,7 @@ def _key_mask(attention_mask: Optional[jax.Array]) -> Optional[jax.Array]:
 def _layer_norm(cfg: ModelConfig, affine: bool, name: str) -> nn.LayerNorm:
     """Affine LN (BERT, eps 1e-12) or the non-affine, tiny-eps LN of the SIBERT encoder."""
     return nn.LayerNorm(epsilon=1e-12 if affine else cfg.ln_eps, use_bias=affine, use_scale=affine,
-                        use_fast_variance=False, name=name)
+                        use_fast_variance=False, dtype=cfg.compute_dtype, name=name)
 
 
 class SelfAttention(nn.Module):
@@ -161,13 +174,18 @@ class SelfAttention(nn.Module):
         key_mask = _key_mask(attention_mask)
         dh = cfg.hidden // cfg.heads
         init = nn.initializers.truncated_normal(cfg.init_std)
-        proj = lambda name: nn.DenseGeneral((cfg.heads, dh), use_bias=True, kernel_init=init, name=name)
+        dt = cfg.compute_dtype
+        proj = lambda name: nn.DenseGeneral((cfg.heads, dh), use_bias=True, kernel_init=init, dtype=dt, name=name)
         q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)          # (B, L, H, dh)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)                           # (B, H, L, L)
-        probs = nn.Dropout(cfg.dropout)(attention_probs(cfg, scores, key_mask), deterministic=deterministic)
+        if dt is not None:   # bf16: the normalisation (softmax / relu sum) in float32, then back
+            probs = attention_probs(cfg, scores.astype(jnp.float32), key_mask).astype(dt)
+        else:
+            probs = attention_probs(cfg, scores, key_mask)
+        probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
         ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         # SIBERT: ctx is 1-homogeneous, ctx W_o 2-homogeneous: a bias here would break it.
-        return nn.DenseGeneral(cfg.hidden, axis=(-2, -1), use_bias=not si, kernel_init=init,
+        return nn.DenseGeneral(cfg.hidden, axis=(-2, -1), use_bias=not si, kernel_init=init, dtype=dt,
                                name="out")(ctx)
 
 
@@ -179,8 +197,9 @@ class FeedForward(nn.Module):
         cfg = self.cfg
         init = nn.initializers.truncated_normal(cfg.init_std)
         act = activation(cfg)
-        y = act(nn.Dense(cfg.ffn, use_bias=True, kernel_init=init, name="fc1")(x))
-        y = nn.Dense(cfg.hidden, use_bias=not cfg.scale_invariant, kernel_init=init, name="fc2")(y)
+        dt = cfg.compute_dtype
+        y = act(nn.Dense(cfg.ffn, use_bias=True, kernel_init=init, dtype=dt, name="fc1")(x))
+        y = nn.Dense(cfg.hidden, use_bias=not cfg.scale_invariant, kernel_init=init, dtype=dt, name="fc2")(y)
         return nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
 
 
@@ -219,7 +238,8 @@ class Encoder(nn.Module):
             # 1-homogeneous -> 2-homogeneous, so the residual stream matches the blocks' degree.
             # Init std 1/sqrt(D) (variance preserving) so h_0 is of the embedding's size.
             w_init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
-            h = nn.Dense(cfg.hidden, use_bias=False, kernel_init=w_init, name="embed_proj")(x)
+            h = nn.Dense(cfg.hidden, use_bias=False, kernel_init=w_init, dtype=cfg.compute_dtype,
+                         name="embed_proj")(x)
         else:
             h = _layer_norm(cfg, True, "embed_ln")(x)
         h = nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
@@ -239,16 +259,22 @@ class MLMHead(nn.Module):
         cfg = self.cfg
         init = nn.initializers.truncated_normal(cfg.init_std)
         act = activation(cfg)
-        y = act(nn.Dense(cfg.hidden, kernel_init=init, name="transform")(h))
+        dt = cfg.compute_dtype
+        y = act(nn.Dense(cfg.hidden, kernel_init=init, dtype=dt, name="transform")(h))
         y = _layer_norm(cfg, True, "transform_ln")(y)
         bias = self.param("output_bias", nn.initializers.zeros, (cfg.vocab_size,))
         if cfg.scale_invariant:
             scale = self.param("logit_scale", nn.initializers.constant(
                 cfg.init_std * math.sqrt(cfg.vocab_size * cfg.hidden)), ())
             # y (s E / ||E||_F)^T = (y s / ||E||_F) E^T: the scalar goes on the (M, D) side,
-            # not on the (V, D) table (no scaled copy of E; same value up to rounding)
-            y = y * (scale / jnp.sqrt(jnp.sum(jnp.square(E))))
-        return y @ E.T + bias
+            # not on the (V, D) table (no scaled copy of E; same value up to rounding).
+            # ||E||_F in float32 (a norm) in both precisions.
+            factor = scale / jnp.sqrt(jnp.sum(jnp.square(E)))
+            y = y * (factor if dt is None else factor.astype(dt))
+        if dt is None:
+            return y @ E.T + bias
+        # bf16: the (M, D) x (D, V) decoder matmul in bf16, the logits in float32 from here on
+        return (y @ E.astype(dt).T).astype(jnp.float32) + bias
 
 
 class MLMModel(nn.Module):
