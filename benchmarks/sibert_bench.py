@@ -376,3 +376,31 @@ def bench_throughput(quick: bool, repeats: int, presets=None) -> List[BenchRow]:
         if preset == "tiny":
             rows += _attention_rows(cfg, repeats, quick)
     return rows
+
+
+def bench_precision(quick: bool, repeats: int) -> List[BenchRow]:
+    """bf16 mixed precision vs float32 (issue 30 item 2): the trainer's step of SIBERT and of our
+    BERT, ``precision = "bf16"`` vs ``"f32"``, same shapes and recipe, timed interleaved. A CPU
+    gains only where XLA:CPU has bf16 kernels for the shapes, so bf16
+    may well be SLOWER here (converts around every matmul; whether the CPU's bf16 units are used is
+    XLA's choice): the row reports the ratio, it sets no target (the accelerator
+    figure is benchmarks/accelerator_check.py's). Measured 2026-12-07 on a 2-core Xeon with AMX-BF16 under
+    load 8-11: quick sizes 1.24x (SIBERT) / 1.21x (BERT), tiny preset 0.89x / 0.89x (bf16 slower)."""
+    import dataclasses
+
+    rows: List[BenchRow] = []
+    for model in ("sibert", "bert"):
+        cfg = bench_config("tiny", quick, model=model)
+        shape = ("quick sizes: " if quick else "tiny preset: ") + describe(cfg)
+        steps = {p: cached_step(dataclasses.replace(cfg, precision=p))[0] for p in ("f32", "bf16")}
+        res = compare(steps, repeats=repeats)
+        tok = cfg.batch_size * cfg.seq_len
+        r = paired_ratio(res, "f32", "bf16")   # t_f32 / t_bf16 = bf16 tokens/s / f32 tokens/s
+        rows.append(BenchRow(f"B6.{model}.bf16", f"training step, bf16 mixed precision vs float32 ({shape})",
+                             f"{model} step, precision=bf16", f"{model} step, precision=f32",
+                             tok / res["bf16"]["median_s"], tok / res["f32"]["median_s"], "tokens/s", r,
+                             "bf16 tokens/s / f32 tokens/s (> 1: bf16 faster)", "", "report",
+                             note=("CPU figure (bf16 can be slower on a CPU: conversions around every matmul); "
+                                   "the accelerator figure: benchmarks/accelerator_check.py"),
+                             extra={"timings": res, "config": shape}))
+    return rows

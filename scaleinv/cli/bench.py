@@ -4,7 +4,7 @@ side by side in the same run (absolute times are reported, not claimed: shared m
 Items (``--only`` takes their names): ``toy`` (vmap+scan sweep vs Python loop / NumPy),
 ``clip`` (relative global clipping overhead), ``throughput`` (SIBERT step vs HF BertForMaskedLM
 and our BERT), ``memory`` (SGD+WD+RGC vs AdamW state on base-size parameters), ``scaling``
-(fake CPU devices in subprocesses + MFU). Timings: warm-up excluded, median of ``--repeats``
+(fake CPU devices in subprocesses + MFU), ``precision`` (bf16 vs float32 step). Timings: warm-up excluded, median of ``--repeats``
 (>= 5) interleaved rounds, ``block_until_ready``. Prints a table, writes ``--json`` (rows +
 machine info + load averages at start and end) and optionally ``--markdown``. Exit code 0 when
 the run completes (missed targets are findings, listed in the table), 2 on bad arguments.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-ITEMS = ("toy", "clip", "throughput", "memory", "scaling")
+ITEMS = ("toy", "clip", "throughput", "memory", "scaling", "precision")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,6 +83,9 @@ def run(args) -> int:
         elif item == "memory":
             from benchmarks.memory import bench as b
             rows += b(args.quick)
+        elif item == "precision":
+            from benchmarks.sibert_bench import bench_precision
+            rows += bench_precision(args.quick, repeats)
         elif item == "scaling":
             from benchmarks.scaling import bench as b
             rows += b(args.quick, repeats, args.peak_tflops)

@@ -17,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NON_PEER = {"B1.loop", "B1.numpy", "B1.strided", "B2.rgc", "B2.gclip", "B3.tiny.bert", "B3.tiny.bert_plain", "B3.tiny.fwdbwd", "B3.attn",
-            "B4.same_params", "B4.recipes", "B4.measured_rss", "B5.devices2", "B5.mfu"}
+            "B4.same_params", "B4.recipes", "B4.measured_rss", "B5.devices2", "B5.mfu",
+            "B6.sibert.bf16", "B6.bert.bf16"}
 PEER = {"B3.tiny.hf", "B3.tiny.hf_fullhead", "B3.tiny.bert_hf", "B3.tiny.plain_hf"}
 
 
