@@ -74,10 +74,53 @@ import jax.numpy as jnp
 
 from sibert.config import PRECISIONS
 
-__all__ = ["ModelConfig", "HIDDEN_ACTS", "activation", "si_attention_probs", "SelfAttention", "EncoderLayer", "Encoder",
+__all__ = ["ModelConfig", "ModelSpec", "SIBERT_SPEC", "BERT_SPEC", "VARIANTS", "HIDDEN_ACTS", "activation", "si_attention_probs", "SelfAttention", "EncoderLayer", "Encoder",
            "MLMHead", "MLMModel", "mlm_loss", "init_params", "ENCODER", "HEAD"]
 
 ENCODER, HEAD = "encoder", "head"
+
+
+HIDDEN_ACTS = {
+    # Hugging Face's names (``BertConfig.hidden_act``): BERT uses the exact erf GELU
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """The architecture as a spec; the blocks below are composed from it (no per-model branches).
+
+    attention: "si" (p = relu(s) / max(sum relu(s), eps), :func:`si_attention_probs`) | "softmax"
+      (softmax(s / sqrt(d_head)), :func:`softmax_attention_probs`);
+    norm: "pre" (h + f(LN(h)), LN non-affine with ``ln_eps``, a final non-affine LN) | "post"
+      (LN(h + f(h)), affine LN, eps 1e-12), see :data:`RESIDUALS`;
+    activation: a name of :data:`HIDDEN_ACTS` (FFN and head transform);
+    bias: "homogeneous" (biases only where added to a 1-homogeneous tensor: q, k, v, fc1; none on
+      the attention output and fc2) | "all";
+    embedding: "proj" ((E[tok] + P[pos]) W_in, no bias) | "ln" (affine LN(E[tok] + P[pos]));
+    decoder: "normalized" (s y (E / ||E||_F)^T + b) | "tied" (y E^T + b)."""
+    attention: str = "si"
+    norm: str = "pre"
+    activation: str = "relu"
+    bias: str = "homogeneous"
+    embedding: str = "proj"
+    decoder: str = "normalized"
+
+    def __post_init__(self):
+        allowed = {"attention": ("si", "softmax"), "norm": ("pre", "post"), "activation": tuple(HIDDEN_ACTS),
+                   "bias": ("homogeneous", "all"), "embedding": ("proj", "ln"), "decoder": ("normalized", "tied")}
+        for name, values in allowed.items():
+            if getattr(self, name) not in values:
+                raise ValueError(f"{name}: unknown value {getattr(self, name)!r}; allowed: {', '.join(values)}")
+
+
+SIBERT_SPEC = ModelSpec()
+BERT_SPEC = ModelSpec(attention="softmax", norm="post", activation="gelu", bias="all", embedding="ln", decoder="tied")
+# named variants for ModelConfig.variant: the two presets and the ablations (paper Table 2 invites them)
+VARIANTS = {"sibert": SIBERT_SPEC, "bert": BERT_SPEC,
+            "sibert-softmax": dataclasses.replace(SIBERT_SPEC, attention="softmax")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,10 +138,21 @@ class ModelConfig:
     ln_eps: float = 1e-30           # SIBERT LayerNorms; BERT uses 1e-12 (its standard value)
     hidden_act: str = "gelu"        # BERT only: "gelu" (exact erf, BERT / HF) | "gelu_new" (tanh)
     precision: str = "f32"          # "f32" | "bf16": matmul / activation dtype (parameters stay float32)
+    variant: str = ""               # "" = the preset of scale_invariant; else a name of VARIANTS (ablations)
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: unknown value {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
+        if self.variant and self.variant not in VARIANTS:
+            raise ValueError(f"variant: unknown value {self.variant!r}; allowed: \"\", {', '.join(VARIANTS)}")
+
+    @property
+    def spec(self) -> "ModelSpec":
+        """The architecture (:class:`ModelSpec`): ``VARIANTS[variant]``, or the SIBERT / BERT preset
+        selected by ``scale_invariant`` (BERT's activation is ``hidden_act``)."""
+        if self.variant:
+            return VARIANTS[self.variant]
+        return SIBERT_SPEC if self.scale_invariant else dataclasses.replace(BERT_SPEC, activation=self.hidden_act)
 
     @property
     def compute_dtype(self):
@@ -115,17 +169,11 @@ class ModelConfig:
                    hidden_act=cfg.hidden_act, precision=cfg.precision)
 
 
-HIDDEN_ACTS = {
-    # Hugging Face's names (``BertConfig.hidden_act``): BERT uses the exact erf GELU
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-    "relu": jax.nn.relu,
-}
 
 
 def activation(cfg: ModelConfig):
     """ReLU for SIBERT (1-homogeneous); ``cfg.hidden_act`` for BERT."""
-    return jax.nn.relu if cfg.scale_invariant else HIDDEN_ACTS[cfg.hidden_act]
+    return HIDDEN_ACTS[cfg.spec.activation]
 
 
 def si_attention_probs(scores: jax.Array, eps: float, key_mask: Optional[jax.Array] = None) -> jax.Array:
@@ -144,8 +192,11 @@ def attention_probs(cfg: ModelConfig, scores: jax.Array, key_mask: Optional[jax.
     """SIBERT: :func:`si_attention_probs`; BERT: softmax(s / sqrt(d_head)), padded keys at
     finfo.min as in HF BERT (+ (1 - m) * finfo.min before the softmax). ``key_mask`` broadcasts
     to ``scores`` (1 = real key); None = all keys real."""
-    if cfg.scale_invariant:
-        return si_attention_probs(scores, cfg.attn_eps, key_mask)
+    return ATTENTION_PROBS[cfg.spec.attention](cfg, scores, key_mask)
+
+
+def softmax_attention_probs(cfg: ModelConfig, scores: jax.Array, key_mask: Optional[jax.Array] = None) -> jax.Array:
+    """softmax(s / sqrt(d_head)); padded keys at finfo.min (HF BERT's additive mask)."""
     logits = scores / math.sqrt(cfg.hidden // cfg.heads)
     if key_mask is not None:
         logits = logits + (1.0 - key_mask.astype(logits.dtype)) * jnp.finfo(logits.dtype).min
@@ -163,6 +214,20 @@ def _layer_norm(cfg: ModelConfig, affine: bool, name: str) -> nn.LayerNorm:
                         use_fast_variance=False, dtype=cfg.compute_dtype, name=name)
 
 
+def prenorm_residual(cfg: ModelConfig, h: jax.Array, f, name: str) -> jax.Array:
+    """h + f(LN(h)), LN non-affine (eps ``ln_eps``): SIBERT's PreNorm block."""
+    return h + f(_layer_norm(cfg, False, name)(h))
+
+
+def postnorm_residual(cfg: ModelConfig, h: jax.Array, f, name: str) -> jax.Array:
+    """LN(h + f(h)), affine LN: BERT's PostNorm block."""
+    return _layer_norm(cfg, True, name)(h + f(h))
+
+
+ATTENTION_PROBS = {"si": lambda cfg, s, m: si_attention_probs(s, cfg.attn_eps, m), "softmax": softmax_attention_probs}
+RESIDUALS = {"pre": prenorm_residual, "post": postnorm_residual}
+
+
 class SelfAttention(nn.Module):
     cfg: ModelConfig
 
@@ -170,7 +235,7 @@ class SelfAttention(nn.Module):
     def __call__(self, x: jax.Array, deterministic: bool = True,
                  attention_mask: Optional[jax.Array] = None) -> jax.Array:
         cfg = self.cfg
-        si = cfg.scale_invariant
+        all_bias = cfg.spec.bias == "all"
         key_mask = _key_mask(attention_mask)
         dh = cfg.hidden // cfg.heads
         init = nn.initializers.truncated_normal(cfg.init_std)
@@ -185,7 +250,7 @@ class SelfAttention(nn.Module):
         probs = nn.Dropout(cfg.dropout)(probs, deterministic=deterministic)
         ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         # SIBERT: ctx is 1-homogeneous, ctx W_o 2-homogeneous: a bias here would break it.
-        return nn.DenseGeneral(cfg.hidden, axis=(-2, -1), use_bias=not si, kernel_init=init, dtype=dt,
+        return nn.DenseGeneral(cfg.hidden, axis=(-2, -1), use_bias=all_bias, kernel_init=init, dtype=dt,
                                name="out")(ctx)
 
 
@@ -199,7 +264,7 @@ class FeedForward(nn.Module):
         act = activation(cfg)
         dt = cfg.compute_dtype
         y = act(nn.Dense(cfg.ffn, use_bias=True, kernel_init=init, dtype=dt, name="fc1")(x))
-        y = nn.Dense(cfg.hidden, use_bias=not cfg.scale_invariant, kernel_init=init, dtype=dt, name="fc2")(y)
+        y = nn.Dense(cfg.hidden, use_bias=cfg.spec.bias == "all", kernel_init=init, dtype=dt, name="fc2")(y)
         return nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
 
 
@@ -212,13 +277,9 @@ class EncoderLayer(nn.Module):
                  attention_mask: Optional[jax.Array] = None) -> jax.Array:
         cfg = self.cfg
         attn, ffn = SelfAttention(cfg, name="attention"), FeedForward(cfg, name="ffn")
-        if cfg.scale_invariant:
-            h = h + attn(_layer_norm(cfg, False, "ln_attn")(h), deterministic, attention_mask)
-            h = h + ffn(_layer_norm(cfg, False, "ln_ffn")(h), deterministic)
-        else:
-            h = _layer_norm(cfg, True, "ln_attn")(h + attn(h, deterministic, attention_mask))
-            h = _layer_norm(cfg, True, "ln_ffn")(h + ffn(h, deterministic))
-        return h
+        residual = RESIDUALS[cfg.spec.norm]
+        h = residual(cfg, h, lambda x: attn(x, deterministic, attention_mask), "ln_attn")
+        return residual(cfg, h, lambda x: ffn(x, deterministic), "ln_ffn")
 
 
 class Encoder(nn.Module):
@@ -234,7 +295,7 @@ class Encoder(nn.Module):
         E = self.param("word_embeddings", init, (cfg.vocab_size, cfg.hidden))
         P = self.param("position_embeddings", init, (cfg.max_positions, cfg.hidden))
         x = jnp.take(E, tokens, axis=0) + P[None, : tokens.shape[1]]
-        if cfg.scale_invariant:
+        if cfg.spec.embedding == "proj":
             # 1-homogeneous -> 2-homogeneous, so the residual stream matches the blocks' degree.
             # Init std 1/sqrt(D) (variance preserving) so h_0 is of the embedding's size.
             w_init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
@@ -245,7 +306,7 @@ class Encoder(nn.Module):
         h = nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
         for i in range(cfg.layers):
             h = EncoderLayer(cfg, name=f"layer_{i}")(h, deterministic, attention_mask)
-        if cfg.scale_invariant:
+        if cfg.spec.norm == "pre":
             h = _layer_norm(cfg, False, "final_ln")(h)  # 0-homogeneous encoder output
         return h, E
 
@@ -263,7 +324,7 @@ class MLMHead(nn.Module):
         y = act(nn.Dense(cfg.hidden, kernel_init=init, dtype=dt, name="transform")(h))
         y = _layer_norm(cfg, True, "transform_ln")(y)
         bias = self.param("output_bias", nn.initializers.zeros, (cfg.vocab_size,))
-        if cfg.scale_invariant:
+        if cfg.spec.decoder == "normalized":
             scale = self.param("logit_scale", nn.initializers.constant(
                 cfg.init_std * math.sqrt(cfg.vocab_size * cfg.hidden)), ())
             # y (s E / ||E||_F)^T = (y s / ||E||_F) E^T: the scalar goes on the (M, D) side,
