@@ -458,7 +458,7 @@ class ShardData(MLMData):
                 "train_unigram_xent": float(-(p_held[nz] * np.log(q[nz])).sum())}
 
 
-def load_shard_data(cfg, log=None) -> ShardData:
+def load_shard_data(cfg) -> ShardData:
     """The :class:`ShardData` of ``cfg.data_dir`` for a training config, checked against it: the
     index's source, vocab_size and heldout_fraction must be the config's (the run records what it
     trained on), the corpus must give at least one batch. :class:`~sibert.data.DataError` names the field."""
@@ -475,9 +475,6 @@ def load_shard_data(cfg, log=None) -> ShardData:
         if len(rows) == 0:
             raise DataError(f"data_dir: the {s} split holds {rows.tokens} tokens < seq_len={cfg.seq_len} (not one row); "
                             f"allowed: a larger corpus or a smaller seq_len")
-    if log:
-        log(f"data: {cfg.data_dir} ({data.train.tokens} train tokens, {len(data.train)} rows of {cfg.seq_len}, "
-            f"{len(data.train.paths)} shards; read lazily)")
     return data
 
 

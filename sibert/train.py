@@ -392,7 +392,7 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
         check_same_recipe(saved_config(json.loads(cfg_path.read_text())), cfg)
     if data is None and cfg.data_dir:   # prepared shards, read lazily, this process's rows only
         from sibert.shards import load_shard_data
-        data = load_shard_data(cfg, log=log)
+        data = load_shard_data(cfg)
     if data is None:
         data = load_mlm_data(cfg.source, cfg.vocab_size, cfg.seq_len, cfg.heldout_fraction,
                              cfg.mask_prob, cfg.cache_dir or None, log=log)
