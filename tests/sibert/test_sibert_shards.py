@@ -258,3 +258,17 @@ def test_shipped_corpus_same_rows_and_batches_as_in_memory(tmp_path):
     for j in (0, 15):
         _equal(sh.heldout_batch(j, 64), mem.heldout_batch(j, 64))
     assert sh.unigram_baseline() == mem.unigram_baseline()
+
+
+def test_bench_corpus_copies_keep_the_words_and_shuffle_their_order(tmp_path):
+    """The 30x corpus of benchmarks/data_pipeline.py: copy c of document i has document i's words
+    (same multiset) in an order of its own."""
+    from benchmarks.data_pipeline import make_corpus
+    from sibert.data import load_documents
+
+    docs = load_documents("wiki-offline")
+    make_corpus(2, tmp_path)
+    long_doc = max(range(len(docs)), key=lambda i: len(docs[i][1]))
+    a, b = ((tmp_path / f"c{c:02d}" / f"d{long_doc:05d}.txt").read_text().split() for c in (0, 1))
+    assert sorted(a) == sorted(b) == sorted(docs[long_doc][1].split()) and a != b
+    assert len(list((tmp_path / "c01").glob("*.txt"))) == len(docs)
