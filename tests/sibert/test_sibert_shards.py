@@ -272,3 +272,51 @@ def test_bench_corpus_copies_keep_the_words_and_shuffle_their_order(tmp_path):
     a, b = ((tmp_path / f"c{c:02d}" / f"d{long_doc:05d}.txt").read_text().split() for c in (0, 1))
     assert sorted(a) == sorted(b) == sorted(docs[long_doc][1].split()) and a != b
     assert len(list((tmp_path / "c01").glob("*.txt"))) == len(docs)
+
+
+@pytest.mark.timeout(3000)
+def test_two_real_processes_from_shards_match_one_process_in_memory(prepared, tmp_path):
+    """Two processes joined by jax.distributed (2 fake CPU devices each), each feeding only its rows
+    read from the shards (sibert.train.device_batch -> make_array_from_process_local_data), train the
+    per-step losses and held-out loss of one 4-device process fed in memory (float32 tolerance, as
+    tests/sibert/test_sibert_multihost.py)."""
+    import socket
+    import subprocess
+
+    from _sibert_helpers import fast_compile
+
+    from sibert.devices import fake_cpu_devices_env
+
+    steps = 4
+    over = tiny_overrides(tmp_path / "cache", steps=steps, eval_every=steps, ckpt_every=steps, batch_size=8)
+    cmd = lambda out, o: [sys.executable, "-m", "scaleinv.cli", "train", "--out", str(out), "--no-progress"] + set_args(o)
+    losses = lambda run: [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    r = subprocess.run(cmd(tmp_path / "one", over), env=fast_compile(fake_cpu_devices_env(4)), capture_output=True,
+                       text=True, timeout=1400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for pid in range(2):
+        env = fast_compile(fake_cpu_devices_env(2))
+        env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
+        procs.append(subprocess.Popen(cmd(tmp_path / "two", {**over, "data_dir": str(prepared[0])}), env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outs = []
+        for p in procs:
+            o, e = p.communicate(timeout=1400)
+            assert p.returncode == 0, e[-3000:]
+            outs.append(json.loads(o.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    got = json.loads((tmp_path / "two" / "summary.json").read_text())
+    ref = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert got["processes"] == 2 and got["devices"] == 4 and got["config"]["data_dir"] == str(prepared[0])
+    a, b = losses(tmp_path / "two"), losses(tmp_path / "one")
+    assert len(a) == len(b) == steps and len(set(np.round(b, 4))) > 1
+    np.testing.assert_allclose(a, b, rtol=2e-5)
+    np.testing.assert_allclose([o["heldout_loss"] for o in outs], ref["final_eval"]["heldout_loss"], rtol=2e-5)
