@@ -5,6 +5,7 @@ Modules:
   config          -- TrainConfig, presets, --set / TOML overrides, validation
   model           -- BERT and SIBERT in one flax model file (``ModelConfig.scale_invariant``)
   data            -- real-text MLM pipeline: corpus -> WordPiece -> packed, masked batches
+  shards          -- ``scaleinv prepare-data``: token shards on disk, read lazily, each process its rows
   train           -- optimizer factory, mesh sharding, per-step diagnostics, the training loop
   checkpoints     -- orbax checkpoints, restored from the newest intact one
   resume          -- what ``--resume`` may change, and the check that nothing else changed

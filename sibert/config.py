@@ -88,6 +88,8 @@ class TrainConfig:
     heldout_fraction: float = 0.05        # fraction of ARTICLES held out (hash of the title)
     mask_prob: float = 0.15               # 80/10/10 masking of this fraction of tokens
     cache_dir: str = ""                   # tokenizer + token cache ("" -> $XDG_CACHE_HOME or ~/.cache/scaleinv)
+    data_dir: str = ""                    # prepared token shards (scaleinv prepare-data; sibert.shards), read lazily;
+                                          # "" -> tokenise `source` in memory (sibert.data); same batches either way
     # optimisation
     optimizer: str = "sgd-wd-rgc"         # encoder optimizer (bert + adamw: whole model)
     head_optimizer: str = "lamb"

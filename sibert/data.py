@@ -222,27 +222,35 @@ def pack(stream: np.ndarray, seq_len: int) -> np.ndarray:
     return stream[: n * seq_len].reshape(n, seq_len)
 
 
-def mask_rows(rows: np.ndarray, rng: np.random.Generator, vocab_size: int, mask_prob: float
-              ) -> Dict[str, np.ndarray]:
+def mask_rows(rows: np.ndarray, rng: np.random.Generator, vocab_size: int, mask_prob: float,
+              part: Optional[Tuple[int, int]] = None) -> Dict[str, np.ndarray]:
     """BERT masking of each row: M = max(1, round(mask_prob L)) positions among non-special
     tokens; 80% [MASK] / 10% random token / 10% unchanged. Rows with fewer than M candidates
-    get weight 0 on the unused slots."""
+    get weight 0 on the unused slots.
+
+    ``part=(first, total)``: ``rows`` are rows first .. first + len(rows) - 1 of a batch of
+    ``total`` rows (one process's share, :mod:`sibert.shards`): the random draws are those of the
+    whole batch, so these rows come out exactly as in the whole batch."""
     B, L = rows.shape
+    first, total = (0, B) if part is None else part
+    sl = slice(first, first + B)
     M = max(1, int(round(mask_prob * L)))
-    keys = rng.random((B, L))
+    keys = rng.random((total, L))[sl]
     keys[rows < NUM_SPECIAL] = 2.0                                  # never pick special tokens
     pos = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :M], axis=1)
     valid = np.take_along_axis(keys, pos, axis=1) < 2.0
-    return _corrupt(rows, pos, valid, rng, vocab_size)
+    return _corrupt(rows, pos, valid, rng, vocab_size, total, sl)
 
 
-def _corrupt(rows, pos, valid, rng, vocab_size):
-    """80% [MASK] / 10% random / 10% unchanged at ``pos`` where ``valid``; the MLM batch dict."""
+def _corrupt(rows, pos, valid, rng, vocab_size, total=None, sl=slice(None)):
+    """80% [MASK] / 10% random / 10% unchanged at ``pos`` where ``valid``; the MLM batch dict
+    (``total`` / ``sl``: the draws of a batch of ``total`` rows, of which these are rows ``sl``)."""
     B, M = pos.shape
+    total = B if total is None else total
     labels = np.take_along_axis(rows, pos, axis=1)
     tokens = rows.copy()
-    u = rng.random((B, M))
-    rand_tok = rng.integers(NUM_SPECIAL, vocab_size, (B, M))
+    u = rng.random((total, M))[sl]
+    rand_tok = rng.integers(NUM_SPECIAL, vocab_size, (total, M))[sl]
     new = np.where(u < 0.8, MASK_ID, np.where(u < 0.9, rand_tok, labels))
     new = np.where(valid, new, labels)
     np.put_along_axis(tokens, pos, new, axis=1)

@@ -221,6 +221,21 @@ def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh):
     return {k: put(v) for k, v in batch.items()}
 
 
+def device_batch(data, mesh: Mesh, batch_size: int, step: int, seed: Optional[int] = None):
+    """Training batch of ``step`` (``seed`` given) or held-out batch ``step`` as global jax.Arrays
+    sharded over ``data``. A source that reads only this process's rows
+    (``reads_process_share``: :class:`sibert.shards.ShardData`) is asked for just those (the rows
+    :func:`shard_batch` would have kept); any other gives the global batch to :func:`shard_batch`."""
+    if not getattr(data, "reads_process_share", False):
+        return shard_batch(data.train_batch(step, batch_size, seed) if seed is not None
+                           else data.heldout_batch(step, batch_size), mesh)
+    share = (jax.process_index(), jax.process_count())
+    local = (data.train_batch(step, batch_size, seed, *share) if seed is not None
+             else data.heldout_batch(step, batch_size, *share))
+    sh = NamedSharding(mesh, P("data"))
+    return {k: jax.make_array_from_process_local_data(sh, v, (batch_size, *v.shape[1:])) for k, v in local.items()}
+
+
 # ----------------------------------------------------------------------------- steps
 def is_weight(path, x) -> bool:
     """A weight matrix / embedding table: ndim >= 2 and not a bias (SIBERT's q/k/v biases are
@@ -285,7 +300,7 @@ _jit_tree_norm = jax.jit(tree_norm)
 def evaluate(eval_fn, params, data: MLMData, cfg: TrainConfig, mesh: Mesh) -> Dict[str, float]:
     tot = {"loss_sum": 0.0, "correct": 0.0, "n": 0.0}
     for j in range(cfg.eval_batches):
-        out = eval_fn(params, shard_batch(data.heldout_batch(j, cfg.batch_size), mesh))
+        out = eval_fn(params, device_batch(data, mesh, cfg.batch_size, j))
         for k in tot:
             tot[k] += float(out[k])
     return {"heldout_loss": tot["loss_sum"] / tot["n"], "heldout_accuracy": tot["correct"] / tot["n"]}
@@ -375,6 +390,9 @@ def train(cfg: TrainConfig, run_dir, resume: bool = False, log: Callable[[str], 
     cfg_path = run_dir / "config.json"
     if resume and cfg_path.is_file():
         check_same_recipe(saved_config(json.loads(cfg_path.read_text())), cfg)
+    if data is None and cfg.data_dir:   # prepared shards, read lazily, this process's rows only
+        from sibert.shards import load_shard_data
+        data = load_shard_data(cfg)
     if data is None:
         data = load_mlm_data(cfg.source, cfg.vocab_size, cfg.seq_len, cfg.heldout_fraction,
                              cfg.mask_prob, cfg.cache_dir or None, log=log)
@@ -492,13 +510,13 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
         # line per step as before. tokens/s is the mean over the fetched window.
         t_prev = time.time()
         pending = []
-        batch = shard_batch(data.train_batch(start, cfg.batch_size, cfg.seed), mesh) if start < cfg.steps else None
+        batch = device_batch(data, mesh, cfg.batch_size, start, cfg.seed) if start < cfg.steps else None
         for step in range(start, cfg.steps):
             state, m_dev = step_fn(state, batch)
             pending.append((step, m_dev))
             done = step + 1
             if done < cfg.steps:
-                batch = shard_batch(data.train_batch(done, cfg.batch_size, cfg.seed), mesh)
+                batch = device_batch(data, mesh, cfg.batch_size, done, cfg.seed)
             at_eval = done % cfg.eval_every == 0 or done == cfg.steps
             at_ckpt = done % cfg.ckpt_every == 0 or done == cfg.steps
             stopping = stop is not None and stop.requested and done < cfg.steps

@@ -1,7 +1,7 @@
-"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | plot | bench | audit | figures | export``.
+"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | prepare-data | plot | bench | audit | figures | export``.
 
 One module per subcommand, each exposing ``add_arguments(parser)`` and ``run(args) -> int``:
-``verify`` (toyproblems claims), ``proofs`` (proofs_check), ``train`` / ``plot`` / ``export``
+``verify`` (toyproblems claims), ``proofs`` (proofs_check), ``train`` / ``prepare-data`` / ``plot`` / ``export``
 (sibert), ``bench`` (benchmarks), ``audit`` (scaleinv.audit), ``figures`` (notebooks). This
 package is the console layer, the only code that names the wings; this module only dispatches
 (heavy imports happen inside each ``run``, so that ``scaleinv proofs`` does not pay for JAX
@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "verify": ("scaleinv.cli.verify", "run every toy-model claim of the talk and print pass/fail"),
     "proofs": ("scaleinv.cli.proofs", "sympy derivations of every formula in the talk, with errata"),
     "train": ("scaleinv.cli.train", "train SIBERT or the BERT baseline (MLM) on real text"),
+    "prepare-data": ("scaleinv.cli.prepare_data", "tokenise a corpus once into token shards for `train --set data_dir=`"),
     "plot": ("scaleinv.cli.plot", "plot a training run directory (loss, norm, clip rate)"),
     "bench": ("scaleinv.cli.bench", "speed/memory benchmarks as ratios against peers"),
     "audit": ("scaleinv.cli.audit", "homogeneity audit of a JAX/flax or PyTorch model"),

@@ -4,7 +4,10 @@ side by side in the same run (absolute times are reported, not claimed: shared m
 Items (``--only`` takes their names): ``toy`` (vmap+scan sweep vs Python loop / NumPy),
 ``clip`` (relative global clipping overhead), ``throughput`` (SIBERT step vs HF BertForMaskedLM
 and our BERT), ``memory`` (SGD+WD+RGC vs AdamW state on base-size parameters), ``scaling``
-(fake CPU devices in subprocesses + MFU), ``precision`` (bf16 vs float32 step). Timings: warm-up excluded, median of ``--repeats``
+(fake CPU devices in subprocesses + MFU), ``precision`` (bf16 vs float32 step), ``data`` (the
+prepared token shards: peak RSS 1x vs 30x corpus, tokenise throughput, loader vs step time; not in
+the default set: it writes a 30x corpus to a temporary directory and tokenises it, ~15 min).
+Timings: warm-up excluded, median of ``--repeats``
 (>= 5) interleaved rounds, ``block_until_ready``. Prints a table, writes ``--json`` (rows +
 machine info + load averages at start and end) and optionally ``--markdown``. Exit code 0 when
 the run completes (missed targets are findings, listed in the table), 2 on bad arguments.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-ITEMS = ("toy", "clip", "throughput", "memory", "scaling", "precision")
+ITEMS = ("toy", "clip", "throughput", "memory", "scaling", "precision", "data")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _items(only):
     if not only:
-        return list(ITEMS)
+        return [i for i in ITEMS if i != "data"]
     wanted = [w.strip() for w in only.split(",") if w.strip()]
     bad = [w for w in wanted if w not in ITEMS]
     if bad:
@@ -89,6 +92,9 @@ def run(args) -> int:
         elif item == "scaling":
             from benchmarks.scaling import bench as b
             rows += b(args.quick, repeats, args.peak_tflops)
+        elif item == "data":
+            from benchmarks.data_pipeline import bench as b
+            rows += b(args.quick, repeats)
         seconds[item] = round(time.time() - t, 1)
         bar.write(f"  {item}: {seconds[item]:.1f} s")
         bar.update(1)

@@ -61,6 +61,16 @@ CASES = [
     (["export", "run", "--to", "onnx", "x"], "--to: unknown format 'onnx'; allowed: hf"),
     (["export", "run", "--to", "hf", "f.txt"], "OUT_DIR: "),
     (["export", "run"], "the following arguments are required: --to"),
+    # prepare-data (more cases, which need a tokenizer or a corpus: tests/sibert/test_sibert_shards.py)
+    (["prepare-data", "missing_dir", "out"], "SOURCE: 'missing_dir' does not exist; allowed: 'wiki-offline'"),
+    (["prepare-data", "f.txt", "out"], "SOURCE: 'f.txt' is a file, not a directory; allowed:"),
+    (["prepare-data", "adir", "out"], "SOURCE: 'adir' holds no *.txt files; allowed:"),
+    (["prepare-data", SAMPLE, "out", "--shard-tokens", "0"], "--shard-tokens: must be an integer in 1..2147483647, got 0"),
+    (["prepare-data", SAMPLE, "f.txt", "--vocab-size", "300", "--heldout-fraction", "0.25"],
+     "exists and is not a directory; allowed: a new or empty directory"),
+    (["prepare-data", SAMPLE, "/proc/forbidden/out", "--vocab-size", "300", "--heldout-fraction", "0.25"],
+     "OUT: cannot create"),
+    (["prepare-data", SAMPLE, "out", "--heldout-fraction", "1.5"], "--heldout-fraction: must be a number in (0, 1)"),
     # the dispatcher
     (["nosuchcommand"], "argument {"),
 ]
