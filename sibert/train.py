@@ -174,7 +174,9 @@ def predicted_equilibrium_angle(cfg: TrainConfig, lr: float, step: Optional[int]
 # ----------------------------------------------------------------------------- mesh
 def maybe_initialize_distributed() -> bool:
     """Multi-host: ``jax.distributed.initialize`` when JAX_COORDINATOR_ADDRESS is set, with
-    JAX_NUM_PROCESSES / JAX_PROCESS_ID (else JAX's cluster auto-detection: SLURM, MPI, TPU...)."""
+    JAX_NUM_PROCESSES / JAX_PROCESS_ID (else JAX's cluster auto-detection: SLURM, MPI, TPU...),
+    JAX's heartbeat / shutdown timeouts at the peer timeout (:func:`sibert.peers.peer_timeout`:
+    ``--peer-timeout``, default 120 s), reporting to a supervising parent (:mod:`sibert.peers`)."""
     addr = os.environ.get("JAX_COORDINATOR_ADDRESS")
     if not addr:
         return False
@@ -183,9 +185,17 @@ def maybe_initialize_distributed() -> bool:
         # "none", with which a multi-process CPU mesh cannot run)
         if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "", "none"):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        from sibert import peers
+
         n, pid = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        # a dead / silent peer is declared after the peer timeout (JAX's heartbeat); the join
+        # deadline is the supervising parent's (sibert.peers), so JAX's own comes a little later
+        t = max(1, math.ceil(peers.peer_timeout()))
+        peers.notify("connecting")
         jax.distributed.initialize(coordinator_address=addr, num_processes=int(n) if n else None,
-                                   process_id=int(pid) if pid else None)
+                                   process_id=int(pid) if pid else None, initialization_timeout=t + 30,
+                                   heartbeat_timeout_seconds=t, shutdown_timeout_seconds=t)
+        peers.notify("joined")
         maybe_initialize_distributed._done = True
     return True
 
@@ -557,6 +567,10 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
             if efile:
                 efile.write(json.dumps(last_eval) + "\n")
         finish_checkpoints(mngr, cfg.steps)   # the final save must have been written
+    except Exception as e:
+        from sibert import peers
+        peers.report_failure(e)   # multi-host: a collective failed because a peer is gone (ends here)
+        raise
     finally:
         if bar:
             bar.close()
