@@ -292,12 +292,30 @@ def build_steps(cfg: TrainConfig, model: MLMModel, tx, enc_lr: Schedule):
 _jit_tree_norm = jax.jit(tree_norm)
 
 
-def evaluate(eval_fn, params, data: MLMData, cfg: TrainConfig, mesh: Mesh) -> Dict[str, float]:
+EVAL_PROGRESS_MIN_BATCHES = 20   # a held-out evaluation at least this long shows its progress
+
+
+def evaluate(eval_fn, params, data: MLMData, cfg: TrainConfig, mesh: Mesh, desc: str = "eval") -> Dict[str, float]:
+    """Held-out loss / accuracy over ``cfg.eval_batches`` batches. From
+    :data:`EVAL_PROGRESS_MIN_BATCHES` batches on (and with ``cfg.progress``, process 0) the
+    batches done are shown on stderr (:mod:`scaleinv.progress`: a bar on a terminal, a plain line
+    every tenth of the batches in a log), never on stdout (which holds only the JSON summary)."""
+    from scaleinv.progress import Progress
+
+    show = cfg.progress and cfg.eval_batches >= EVAL_PROGRESS_MIN_BATCHES and jax.process_index() == 0
+    bar = Progress(cfg.eval_batches, desc, unit="batch", file=sys.stderr,
+                   every=max(1, -(-cfg.eval_batches // 10))) if show else None
     tot = {"loss_sum": 0.0, "correct": 0.0, "n": 0.0}
-    for j in range(cfg.eval_batches):
-        out = eval_fn(params, shard_batch(data.heldout_batch(j, cfg.batch_size), mesh))
-        for k in tot:
-            tot[k] += float(out[k])
+    try:
+        for j in range(cfg.eval_batches):
+            out = eval_fn(params, shard_batch(data.heldout_batch(j, cfg.batch_size), mesh))
+            for k in tot:
+                tot[k] += float(out[k])
+            if bar:
+                bar.update(1)
+    finally:
+        if bar:
+            bar.close()
     return {"heldout_loss": tot["loss_sum"] / tot["n"], "heldout_accuracy": tot["correct"] / tot["n"]}
 
 
@@ -541,7 +559,7 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
             if status != "ok":
                 break
             if at_eval:
-                last_eval = {"step": done, **evaluate(eval_fn, state["params"], data, cfg, mesh)}
+                last_eval = {"step": done, **evaluate(eval_fn, state["params"], data, cfg, mesh, f"eval at step {done}")}
                 if efile:
                     efile.write(json.dumps(last_eval) + "\n")
                     efile.flush()
@@ -563,7 +581,8 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
                            heldout=f"{last_eval['heldout_loss']:.3f}" if last_eval else "-")
         if status == "ok" and start == cfg.steps and last_eval is None:
             # resumed at the final checkpoint without its evaluation row: evaluate it now
-            last_eval = {"step": cfg.steps, **evaluate(eval_fn, state["params"], data, cfg, mesh)}
+            last_eval = {"step": cfg.steps, **evaluate(eval_fn, state["params"], data, cfg, mesh,
+                                                       f"eval at step {cfg.steps}")}
             if efile:
                 efile.write(json.dumps(last_eval) + "\n")
         finish_checkpoints(mngr, cfg.steps)   # the final save must have been written
