@@ -179,6 +179,8 @@ ENV = [
     ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "5"}, ("JAX_PROCESS_ID: 5 is out of range", "allowed: 0..1")),
     ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "x"}, ("JAX_PROCESS_ID: 'x'", "allowed:")),
     ({"JAX_COORDINATOR_ADDRESS": "nohostport"}, ("JAX_COORDINATOR_ADDRESS: 'nohostport' is not host:port", "allowed:")),
+    ({"JAX_COORDINATOR_ADDRESS": "no-such-host.invalid:1234"},
+     ("JAX_COORDINATOR_ADDRESS: host 'no-such-host.invalid' does not resolve", "allowed:")),
 ]
 
 
