@@ -25,11 +25,20 @@ def heldout_texts(cfg) -> List[str]:
     return [t for _, t in held]
 
 
+PROGRESS_MIN_BATCHES = 20   # from this many batches on the progress is shown on stderr
+
+
 def evaluate_texts(run, texts: Sequence[str], batch_size: int = 32, seed: int = 0,
-                   seq_len: int = None) -> Dict[str, float]:
+                   seq_len: int = None, progress: bool = True) -> Dict[str, float]:
     """Masked-token loss / accuracy of ``run`` (a :class:`sibert.runs.Run`) on ``texts``, one padded
-    row per text (truncated to ``seq_len``, default the run's seq_len)."""
+    row per text (truncated to ``seq_len``, default the run's seq_len). With ``progress`` and at
+    least :data:`PROGRESS_MIN_BATCHES` batches, the batches done are shown on stderr
+    (:mod:`scaleinv.progress`), never on stdout."""
+    import sys
+
     import jax
+
+    from scaleinv.progress import Progress
 
     from sibert.data import encode_examples, mask_padded_rows
     from sibert.model import MLMModel, mlm_loss
@@ -41,6 +50,9 @@ def evaluate_texts(run, texts: Sequence[str], batch_size: int = 32, seed: int = 
     model = MLMModel(run.model_config)
     step = jax.jit(lambda p, b: mlm_loss(model, p, b))
     tot_loss = tot_correct = tot_n = 0.0
+    n_batches = -(-len(tokens) // batch_size)
+    bar = Progress(n_batches, "evaluate", unit="batch", file=sys.stderr, every=max(1, -(-n_batches // 10))) \
+        if progress and n_batches >= PROGRESS_MIN_BATCHES else None
     for i in range(0, len(tokens), batch_size):
         b = {k: v[i:i + batch_size] for k, v in batch.items()}
         n_rows = len(b["tokens"])
@@ -51,5 +63,9 @@ def evaluate_texts(run, texts: Sequence[str], batch_size: int = 32, seed: int = 
         tot_loss += float(loss) * n
         tot_correct += float(aux["accuracy"]) * n
         tot_n += n
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
     return {"loss": tot_loss / max(tot_n, 1.0), "accuracy": tot_correct / max(tot_n, 1.0),
             "num_predictions": tot_n, "num_texts": len(tokens), "seq_len": L}

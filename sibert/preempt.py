@@ -113,6 +113,8 @@ class StopSignals:
         return False
 
     def _handler(self, signum, frame) -> None:
+        from sibert import peers
+        peers.notify("signal")   # a supervised multi-host child: the parent need not pass it on
         if self.signum is not None:
             self.abandon(f"second {signal_name(signum)} while stopping")
             return

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -85,7 +86,8 @@ def check_config_file(path) -> None:
 def check_distributed_env(env=None) -> None:
     """The multi-host variables (read by :func:`sibert.train.maybe_initialize_distributed`)
     are well-formed before anything starts: ``JAX_COORDINATOR_ADDRESS`` is ``host:port``,
-    ``JAX_NUM_PROCESSES`` an integer >= 1, ``JAX_PROCESS_ID`` an integer in 0..N-1."""
+    ``JAX_NUM_PROCESSES`` an integer >= 1, ``JAX_PROCESS_ID`` an integer in 0..N-1, and the
+    coordinator's host resolves (``socket.getaddrinfo``)."""
     env = os.environ if env is None else env
     addr = env.get("JAX_COORDINATOR_ADDRESS", "").strip()
     n_raw, pid_raw = env.get("JAX_NUM_PROCESSES", "").strip(), env.get("JAX_PROCESS_ID", "").strip()
@@ -95,6 +97,11 @@ def check_distributed_env(env=None) -> None:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"JAX_COORDINATOR_ADDRESS: {addr!r} is not host:port; allowed: e.g. 10.0.0.1:12345 "
                           f"(port 1..65535)")
+    try:   # an unresolvable host would make every process wait silently until JAX's timeout
+        socket.getaddrinfo(host.strip("[]"), int(port))
+    except (OSError, UnicodeError) as e:
+        raise ConfigError(f"JAX_COORDINATOR_ADDRESS: host {host!r} does not resolve ({e}); allowed: a host name "
+                          f"or IP address of process 0, e.g. 10.0.0.1:12345") from None
     n = None
     if n_raw:
         if not n_raw.isdigit() or int(n_raw) < 1:

@@ -174,7 +174,9 @@ def predicted_equilibrium_angle(cfg: TrainConfig, lr: float, step: Optional[int]
 # ----------------------------------------------------------------------------- mesh
 def maybe_initialize_distributed() -> bool:
     """Multi-host: ``jax.distributed.initialize`` when JAX_COORDINATOR_ADDRESS is set, with
-    JAX_NUM_PROCESSES / JAX_PROCESS_ID (else JAX's cluster auto-detection: SLURM, MPI, TPU...)."""
+    JAX_NUM_PROCESSES / JAX_PROCESS_ID (else JAX's cluster auto-detection: SLURM, MPI, TPU...),
+    JAX's heartbeat / shutdown timeouts at the peer timeout (:func:`sibert.peers.peer_timeout`:
+    ``--peer-timeout``, default 120 s), reporting to a supervising parent (:mod:`sibert.peers`)."""
     addr = os.environ.get("JAX_COORDINATOR_ADDRESS")
     if not addr:
         return False
@@ -183,9 +185,17 @@ def maybe_initialize_distributed() -> bool:
         # "none", with which a multi-process CPU mesh cannot run)
         if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "", "none"):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        from sibert import peers
+
         n, pid = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        # a dead / silent peer is declared after the peer timeout (JAX's heartbeat); the join
+        # deadline is the supervising parent's (sibert.peers), so JAX's own comes a little later
+        t = max(1, math.ceil(peers.peer_timeout()))
+        peers.notify("connecting")
         jax.distributed.initialize(coordinator_address=addr, num_processes=int(n) if n else None,
-                                   process_id=int(pid) if pid else None)
+                                   process_id=int(pid) if pid else None, initialization_timeout=t + 30,
+                                   heartbeat_timeout_seconds=t, shutdown_timeout_seconds=t)
+        peers.notify("joined")
         maybe_initialize_distributed._done = True
     return True
 
@@ -297,12 +307,30 @@ def build_steps(cfg: TrainConfig, model: MLMModel, tx, enc_lr: Schedule):
 _jit_tree_norm = jax.jit(tree_norm)
 
 
-def evaluate(eval_fn, params, data: MLMData, cfg: TrainConfig, mesh: Mesh) -> Dict[str, float]:
+EVAL_PROGRESS_MIN_BATCHES = 20   # a held-out evaluation at least this long shows its progress
+
+
+def evaluate(eval_fn, params, data: MLMData, cfg: TrainConfig, mesh: Mesh, desc: str = "eval") -> Dict[str, float]:
+    """Held-out loss / accuracy over ``cfg.eval_batches`` batches. From
+    :data:`EVAL_PROGRESS_MIN_BATCHES` batches on (and with ``cfg.progress``, process 0) the
+    batches done are shown on stderr (:mod:`scaleinv.progress`: a bar on a terminal, a plain line
+    every tenth of the batches in a log), never on stdout (which holds only the JSON summary)."""
+    from scaleinv.progress import Progress
+
+    show = cfg.progress and cfg.eval_batches >= EVAL_PROGRESS_MIN_BATCHES and jax.process_index() == 0
+    bar = Progress(cfg.eval_batches, desc, unit="batch", file=sys.stderr,
+                   every=max(1, -(-cfg.eval_batches // 10))) if show else None
     tot = {"loss_sum": 0.0, "correct": 0.0, "n": 0.0}
-    for j in range(cfg.eval_batches):
-        out = eval_fn(params, device_batch(data, mesh, cfg.batch_size, j))
-        for k in tot:
-            tot[k] += float(out[k])
+    try:
+        for j in range(cfg.eval_batches):
+            out = eval_fn(params, device_batch(data, mesh, cfg.batch_size, j))
+            for k in tot:
+                tot[k] += float(out[k])
+            if bar:
+                bar.update(1)
+    finally:
+        if bar:
+            bar.close()
     return {"heldout_loss": tot["loss_sum"] / tot["n"], "heldout_accuracy": tot["correct"] / tot["n"]}
 
 
@@ -549,7 +577,7 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
             if status != "ok":
                 break
             if at_eval:
-                last_eval = {"step": done, **evaluate(eval_fn, state["params"], data, cfg, mesh)}
+                last_eval = {"step": done, **evaluate(eval_fn, state["params"], data, cfg, mesh, f"eval at step {done}")}
                 if efile:
                     efile.write(json.dumps(last_eval) + "\n")
                     efile.flush()
@@ -571,10 +599,15 @@ def _loop(cfg, run_dir, mesh, model, tx, enc_lr, state, state_sh, mngr, data, st
                            heldout=f"{last_eval['heldout_loss']:.3f}" if last_eval else "-")
         if status == "ok" and start == cfg.steps and last_eval is None:
             # resumed at the final checkpoint without its evaluation row: evaluate it now
-            last_eval = {"step": cfg.steps, **evaluate(eval_fn, state["params"], data, cfg, mesh)}
+            last_eval = {"step": cfg.steps, **evaluate(eval_fn, state["params"], data, cfg, mesh,
+                                                       f"eval at step {cfg.steps}")}
             if efile:
                 efile.write(json.dumps(last_eval) + "\n")
         finish_checkpoints(mngr, cfg.steps)   # the final save must have been written
+    except Exception as e:
+        from sibert import peers
+        peers.report_failure(e)   # multi-host: a collective failed because a peer is gone (ends here)
+        raise
     finally:
         if bar:
             bar.close()

@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # the command as given (a supervised child reruns it)
     try:
         return int(available[args.command].run(args) or 0)
     except UsageError as e:

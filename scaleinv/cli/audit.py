@@ -13,7 +13,9 @@ full report, ``--markdown PATH`` a README-ready table.
 Exit status: 0 if the target is met (loss ``--target-degree``-homogeneous in
 ``--target-group`` and every ``--expect`` holds) or no target was given, 1 otherwise, 2 on bad
 arguments (one line ``scaleinv audit: error: ...``: unknown module / file / function, bad flags,
-unwritable ``--json`` / ``--markdown``, checked before the audit runs; nothing written).
+unwritable ``--json`` / ``--markdown``, checked before the audit runs; nothing written; also a
+factory that raises, calls ``SystemExit`` or has not returned within ``--factory-timeout`` seconds,
+default 300).
 
 Examples::
 
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import math
 import re
 import sys
 
@@ -54,8 +58,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-depth", type=int, default=None, help="hide module rows deeper than this (flagged rows always shown)")
     parser.add_argument("--table-groups", default=None, help="comma-separated groups shown as table columns")
     parser.add_argument("--show-identity", action="store_true", help="also show parameter-free identity calls (Dropout)")
+    parser.add_argument("--factory-timeout", type=float, default=FACTORY_TIMEOUT_S, metavar="SECONDS",
+                        help=f"time limit for the factory call (default {FACTORY_TIMEOUT_S:g} s): a factory "
+                             "that has not returned by then is refused (one line, exit 2)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the full report as JSON")
     parser.add_argument("--markdown", default=None, metavar="PATH", help="write the table as GitHub markdown")
+
+
+FACTORY_TIMEOUT_S = 300.0
+WATCHDOG_GRACE_S = 10.0
+
+
+class FactoryTimeout(BaseException):
+    """The factory did not return within ``--factory-timeout`` (a BaseException, so that no
+    ``except Exception`` inside the factory swallows it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, message: str):
+    """Raise :class:`FactoryTimeout` in the main thread after ``seconds`` (SIGALRM); if that
+    cannot land (code that never returns to the interpreter), a watchdog thread prints
+    ``message`` and ends the process with exit 2 ``WATCHDOG_GRACE_S`` later."""
+    import os
+    import signal
+    import threading
+    import time
+
+    t0 = time.monotonic()
+
+    def on_alarm(signum, frame):
+        if time.monotonic() - t0 >= seconds - 0.05:
+            raise FactoryTimeout()
+        if callable(old):   # an earlier alarm of someone else's (e.g. pytest-timeout): theirs
+            old(signum, frame)
+
+    def last_resort():
+        print(message, file=sys.stderr, flush=True)
+        os._exit(2)
+
+    main = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    old = signal.signal(signal.SIGALRM, on_alarm) if main else None
+    prev = 0.0
+    if main:   # another ITIMER_REAL already running (pytest-timeout): the earlier deadline first, theirs kept
+        prev = signal.setitimer(signal.ITIMER_REAL, seconds)[0]
+        if 0 < prev < seconds:
+            signal.setitimer(signal.ITIMER_REAL, prev)
+    dog = threading.Timer(seconds + (WATCHDOG_GRACE_S if main else 0.0), last_resort)
+    dog.daemon = True
+    dog.start()
+    try:
+        yield
+    finally:
+        dog.cancel()
+        if main:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+            if prev > 0:
+                signal.setitimer(signal.ITIMER_REAL, max(prev - (time.monotonic() - t0), 0.001))
 
 
 def _pairs(items, what):
@@ -120,7 +179,6 @@ def _check_factory_spec(spec: str) -> None:
 
 
 def run(args) -> int:
-    import contextlib
     from pathlib import Path
 
     from scaleinv.usage import UsageError, check_output_file, optional_check
@@ -132,6 +190,8 @@ def run(args) -> int:
         raise UsageError(f"--max-depth: must be >= 0, got {args.max_depth}")
     if args.rtol is not None and not args.rtol > 0:
         raise UsageError(f"--rtol: must be > 0, got {args.rtol}")
+    if not (math.isfinite(args.factory_timeout) and args.factory_timeout > 0):
+        raise UsageError(f"--factory-timeout: must be a finite number of seconds > 0, got {args.factory_timeout}")
 
     import jax
 
@@ -157,8 +217,15 @@ def run(args) -> int:
     ctx = jax.enable_x64(True) if args.x64 else contextlib.nullcontext()
     with ctx:
         try:
+            limit = args.factory_timeout
+            timeout_msg = (f"scaleinv audit: error: factory {args.factory}: did not return within --factory-timeout "
+                           f"{limit:g} s; allowed: a function returning (apply_fn, params, example_batch[, options]) "
+                           f"within the limit (raise it with --factory-timeout SECONDS)")
             try:
-                res = call_factory(args.factory, **kwargs)
+                with _time_limit(limit, timeout_msg):
+                    res = call_factory(args.factory, **kwargs)
+            except FactoryTimeout:
+                raise UsageError(timeout_msg) from None
             except (ValueError, ImportError, AttributeError, TypeError):
                 raise
             except SystemExit as e:   # a factory's exit must not pass for a (silent) successful audit

@@ -26,7 +26,10 @@ Exit codes: 0 done (or already complete), 2 bad input or refused (one line
 ``scaleinv train: error: ...``, nothing written; also when another trainer holds ``--out``),
 3 stopped at a non-finite loss (last good checkpoint kept), 4 ``--resume`` found checkpoints
 but none intact (each damaged one reported; nothing changed), 5 a checkpoint could not be
-written (one line naming the step and the last good checkpoint; lock released), 143 / 130
+written (one line naming the step and the last good checkpoint; lock released), 6 multi-host:
+a peer died, hangs or never joined within ``--peer-timeout`` seconds (default 120; one line naming
+the peer and the last good checkpoint, lock and unfinished checkpoint folders removed by the
+process that held them; :mod:`sibert.peers`), 143 / 130
 stopped by SIGTERM / SIGINT (:mod:`sibert.preempt`: the step in flight is finished, a
 checkpoint written at it within ``--grace-period`` seconds, the lock released, one line;
 ``--resume`` continues exactly).
@@ -40,6 +43,7 @@ import sys
 from sibert.config import MODELS, OPTIMIZERS, PRESETS
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_NO_INTACT_CHECKPOINT, EXIT_CHECKPOINT_WRITE = 0, 2, 3, 4, 5
+EXIT_PEER = 6   # sibert.peers.EXIT_PEER
 
 
 def add_arguments(p):
@@ -60,6 +64,9 @@ def add_arguments(p):
     p.add_argument("--grace-period", type=_grace, default=30.0, metavar="SECONDS",
                    help="after SIGTERM / SIGINT: seconds to finish the step and write a final checkpoint "
                         "before the save is abandoned (default 30; 0: abandon at once)")
+    p.add_argument("--peer-timeout", type=_peer_timeout, default=120.0, metavar="SECONDS",
+                   help="multi-host: end the run (exit 6, one line naming the peer) when a peer has not joined "
+                        "within this many seconds or stops answering (default 120)")
 
 
 def _grace(value: str) -> float:
@@ -71,6 +78,18 @@ def _grace(value: str) -> float:
         v = float("nan")
     if not (math.isfinite(v) and v >= 0):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {value!r}")
+    return v
+
+
+def _peer_timeout(value: str) -> float:
+    import argparse
+    import math
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {value!r}")
     return v
 
 
@@ -189,9 +208,27 @@ def _exit_without_stray_threads(code: int) -> int:
     return code
 
 
+def _supervise(args) -> int:
+    """Multi-host (JAX_COORDINATOR_ADDRESS set): check everything up front here, then run the
+    trainer as a supervised child (:mod:`sibert.peers`: a dead or missing peer ends it, exit 6)."""
+    from sibert import peers
+    from sibert.config import ConfigError
+
+    try:
+        build_config(args)
+    except ConfigError as e:
+        return _err(str(e))
+    argv = getattr(args, "argv", None) or sys.argv[1:]
+    return peers.supervise([sys.executable, "-m", "scaleinv.cli", *argv], args.out, args.peer_timeout)
+
+
 def run(args) -> int:
+    from sibert import peers
     from sibert.preempt import Preempted, StopSignals
 
+    if peers.supervise_wanted():
+        return _supervise(args)
+    peers.child_setup()   # in a supervised child: Python output to the parent's stdout / stderr
     with StopSignals(args.grace_period) as stop:
         try:
             return _exit_without_stray_threads(_run(args, stop))
@@ -239,6 +276,10 @@ def _run(args, stop) -> int:
               f"is {'step ' + str(good) if good is not None else 'none'} (--resume continues from it once "
               f"{args.out} is writable again); exit {EXIT_CHECKPOINT_WRITE}", file=sys.stderr)
         return EXIT_CHECKPOINT_WRITE
+    except Exception as e:
+        from sibert import peers
+        peers.report_failure(e)   # a multi-host peer gone: the supervising parent ends this process
+        raise
     finally:
         if tb is not None:
             tb.close()

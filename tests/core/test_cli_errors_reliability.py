@@ -55,6 +55,12 @@ CASES = [(["train", "--out", "r"] + a, n) for a, n in TRAIN] + [
     # audit factories that raise, or exit (was: a traceback; exit 0 with no report)
     (["audit", "fac_raises.py:f"], ("factory fac_raises.py:f: raised RuntimeError: boom", "allowed: a function")),
     (["audit", "fac_exits.py:f"], ("factory fac_exits.py:f: called SystemExit(0)", "allowed: a function")),
+    # a factory that never returns (was: hung forever), one that sleeps in C code, and a bad limit
+    (["audit", "fac_loops.py:f", "--factory-timeout", "2"],
+     ("factory fac_loops.py:f: did not return within --factory-timeout 2 s", "allowed: a function")),
+    (["audit", "fac_sleeps.py:f", "--factory-timeout", "1.5"],
+     ("factory fac_sleeps.py:f: did not return within --factory-timeout 1.5 s", "allowed: a function")),
+    (["audit", "fac_loops.py:f", "--factory-timeout", "0"], ("--factory-timeout: must be a finite number",)),
     # output paths whose folder cannot be created, although os.access says writable (as root)
     (["verify", "--quick", "--out", "/proc/forbidden/x"], ("--out: cannot create '/proc/forbidden/x'", "allowed:")),
     (["proofs", "--markdown", "/proc/forbidden/x.md"], ("--markdown: cannot create", "allowed:")),
@@ -93,6 +99,8 @@ def workdir(tmp_path, token_cache, monkeypatch):
     (tmp_path / "adir").mkdir()
     (tmp_path / "fac_raises.py").write_text("def f():\n    raise RuntimeError('boom')\n")
     (tmp_path / "fac_exits.py").write_text("def f():\n    raise SystemExit(0)\n")
+    (tmp_path / "fac_loops.py").write_text("def f():\n    while True:\n        pass\n")
+    (tmp_path / "fac_sleeps.py").write_text("import time\n\ndef f():\n    time.sleep(10 ** 6)\n")
     monkeypatch.setattr("sys.dont_write_bytecode", True)   # no __pycache__ from the factory files
     (tmp_path / "big.toml").write_text("steps = 1e20\n")
     (tmp_path / "inf.toml").write_text("steps = inf\n")
@@ -171,6 +179,8 @@ ENV = [
     ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "5"}, ("JAX_PROCESS_ID: 5 is out of range", "allowed: 0..1")),
     ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "x"}, ("JAX_PROCESS_ID: 'x'", "allowed:")),
     ({"JAX_COORDINATOR_ADDRESS": "nohostport"}, ("JAX_COORDINATOR_ADDRESS: 'nohostport' is not host:port", "allowed:")),
+    ({"JAX_COORDINATOR_ADDRESS": "no-such-host.invalid:1234"},
+     ("JAX_COORDINATOR_ADDRESS: host 'no-such-host.invalid' does not resolve", "allowed:")),
 ]
 
 
