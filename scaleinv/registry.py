@@ -13,7 +13,10 @@ An entry's ``make(learning_rate, weight_decay, **hp)`` builds the transform (``l
 float or an optax schedule); ``defaults`` names every hyper-parameter it accepts (anything else is
 refused); ``angle(eta, weight_decay, **hp)`` and ``sq_norm(eta, weight_decay, sigma=, dim=, **hp)``
 are the equilibrium predictions of :mod:`scaleinv.theory` (Kosson et al. 2024; Li et al. 2022),
-``None`` where the theory has none (plain SGD has no equilibrium). ``schedule`` says which LR
+``None`` where the theory has none (plain SGD has no equilibrium); ``t_eq_slope(eta, weight_decay,
+**hp)`` is the predicted growth of the time to equilibrium with the log of the init scale,
+d t_eq / d ln||x(0)||^2, for inits far above the equilibrium norm (Li et al. 2022's T0 slope
+1/(2 eta lambda), ``theory.t0_slope``; ``None`` where the norm does not decay geometrically). ``schedule`` says which LR
 schedule family a trainer pairs it with ("sgd": piecewise constant, no warmup; "adam": warmup
 + linear decay).
 """
@@ -29,7 +32,7 @@ from scaleinv.corrected_wd import adamc, sgdc
 from scaleinv.optim import sgd_wd, sgd_wd_rgc
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 
-__all__ = ["OptimizerEntry", "register", "get", "names", "make", "make_from", "predict", "REGISTRY"]
+__all__ = ["OptimizerEntry", "register", "get", "names", "make", "make_from", "predict", "predict_t_eq_slope", "REGISTRY"]
 
 Factory = Callable[..., optax.GradientTransformation]
 Prediction = Optional[Callable[..., Any]]
@@ -48,6 +51,7 @@ class OptimizerEntry:
     angle: Prediction = None               # (eta, weight_decay, **hp) -> rad / step
     sq_norm: Prediction = None             # (eta, weight_decay, sigma=, dim=, **hp) -> ||x*||^2
     prediction_hp: Tuple[str, ...] = ()    # hyper-parameters the predictions read
+    t_eq_slope: Prediction = None          # (eta, weight_decay, **hp) -> d t_eq / d ln||x0||^2 (far above equilibrium)
 
 
 REGISTRY: Dict[str, OptimizerEntry] = {}
@@ -112,12 +116,43 @@ def predict(name: str, eta, weight_decay, sigma=1.0, dim=None, **hp) -> Dict[str
     return {"angle": angle, "sq_norm": sq}
 
 
+def predict_t_eq_slope(name: str, eta, weight_decay, **hp) -> Optional[float]:
+    """The entry's predicted d t_eq / d ln||x(0)||^2 for inits far above the equilibrium norm
+    (``None`` where it has none). ``hp`` defaults to the entry's defaults."""
+    e = get(name)
+    if e.t_eq_slope is None:
+        return None
+    h = {k: hp.get(k, e.defaults.get(k)) for k in e.prediction_hp}
+    return float(e.t_eq_slope(eta, weight_decay, **h))
+
+
 # ------------------------------------------------------------------- the registered optimizers
 T = theory
 _sgd_sq = lambda eta, wd, sigma, dim, **_: T.equilibrium_sq_norm(eta, wd, sigma)   # noqa: E731  exact fixed point
 _adamw_sq = lambda eta, wd, sigma, dim, **_: (                                     # noqa: E731
     None if dim is None else T.equilibrium_norm_adamw(eta, wd, dim) ** 2)
 _sgd_angle = lambda eta, wd: T.equilibrium_angle_sgd(eta, wd)                  # noqa: E731
+# far above equilibrium the gradient step (norm eta sigma/||x||, or eta sqrt(d) for Adam / Lion) is
+# negligible against ||x||, so ||x||^2 shrinks by (1 - eta lambda)^2 per step, coupled or decoupled
+# weight decay alike: t_eq grows by 1/(2 eta lambda) per unit of ln||x0||^2 (theory.t0_slope)
+_t0_slope = lambda eta, wd, **_: T.t0_slope(eta, wd)                              # noqa: E731
+
+
+def _sgdm_t_eq_slope(eta, wd, momentum):
+    """SGDM with L2 through the momentum, far above equilibrium (gradient negligible):
+    m_t = alpha m_{t-1} + lambda x_t, x_{t+1} = x_t - eta m_t. A geometric solution x_t ~ r^t needs
+    r^2 - (1 + alpha - eta lambda) r + alpha = 0; the slower (dominant) root r sets
+    ||x_t||^2 ~ r^(2t), so d t_eq / d ln||x0||^2 = 1 / (-2 ln r) (-> (1 - alpha)/(2 eta lambda) when
+    eta lambda << (1 - alpha)^2). Complex roots (eta lambda > (1 - sqrt(alpha))^2): |r|^2 = alpha, the slope
+    is 1 / (-ln alpha) (damped oscillation)."""
+    import math
+
+    b = 1.0 + momentum - eta * wd
+    disc = b * b - 4.0 * momentum
+    if disc < 0:
+        return 1.0 / (-math.log(momentum))
+    r = (b + math.sqrt(disc)) / 2.0
+    return 1.0 / (-2.0 * math.log(r))
 
 
 def _all(_):
@@ -131,24 +166,24 @@ register(OptimizerEntry(
 register(OptimizerEntry(
     "sgd-wd", lambda lr, wd, mask: sgd_wd(lr, wd, mask=mask), {"mask": None},
     "SGD + coupled weight decay, x <- (1 - eta lambda) x - eta g (Li et al. 2022)",
-    angle=_sgd_angle, sq_norm=_sgd_sq))
+    angle=_sgd_angle, sq_norm=_sgd_sq, t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "sgd-wd-rgc", lambda lr, wd, C, mask: sgd_wd_rgc(lr, wd, C=C, mask=mask), {"C": 2.0, "mask": None},
     "SGD + WD + relative global clipping, ||g|| <= sqrt(2 C lambda / eta) ||x|| (Li et al. 2022)",
-    angle=_sgd_angle, sq_norm=_sgd_sq))
+    angle=_sgd_angle, sq_norm=_sgd_sq, t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "sgdm", lambda lr, wd, momentum, mask: optax.chain(optax.add_decayed_weights(wd, mask=mask),
                                                        optax.sgd(lr, momentum=momentum)),
     {"momentum": 0.9, "mask": None}, "SGD with momentum, L2 weight decay through the momentum",
     angle=lambda eta, wd, momentum: T.equilibrium_angle_sgdm(eta, wd, momentum),
     sq_norm=lambda eta, wd, sigma, dim, momentum: T.equilibrium_norm_sgdm(eta, wd, momentum, sigma) ** 2,
-    prediction_hp=("momentum",)))
+    prediction_hp=("momentum",), t_eq_slope=_sgdm_t_eq_slope))
 register(OptimizerEntry(
     "adamw", lambda lr, wd, b1, b2, eps, mask: optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask),
     {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None}, "AdamW (decoupled weight decay)",
     schedule="adam", weight_decay="optional",
     angle=lambda eta, wd, b1: T.equilibrium_angle_adamw(eta, wd, b1),
-    sq_norm=_adamw_sq, prediction_hp=("b1",)))
+    sq_norm=_adamw_sq, prediction_hp=("b1",), t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "adam-l2", lambda lr, wd, b1, b2, eps, mask: optax.chain(optax.add_decayed_weights(wd, mask=mask),
                                                              optax.adam(lr, b1=b1, b2=b2, eps=eps)),
@@ -163,17 +198,17 @@ register(OptimizerEntry(
     angle=lambda eta, wd, b1, b2: T.equilibrium_angle_lion_arcsin(eta, wd, b1, b2),
     sq_norm=lambda eta, wd, sigma, dim, b1, b2: (
         None if dim is None else T.equilibrium_norm_lion_arcsin(eta, wd, b1, b2, dim) ** 2),
-    prediction_hp=("b1", "b2")))
+    prediction_hp=("b1", "b2"), t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "sgdc", lambda lr, wd, peak_lr, mask: sgdc(lr, wd, peak_lr=peak_lr, mask=mask), {"peak_lr": None, "mask": None},
     "SGD with schedule-corrected weight decay lambda_t = lambda eta_t / eta_max (Defazio 2025); "
-    "learning_rate must be a schedule", angle=_sgd_angle, sq_norm=_sgd_sq))
+    "learning_rate must be a schedule", angle=_sgd_angle, sq_norm=_sgd_sq, t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "adamc", lambda lr, wd, peak_lr, b1, b2, eps, mask: adamc(lr, wd, peak_lr=peak_lr, b1=b1, b2=b2, eps=eps, mask=mask),
     {"peak_lr": None, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None},
     "AdamW with schedule-corrected weight decay (AdamC, Defazio 2025); learning_rate must be a schedule",
     schedule="adam", angle=lambda eta, wd, b1: T.equilibrium_angle_adamw(eta, wd, b1),
-    sq_norm=_adamw_sq, prediction_hp=("b1",)))
+    sq_norm=_adamw_sq, prediction_hp=("b1",), t_eq_slope=_t0_slope))
 _rv = {"rotate": None, "per_neuron": True, "zero_mean": True}
 register(OptimizerEntry(
     "rv-sgd-wd", lambda lr, wd, rotate, per_neuron, zero_mean: rotational_sgdm(

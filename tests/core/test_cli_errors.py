@@ -61,6 +61,10 @@ CASES = [
     (["export", "run", "--to", "onnx", "x"], "--to: unknown format 'onnx'; allowed: hf"),
     (["export", "run", "--to", "hf", "f.txt"], "OUT_DIR: "),
     (["export", "run"], "the following arguments are required: --to"),
+    # card (the factory cases: tests/toys/test_card_cli.py)
+    (["card", "nope"], "optimizer: unknown value 'nope'; allowed: sgd, sgd-wd"),
+    (["card"], "optimizer: give one optimizer"),
+    (["card", "sgd-wd", "--out", "f.txt"], "--out: 'f.txt' exists and is not a directory"),
     # the dispatcher
     (["nosuchcommand"], "argument {"),
 ]
