@@ -30,6 +30,7 @@ import optax
 from scaleinv import theory
 from scaleinv.corrected_wd import adamc, sgdc
 from scaleinv.optim import sgd_wd, sgd_wd_rgc
+from scaleinv.radial import brake_t_eq_slope, hyperball, hyperball_angle, radial_brake
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 
 __all__ = ["OptimizerEntry", "register", "get", "names", "make", "make_from", "predict", "predict_t_eq_slope", "REGISTRY"]
@@ -231,3 +232,23 @@ register(OptimizerEntry(
     {"b1": 0.9, "b2": 0.99, **_rv}, "rotational Lion (Kosson et al. 2024); its target angle is "
     "theory.equilibrium_angle_lion, as in scaleinv.rotational.rotational_lion", schedule="adam",
     angle=lambda eta, wd, b1, b2: T.equilibrium_angle_lion(eta, wd, b1, b2), prediction_hp=("b1", "b2")))
+# norm-controlling updates (scaleinv.radial): ``select`` picks the leaves they act on (default: ndim > 1)
+register(OptimizerEntry(
+    "hyperball-sgd", lambda lr, wd, select: hyperball(optax.sgd(lr), lr, select=select), {"select": None},
+    "Hyperball with a plain-SGD inner update: W <- Norm(W - eta Norm(g) ||W0||) ||W0|| per matrix (Wen et al. "
+    "2025); ||W|| = ||W0|| always, each step turns W by arctan(eta) exactly on a scale-invariant loss",
+    weight_decay="none", angle=lambda eta, wd: hyperball_angle(eta)))
+register(OptimizerEntry(
+    "hyperball-adam", lambda lr, wd, b1, b2, eps, select: hyperball(optax.adam(lr, b1=b1, b2=b2, eps=eps), lr,
+                                                                    select=select),
+    {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "select": None},
+    "AdamH: Hyperball with an Adam inner update (Wen et al. 2025); ||W|| = ||W0||; Adam's update has a radial "
+    "part, so the angle per step is only bounded (no prediction)", schedule="adam", weight_decay="none"))
+register(OptimizerEntry(
+    "sgd-wd-brake", lambda lr, wd, outward, inward, mask, select: radial_brake(
+        sgd_wd(lr, wd, mask=mask), outward=outward, inward=inward, select=select),
+    {"outward": 0.25, "inward": 0.5, "mask": None, "select": None},
+    "SGD + WD with the radial brake ||w|| <- ||w_prev|| + s (||w|| - ||w_prev||), s = outward / inward factor: "
+    "the same equilibrium norm and angle as SGD + WD, the time to equilibrium from above 1/s_in times longer",
+    angle=lambda eta, wd, inward: _sgd_angle(eta, wd), sq_norm=_sgd_sq, prediction_hp=("inward",),
+    t_eq_slope=lambda eta, wd, inward: brake_t_eq_slope(eta, wd, inward)))

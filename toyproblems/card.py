@@ -65,7 +65,9 @@ STATIONARY = 0.05      # two halves of the tail within 5 %: an equilibrium
 TAIL = 0.4             # the tail = the last 40 % of the steps
 # card hyper-parameters (eta, lambda) per registered name: eta lambda = 2e-3 << 1 (the theory's regime),
 # SGDM at eta lambda = 2e-4 < (1 - alpha)^2 / (2 (1 + alpha)) = 2.6e-3 (not under-damped, docs of R1-R5)
-CARD_HP: Dict[str, tuple] = {"sgd": (0.1, 0.0), "sgdm": (0.1, 0.002), "lion": (0.001, 2.0), "rv-lion": (0.001, 2.0)}
+# Hyperball: eta is the angle per step itself (arctan(eta)), no weight decay
+CARD_HP: Dict[str, tuple] = {"sgd": (0.1, 0.0), "sgdm": (0.1, 0.002), "lion": (0.001, 2.0), "rv-lion": (0.001, 2.0),
+                             "hyperball-sgd": (0.05, 0.0), "hyperball-adam": (0.05, 0.0)}
 FAMILY_HP = {"sgd": (0.1, 0.02), "adam": (0.01, 0.2)}
 
 
@@ -105,6 +107,8 @@ def subject(name: str) -> Subject:
         hp: Dict[str, Any] = {}
         if "rotate" in e.defaults and toy != "state":   # every leaf of a toy is one scale-invariant weight
             hp.update(rotate=_all_leaves, per_neuron=toy == "neuron")
+        if "select" in e.defaults and toy != "state":   # Hyperball / radial brake: on every toy leaf
+            hp["select"] = _all_leaves
         lr = optax.constant_schedule(eta) if "peak_lr" in e.defaults else eta
         return registry.make(name, lr, wd, **hp)
 
@@ -632,7 +636,7 @@ def write_card(res, out_dir) -> Dict[str, Path]:
 
 
 def write_index(results, out_dir) -> Path:
-    """``OUT/index.md``: one line per card (optimizer, eta, lambda, rows passing / failing / measured / failed)."""
+    """``OUT/index.md`` (and ``index.json``, the card order for the docs site): one line per card (optimizer, eta, lambda, rows passing / failing / measured / failed)."""
     out = Path(out_dir)
     lines = ["# Optimizer cards", "",
              "| optimizer | eta | lambda | pass | fail | measured (no prediction) | failed toys | seconds |",
@@ -645,4 +649,7 @@ def write_index(results, out_dir) -> Path:
                      f"{c['fail']} | {c['measured']} | {c['failed']} | {m['seconds']} |")
     path = out / "index.md"
     path.write_text("\n".join(lines) + "\n")
+    import json
+
+    (out / "index.json").write_text(json.dumps({"cards": [slug(r["meta"]["optimizer"]) for r in results]}, indent=1) + "\n")
     return path
