@@ -6,6 +6,7 @@ mkdocs-gen-files plugin configured in ``mkdocs.yml``), so that they never drift 
   ``scaleinv.report.to_markdown`` (the same table the commands write), grouped by claim, with
   each group's figure;
 * ``reports/errata.md``: every row with status ``erratum`` in those JSON files;
+* ``reports/cards.md``: the optimizer cards of ``docs/results/cards/*.json`` (``scaleinv card --all``);
 * ``api/theory.md``: one mkdocstrings section per module of ``scaleinv/theory/``;
 * ``notebooks/*.md``: the jupytext notebooks ``notebooks/NN_*.py`` (markdown cells as text, code
   cells as code blocks; NOT executed), each figure the notebook saves (``save(fig, "NAME")``)
@@ -277,6 +278,45 @@ def include(repo_rel: str, page: str) -> None:
     write(page, lines[0] + "\n\n" + note + (lines[1] if len(lines) > 1 else ""))
 
 
+def cards_page(page: str = "reports/cards.md", src: str = "docs/results/cards") -> None:
+    """The optimizer cards (``scaleinv card --all --quick --out docs/results/cards``): a summary
+    table, then each card's rows (from its JSON) and its figure page."""
+    folder = ROOT / src
+    order = json.loads((folder / "index.json").read_text())["cards"]
+    out = ["# Optimizer cards", "",
+           f'!!! info "Generated from `{src}/*.json` when the site is built"',
+           "    Every registered optimizer measured on the toys of `scaleinv card` beside the optimizer "
+           "registry's prediction (\"no prediction\" where it has none; a prediction is never the measurement). "
+           "Status: `pass` / `fail` against the prediction's stated tolerance, `measured` (no prediction), "
+           "`failed` (the toy run diverged, raised or ran out of time). Regenerate with "
+           f"`scaleinv card --all --quick --out {src}`.", "",
+           "| optimizer | eta | lambda | pass | fail | measured | failed toys |", "|---|---|---|---|---|---|---|"]
+    cards = []
+    for name in order:
+        doc = json.loads((folder / f"{name}.json").read_text())
+        c = Counter(r["status"] for r in doc["rows"])
+        m = doc["meta"]
+        out.append(f"| [`{m['optimizer']}`](#{anchor('card-' + name)}) | {m['eta']} | {m['weight_decay']} | "
+                   f"{c['pass']} | {c['fail']} | {c['measured']} | {c['failed']} |")
+        cards.append((name, doc))
+    for name, doc in cards:
+        m = doc["meta"]
+        out += ["", f"## `{m['optimizer']}` {{#{anchor('card-' + name)}}}", "", m["summary"].replace("|", "\\|"), "",
+                f"{'quick' if m['quick'] else 'full'} mode, seed {m['seed']}, eta = {m['eta']}, lambda = "
+                f"{m['weight_decay']}; {m['seconds']} s.", "",
+                "| id | quantity | predicted | measured | tolerance | status | note |", "|---|---|---|---|---|---|---|"]
+        for r in doc["rows"]:
+            cells = [r["id"], r["quantity"], r["predicted"], r["measured"], r["tolerance"], r["status"], r["note"]]
+            cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells]
+            out.append("| " + " | ".join(v.replace("|", "\\|").replace("*", "\\*") for v in cells) + " |")
+        png = folder / f"{name}.png"
+        if png.is_file():
+            dst = f"reports/cards/{name}.png"
+            copy(png, dst)
+            out += ["", f"![card of {m['optimizer']}]({rel(page, dst)})"]
+    write(page, "\n".join(out) + "\n")
+
+
 def theory_api_page(page: str = "api/theory.md") -> None:
     """One section per module of ``scaleinv/theory/`` (a new paper's module appears by itself)."""
     mods = sorted(p.stem for p in (ROOT / "scaleinv" / "theory").glob("[a-z]*.py"))
@@ -292,6 +332,7 @@ theory_api_page()
 for page, (json_rel, title, fig_dir) in REPORTS.items():
     report_page(page, json_rel, title, fig_dir)
 errata_page()
+cards_page()
 for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
     notebook_page(nb)
 for repo_rel, page in INCLUDED.items():

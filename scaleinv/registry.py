@@ -13,7 +13,10 @@ An entry's ``make(learning_rate, weight_decay, **hp)`` builds the transform (``l
 float or an optax schedule); ``defaults`` names every hyper-parameter it accepts (anything else is
 refused); ``angle(eta, weight_decay, **hp)`` and ``sq_norm(eta, weight_decay, sigma=, dim=, **hp)``
 are the equilibrium predictions of :mod:`scaleinv.theory` (Kosson et al. 2024; Li et al. 2022),
-``None`` where the theory has none (plain SGD has no equilibrium). ``schedule`` says which LR
+``None`` where the theory has none (plain SGD has no equilibrium); ``t_eq_slope(eta, weight_decay,
+**hp)`` is the predicted growth of the time to equilibrium with the log of the init scale,
+d t_eq / d ln||x(0)||^2, for inits far above the equilibrium norm (Li et al. 2022's T0 slope
+1/(2 eta lambda), ``theory.t0_slope``; ``None`` where the norm does not decay geometrically). ``schedule`` says which LR
 schedule family a trainer pairs it with ("sgd": piecewise constant, no warmup; "adam": warmup
 + linear decay).
 """
@@ -27,9 +30,10 @@ import optax
 from scaleinv import theory
 from scaleinv.corrected_wd import adamc, sgdc
 from scaleinv.optim import sgd_wd, sgd_wd_rgc
+from scaleinv.radial import brake_t_eq_slope, hyperball, hyperball_angle, radial_brake
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
 
-__all__ = ["OptimizerEntry", "register", "get", "names", "make", "make_from", "predict", "REGISTRY"]
+__all__ = ["OptimizerEntry", "register", "get", "names", "make", "make_from", "predict", "predict_t_eq_slope", "REGISTRY"]
 
 Factory = Callable[..., optax.GradientTransformation]
 Prediction = Optional[Callable[..., Any]]
@@ -48,6 +52,7 @@ class OptimizerEntry:
     angle: Prediction = None               # (eta, weight_decay, **hp) -> rad / step
     sq_norm: Prediction = None             # (eta, weight_decay, sigma=, dim=, **hp) -> ||x*||^2
     prediction_hp: Tuple[str, ...] = ()    # hyper-parameters the predictions read
+    t_eq_slope: Prediction = None          # (eta, weight_decay, **hp) -> d t_eq / d ln||x0||^2 (far above equilibrium)
 
 
 REGISTRY: Dict[str, OptimizerEntry] = {}
@@ -112,12 +117,43 @@ def predict(name: str, eta, weight_decay, sigma=1.0, dim=None, **hp) -> Dict[str
     return {"angle": angle, "sq_norm": sq}
 
 
+def predict_t_eq_slope(name: str, eta, weight_decay, **hp) -> Optional[float]:
+    """The entry's predicted d t_eq / d ln||x(0)||^2 for inits far above the equilibrium norm
+    (``None`` where it has none). ``hp`` defaults to the entry's defaults."""
+    e = get(name)
+    if e.t_eq_slope is None:
+        return None
+    h = {k: hp.get(k, e.defaults.get(k)) for k in e.prediction_hp}
+    return float(e.t_eq_slope(eta, weight_decay, **h))
+
+
 # ------------------------------------------------------------------- the registered optimizers
 T = theory
 _sgd_sq = lambda eta, wd, sigma, dim, **_: T.equilibrium_sq_norm(eta, wd, sigma)   # noqa: E731  exact fixed point
 _adamw_sq = lambda eta, wd, sigma, dim, **_: (                                     # noqa: E731
     None if dim is None else T.equilibrium_norm_adamw(eta, wd, dim) ** 2)
 _sgd_angle = lambda eta, wd: T.equilibrium_angle_sgd(eta, wd)                  # noqa: E731
+# far above equilibrium the gradient step (norm eta sigma/||x||, or eta sqrt(d) for Adam / Lion) is
+# negligible against ||x||, so ||x||^2 shrinks by (1 - eta lambda)^2 per step, coupled or decoupled
+# weight decay alike: t_eq grows by 1/(2 eta lambda) per unit of ln||x0||^2 (theory.t0_slope)
+_t0_slope = lambda eta, wd, **_: T.t0_slope(eta, wd)                              # noqa: E731
+
+
+def _sgdm_t_eq_slope(eta, wd, momentum):
+    """SGDM with L2 through the momentum, far above equilibrium (gradient negligible):
+    m_t = alpha m_{t-1} + lambda x_t, x_{t+1} = x_t - eta m_t. A geometric solution x_t ~ r^t needs
+    r^2 - (1 + alpha - eta lambda) r + alpha = 0; the slower (dominant) root r sets
+    ||x_t||^2 ~ r^(2t), so d t_eq / d ln||x0||^2 = 1 / (-2 ln r) (-> (1 - alpha)/(2 eta lambda) when
+    eta lambda << (1 - alpha)^2). Complex roots (eta lambda > (1 - sqrt(alpha))^2): |r|^2 = alpha, the slope
+    is 1 / (-ln alpha) (damped oscillation)."""
+    import math
+
+    b = 1.0 + momentum - eta * wd
+    disc = b * b - 4.0 * momentum
+    if disc < 0:
+        return 1.0 / (-math.log(momentum))
+    r = (b + math.sqrt(disc)) / 2.0
+    return 1.0 / (-2.0 * math.log(r))
 
 
 def _all(_):
@@ -131,24 +167,24 @@ register(OptimizerEntry(
 register(OptimizerEntry(
     "sgd-wd", lambda lr, wd, mask: sgd_wd(lr, wd, mask=mask), {"mask": None},
     "SGD + coupled weight decay, x <- (1 - eta lambda) x - eta g (Li et al. 2022)",
-    angle=_sgd_angle, sq_norm=_sgd_sq))
+    angle=_sgd_angle, sq_norm=_sgd_sq, t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "sgd-wd-rgc", lambda lr, wd, C, mask: sgd_wd_rgc(lr, wd, C=C, mask=mask), {"C": 2.0, "mask": None},
     "SGD + WD + relative global clipping, ||g|| <= sqrt(2 C lambda / eta) ||x|| (Li et al. 2022)",
-    angle=_sgd_angle, sq_norm=_sgd_sq))
+    angle=_sgd_angle, sq_norm=_sgd_sq, t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "sgdm", lambda lr, wd, momentum, mask: optax.chain(optax.add_decayed_weights(wd, mask=mask),
                                                        optax.sgd(lr, momentum=momentum)),
     {"momentum": 0.9, "mask": None}, "SGD with momentum, L2 weight decay through the momentum",
     angle=lambda eta, wd, momentum: T.equilibrium_angle_sgdm(eta, wd, momentum),
     sq_norm=lambda eta, wd, sigma, dim, momentum: T.equilibrium_norm_sgdm(eta, wd, momentum, sigma) ** 2,
-    prediction_hp=("momentum",)))
+    prediction_hp=("momentum",), t_eq_slope=_sgdm_t_eq_slope))
 register(OptimizerEntry(
     "adamw", lambda lr, wd, b1, b2, eps, mask: optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask),
     {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None}, "AdamW (decoupled weight decay)",
     schedule="adam", weight_decay="optional",
     angle=lambda eta, wd, b1: T.equilibrium_angle_adamw(eta, wd, b1),
-    sq_norm=_adamw_sq, prediction_hp=("b1",)))
+    sq_norm=_adamw_sq, prediction_hp=("b1",), t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "adam-l2", lambda lr, wd, b1, b2, eps, mask: optax.chain(optax.add_decayed_weights(wd, mask=mask),
                                                              optax.adam(lr, b1=b1, b2=b2, eps=eps)),
@@ -163,17 +199,17 @@ register(OptimizerEntry(
     angle=lambda eta, wd, b1, b2: T.equilibrium_angle_lion_arcsin(eta, wd, b1, b2),
     sq_norm=lambda eta, wd, sigma, dim, b1, b2: (
         None if dim is None else T.equilibrium_norm_lion_arcsin(eta, wd, b1, b2, dim) ** 2),
-    prediction_hp=("b1", "b2")))
+    prediction_hp=("b1", "b2"), t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "sgdc", lambda lr, wd, peak_lr, mask: sgdc(lr, wd, peak_lr=peak_lr, mask=mask), {"peak_lr": None, "mask": None},
     "SGD with schedule-corrected weight decay lambda_t = lambda eta_t / eta_max (Defazio 2025); "
-    "learning_rate must be a schedule", angle=_sgd_angle, sq_norm=_sgd_sq))
+    "learning_rate must be a schedule", angle=_sgd_angle, sq_norm=_sgd_sq, t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "adamc", lambda lr, wd, peak_lr, b1, b2, eps, mask: adamc(lr, wd, peak_lr=peak_lr, b1=b1, b2=b2, eps=eps, mask=mask),
     {"peak_lr": None, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None},
     "AdamW with schedule-corrected weight decay (AdamC, Defazio 2025); learning_rate must be a schedule",
     schedule="adam", angle=lambda eta, wd, b1: T.equilibrium_angle_adamw(eta, wd, b1),
-    sq_norm=_adamw_sq, prediction_hp=("b1",)))
+    sq_norm=_adamw_sq, prediction_hp=("b1",), t_eq_slope=_t0_slope))
 _rv = {"rotate": None, "per_neuron": True, "zero_mean": True}
 register(OptimizerEntry(
     "rv-sgd-wd", lambda lr, wd, rotate, per_neuron, zero_mean: rotational_sgdm(
@@ -196,3 +232,23 @@ register(OptimizerEntry(
     {"b1": 0.9, "b2": 0.99, **_rv}, "rotational Lion (Kosson et al. 2024); its target angle is "
     "theory.equilibrium_angle_lion, as in scaleinv.rotational.rotational_lion", schedule="adam",
     angle=lambda eta, wd, b1, b2: T.equilibrium_angle_lion(eta, wd, b1, b2), prediction_hp=("b1", "b2")))
+# norm-controlling updates (scaleinv.radial): ``select`` picks the leaves they act on (default: ndim > 1)
+register(OptimizerEntry(
+    "hyperball-sgd", lambda lr, wd, select: hyperball(optax.sgd(lr), lr, select=select), {"select": None},
+    "Hyperball with a plain-SGD inner update: W <- Norm(W - eta Norm(g) ||W0||) ||W0|| per matrix (Wen et al. "
+    "2025); ||W|| = ||W0|| always, each step turns W by arctan(eta) exactly on a scale-invariant loss",
+    weight_decay="none", angle=lambda eta, wd: hyperball_angle(eta)))
+register(OptimizerEntry(
+    "hyperball-adam", lambda lr, wd, b1, b2, eps, select: hyperball(optax.adam(lr, b1=b1, b2=b2, eps=eps), lr,
+                                                                    select=select),
+    {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "select": None},
+    "AdamH: Hyperball with an Adam inner update (Wen et al. 2025); ||W|| = ||W0||; Adam's update has a radial "
+    "part, so the angle per step is only bounded (no prediction)", schedule="adam", weight_decay="none"))
+register(OptimizerEntry(
+    "sgd-wd-brake", lambda lr, wd, outward, inward, mask, select: radial_brake(
+        sgd_wd(lr, wd, mask=mask), outward=outward, inward=inward, select=select),
+    {"outward": 0.25, "inward": 0.5, "mask": None, "select": None},
+    "SGD + WD with the radial brake ||w|| <- ||w_prev|| + s (||w|| - ||w_prev||), s = outward / inward factor: "
+    "the same equilibrium norm and angle as SGD + WD, the time to equilibrium from above 1/s_in times longer",
+    angle=lambda eta, wd, inward: _sgd_angle(eta, wd), sq_norm=_sgd_sq, prediction_hp=("inward",),
+    t_eq_slope=lambda eta, wd, inward: brake_t_eq_slope(eta, wd, inward)))

@@ -1,8 +1,9 @@
-"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | prepare-data | plot | bench | audit | figures | export``.
+"""The ``scaleinv`` console script: ``scaleinv verify | proofs | train | prepare-data | plot | bench | audit | figures | card | export``.
 
 One module per subcommand, each exposing ``add_arguments(parser)`` and ``run(args) -> int``:
 ``verify`` (toyproblems claims), ``proofs`` (proofs_check), ``train`` / ``prepare-data`` / ``plot`` / ``export``
-(sibert), ``bench`` (benchmarks), ``audit`` (scaleinv.audit), ``figures`` (notebooks). This
+(sibert), ``bench`` (benchmarks), ``audit`` (scaleinv.audit), ``figures`` (notebooks), ``card``
+(toyproblems.card). This
 package is the console layer, the only code that names the wings; this module only dispatches
 (heavy imports happen inside each ``run``, so that ``scaleinv proofs`` does not pay for JAX
 start-up and ``train`` never sees the toy runners' float64 mode).
@@ -28,6 +29,7 @@ SUBCOMMANDS = {
     "bench": ("scaleinv.cli.bench", "speed/memory benchmarks as ratios against peers"),
     "audit": ("scaleinv.cli.audit", "homogeneity audit of a JAX/flax or PyTorch model"),
     "figures": ("scaleinv.cli.figures", "execute the notebooks and regenerate notebooks/figures/*.png"),
+    "card": ("scaleinv.cli.card", "optimizer report card: equilibrium, timescale, invariances, MF toys vs the registry's predictions"),
     "export": ("scaleinv.cli.export", "export a training run (BERT: BertForMaskedLM; SIBERT: flax / scaleinv.torch.sibert) + tokenizer + model card"),
 }
 

@@ -71,6 +71,10 @@ CASES = [
     (["prepare-data", SAMPLE, "/proc/forbidden/out", "--vocab-size", "300", "--heldout-fraction", "0.25"],
      "OUT: cannot create"),
     (["prepare-data", SAMPLE, "out", "--heldout-fraction", "1.5"], "--heldout-fraction: must be a number in (0, 1)"),
+    # card (the factory cases: tests/toys/test_card_cli.py)
+    (["card", "nope"], "optimizer: unknown value 'nope'; allowed: sgd, sgd-wd"),
+    (["card"], "optimizer: give one optimizer"),
+    (["card", "sgd-wd", "--out", "f.txt"], "--out: 'f.txt' exists and is not a directory"),
     # the dispatcher
     (["nosuchcommand"], "argument {"),
 ]

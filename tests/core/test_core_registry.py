@@ -28,7 +28,8 @@ x, g = np.asarray(X["w"], np.float64), np.asarray(G["w"], np.float64)
 
 def test_registered_names_are_the_documented_set():
     assert set(R.names()) == {"sgd", "sgd-wd", "sgd-wd-rgc", "sgdm", "adamw", "adam-l2", "lion", "sgdc",
-                              "adamc", "rv-sgd-wd", "rv-sgdm", "rv-adamw", "rv-lion"}
+                              "adamc", "rv-sgd-wd", "rv-sgdm", "rv-adamw", "rv-lion",
+                              "hyperball-sgd", "hyperball-adam", "sgd-wd-brake"}
 
 
 @pytest.mark.parametrize("name, expect", [
