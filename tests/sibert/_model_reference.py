@@ -46,6 +46,25 @@ def numpy_params(params, seed=0):
                                              np.float32), params)
 
 
+def cpu_fingerprint() -> str:
+    """The CPU model and its vector extensions: XLA:CPU's generated code (and so the last bits of a
+    float32 reduction) depends on them, so bit-for-bit comparisons hold on the same kind of CPU only."""
+    import platform
+
+    model, flags = platform.processor(), ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not model.strip(" x86_64"):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = " ".join(sorted(w for w in line.split(":", 1)[1].split() if w.startswith(("avx", "fma", "sse4"))))
+                    break
+    except OSError:
+        pass
+    return f"{platform.machine()} | {model} | {flags}"
+
+
 def record(**extra):
     """{key: array} and {key: digest dict} of the cases (``extra``: more ModelConfig fields)."""
     import jax
@@ -83,6 +102,6 @@ if __name__ == "__main__":
     import jaxlib
 
     arrays, digests = record()
-    meta = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "digests": digests}
+    meta = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "cpu": cpu_fingerprint(), "digests": digests}
     np.savez_compressed(sys.argv[1], meta=np.asarray(json.dumps(meta)), **arrays)
     print(f"wrote {sys.argv[1]}: {len(arrays)} arrays, {len(digests)} digests (jax {jax.__version__})")

@@ -121,17 +121,22 @@ def test_f32_outputs_bit_identical_to_pre_refactor_reference():
     meta = json.loads(str(data["meta"]))
     arrays, digests = ref.record()
     same_jax = meta["jax"] == jax.__version__
+    # bit for bit only on the machine kind that recorded it (XLA:CPU's code, and so the last bit of a
+    # float32 sum, depends on the CPU's vector extensions: on another CPU logits differ by ~1 ulp);
+    # elsewhere to a few float32 ulps (rtol 1e-5): a refactor that changes the maths moves them far more
+    same_bits = same_jax and meta.get("cpu") == ref.cpu_fingerprint()
     assert set(arrays) == {k for k in data.files if k != "meta"} and set(digests) == set(meta["digests"])
     for k, v in arrays.items():
         if same_jax or "/numpy/" in k:   # values from NumPy's PRNG: comparable across JAX versions
-            if same_jax:
-                assert v.dtype == data[k].dtype and np.array_equal(v, data[k]), k
+            assert v.dtype == data[k].dtype, k
+            if same_bits:
+                assert np.array_equal(v, data[k]), k
             else:
                 np.testing.assert_allclose(v, data[k], rtol=1e-5, atol=1e-6, err_msg=k)
     for k, d in digests.items():
         old = meta["digests"][k]
         assert {p: s[:2] for p, s in d.items()} == {p: s[:2] for p, s in old.items()}, k   # paths, shapes, dtypes
-        if same_jax:
+        if same_bits:
             assert d == old, k                                                            # and every byte
 
 
