@@ -13,7 +13,11 @@ An entry's ``make(learning_rate, weight_decay, **hp)`` builds the transform (``l
 float or an optax schedule); ``defaults`` names every hyper-parameter it accepts (anything else is
 refused); ``angle(eta, weight_decay, **hp)`` and ``sq_norm(eta, weight_decay, sigma=, dim=, **hp)``
 are the equilibrium predictions of :mod:`scaleinv.theory` (Kosson et al. 2024; Li et al. 2022),
-``None`` where the theory has none (plain SGD has no equilibrium). ``schedule`` says which LR
+``None`` where the theory has none (plain SGD has no equilibrium); an angle that depends on the
+gradient (Adam + L2) names ``angle_reads = ("sigma", "dim")`` and is called with them. Where the
+project derives a corrected form, the entry uses it (SGD + WD: the exact constant-sigma fixed point;
+Lion: the arcsine law with the alpha^k lag weighting), so that every claim reading the registry
+checks the best prediction the project has. ``schedule`` says which LR
 schedule family a trainer pairs it with ("sgd": piecewise constant, no warmup; "adam": warmup
 + linear decay).
 """
@@ -48,6 +52,7 @@ class OptimizerEntry:
     angle: Prediction = None               # (eta, weight_decay, **hp) -> rad / step
     sq_norm: Prediction = None             # (eta, weight_decay, sigma=, dim=, **hp) -> ||x*||^2
     prediction_hp: Tuple[str, ...] = ()    # hyper-parameters the predictions read
+    angle_reads: Tuple[str, ...] = ()      # ("sigma", "dim"): a gradient-dependent angle
 
 
 REGISTRY: Dict[str, OptimizerEntry] = {}
@@ -104,10 +109,14 @@ def make_from(name: str, learning_rate, weight_decay, available: Mapping[str, An
 def predict(name: str, eta, weight_decay, sigma=1.0, dim=None, **hp) -> Dict[str, Any]:
     """{"angle", "sq_norm"}: the equilibrium angle per step and squared norm theory predicts
     (``None`` where there is no prediction, e.g. plain SGD, or ``sq_norm`` of an entry whose norm
-    needs ``dim`` when none is given). ``hp`` defaults to the entry's defaults."""
+    needs ``dim`` when none is given; likewise an ``angle`` that reads ``dim``). ``hp`` defaults
+    to the entry's defaults."""
     e = get(name)
     h = {k: hp.get(k, e.defaults.get(k)) for k in e.prediction_hp}
-    angle = e.angle(eta, weight_decay, **h) if e.angle is not None else None
+    extra = {k: {"sigma": sigma, "dim": dim}[k] for k in e.angle_reads}
+    angle = None
+    if e.angle is not None and all(v is not None for v in extra.values()):
+        angle = e.angle(eta, weight_decay, **extra, **h)
     sq = e.sq_norm(eta, weight_decay, sigma=sigma, dim=dim, **h) if e.sq_norm is not None else None
     return {"angle": angle, "sq_norm": sq}
 
@@ -154,15 +163,16 @@ register(OptimizerEntry(
                                                              optax.adam(lr, b1=b1, b2=b2, eps=eps)),
     {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None}, "Adam with L2 weight decay in the gradient",
     schedule="adam",
-    angle=None,   # gradient-dependent (needs sigma and dim): theory.equilibrium_angle_adam_l2
-    sq_norm=lambda eta, wd, sigma, dim: None if dim is None else T.equilibrium_norm_adam_l2(eta, wd, sigma, dim) ** 2))
+    angle=lambda eta, wd, sigma, dim, b1: T.equilibrium_angle_adam_l2(eta, wd, b1, sigma, dim),   # gradient-dependent
+    sq_norm=lambda eta, wd, sigma, dim, b1: None if dim is None else T.equilibrium_norm_adam_l2(eta, wd, sigma, dim) ** 2,
+    prediction_hp=("b1",), angle_reads=("sigma", "dim")))
 register(OptimizerEntry(
     "lion", lambda lr, wd, b1, b2, mask: optax.lion(lr, b1=b1, b2=b2, weight_decay=wd, mask=mask),
     {"b1": 0.9, "b2": 0.99, "mask": None}, "Lion (sign of interpolated momentum, decoupled WD)",
     schedule="adam",
-    angle=lambda eta, wd, b1, b2: T.equilibrium_angle_lion_arcsin(eta, wd, b1, b2),
+    angle=lambda eta, wd, b1, b2: T.equilibrium_angle_lion_weighted(eta, wd, b1, b2),
     sq_norm=lambda eta, wd, sigma, dim, b1, b2: (
-        None if dim is None else T.equilibrium_norm_lion_arcsin(eta, wd, b1, b2, dim) ** 2),
+        None if dim is None else T.equilibrium_norm_lion_weighted(eta, wd, b1, b2, dim) ** 2),
     prediction_hp=("b1", "b2")))
 register(OptimizerEntry(
     "sgdc", lambda lr, wd, peak_lr, mask: sgdc(lr, wd, peak_lr=peak_lr, mask=mask), {"peak_lr": None, "mask": None},
