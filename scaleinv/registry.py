@@ -16,7 +16,8 @@ are the equilibrium predictions of :mod:`scaleinv.theory` (Kosson et al. 2024; L
 ``None`` where the theory has none (plain SGD has no equilibrium); an angle that depends on the
 gradient (Adam + L2) names ``angle_reads = ("sigma", "dim")`` and is called with them. Where the
 project derives a corrected form, the entry uses it (SGD + WD: the exact constant-sigma fixed point;
-Lion: the arcsine law with the alpha^k lag weighting), so that every claim reading the registry
+AdamW / AdamC: the stationary norm with the finite eta lambda, momentum and beta2 corrections; Lion:
+the arcsine law with the alpha^k lag weighting), so that every claim reading the registry
 checks the best prediction the project has. ``schedule`` says which LR
 schedule family a trainer pairs it with ("sgd": piecewise constant, no warmup; "adam": warmup
 + linear decay).
@@ -29,6 +30,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import optax
 
 from scaleinv import theory
+from scaleinv.theory import defazio2025 as TS
 from scaleinv.corrected_wd import adamc, sgdc
 from scaleinv.optim import sgd_wd, sgd_wd_rgc
 from scaleinv.rotational import rotational_adamw, rotational_lion, rotational_sgdm
@@ -124,8 +126,11 @@ def predict(name: str, eta, weight_decay, sigma=1.0, dim=None, **hp) -> Dict[str
 # ------------------------------------------------------------------- the registered optimizers
 T = theory
 _sgd_sq = lambda eta, wd, sigma, dim, **_: T.equilibrium_sq_norm(eta, wd, sigma)   # noqa: E731  exact fixed point
-_adamw_sq = lambda eta, wd, sigma, dim, **_: (                                     # noqa: E731
-    None if dim is None else T.equilibrium_norm_adamw(eta, wd, dim) ** 2)
+def _adamw_sq(eta, wd, sigma, dim, b1, b2):
+    """AdamW's stationary ||x||^2 on the constant-sigma toy, corrected for finite eta lambda, momentum and
+    finite beta2 (N1 / N3: theory.steady_sq_norm_adamw_corrected; eta d / (2 lambda) to leading order,
+    theory.equilibrium_norm_adamw)."""
+    return None if dim is None else TS.steady_sq_norm_adamw_corrected(eta, wd, dim, b1, b2)
 _sgd_angle = lambda eta, wd: T.equilibrium_angle_sgd(eta, wd)                  # noqa: E731
 
 
@@ -156,8 +161,8 @@ register(OptimizerEntry(
     "adamw", lambda lr, wd, b1, b2, eps, mask: optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask),
     {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None}, "AdamW (decoupled weight decay)",
     schedule="adam", weight_decay="optional",
-    angle=lambda eta, wd, b1: T.equilibrium_angle_adamw(eta, wd, b1),
-    sq_norm=_adamw_sq, prediction_hp=("b1",)))
+    angle=lambda eta, wd, b1, b2: T.equilibrium_angle_adamw(eta, wd, b1),
+    sq_norm=_adamw_sq, prediction_hp=("b1", "b2")))
 register(OptimizerEntry(
     "adam-l2", lambda lr, wd, b1, b2, eps, mask: optax.chain(optax.add_decayed_weights(wd, mask=mask),
                                                              optax.adam(lr, b1=b1, b2=b2, eps=eps)),
@@ -182,8 +187,8 @@ register(OptimizerEntry(
     "adamc", lambda lr, wd, peak_lr, b1, b2, eps, mask: adamc(lr, wd, peak_lr=peak_lr, b1=b1, b2=b2, eps=eps, mask=mask),
     {"peak_lr": None, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None},
     "AdamW with schedule-corrected weight decay (AdamC, Defazio 2025); learning_rate must be a schedule",
-    schedule="adam", angle=lambda eta, wd, b1: T.equilibrium_angle_adamw(eta, wd, b1),
-    sq_norm=_adamw_sq, prediction_hp=("b1",)))
+    schedule="adam", angle=lambda eta, wd, b1, b2: T.equilibrium_angle_adamw(eta, wd, b1),
+    sq_norm=_adamw_sq, prediction_hp=("b1", "b2")))
 _rv = {"rotate": None, "per_neuron": True, "zero_mean": True}
 register(OptimizerEntry(
     "rv-sgd-wd", lambda lr, wd, rotate, per_neuron, zero_mean: rotational_sgdm(

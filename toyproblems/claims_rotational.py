@@ -338,7 +338,7 @@ def claim_equilibrium_norm(seed: int, quick: bool, out_dir: Path) -> List[Row]:
             f"max rel. err over grid <= {tol_n:.1%}" if name == "lion" else
             f"max rel. err over grid <= {tol_n:.1e}" if name == "sgd" else f"max rel. err over grid <= {NORM_TOL:.0%}",
             verdict([close("equilibrium norm", r["eq_norm"].tolist(), r["pred_norm"].tolist(), rtol=tol_n)]),
-            note=f"worst config {_cfg_str(name, r['cfg'][worst])}; max |rel err| {np.max(np.abs(err)):.2e}"
+            note=f"worst config {_cfg_str(name, r['cfg'][worst])}; max |rel err| " + (f"{np.max(np.abs(err)):.2e}" if name == "sgd" else f"{np.max(np.abs(err)):.2%}")
                  + (f"; the unweighted arcsine form sqrt(eta d K_eff/(2 lambda)) is off by up to "
                     f"{np.max(np.abs(_rel(r['eq_norm'], [lion_alternative('arcsin', *c, r['dim'])[1] for c in r['cfg']]))):.2%}"
                     if name == "lion" else ""),

@@ -104,7 +104,12 @@ def test_predictions_are_the_closed_forms():
     assert R.predict("sgdm", eta, lam, momentum=mom)["angle"] == pytest.approx(math.sqrt(2 * eta * lam / (1 + mom)))
     pa = R.predict("adamw", eta, lam, dim=d, b1=b1)
     assert pa["angle"] == pytest.approx(math.sqrt(2 * eta * lam * (1 - b1) / (1 + b1)))
-    assert pa["sq_norm"] == pytest.approx(eta * d / (2 * lam))
+    # the corrected stationary norm (N1 x N3): f eta d / (lambda (2 - eta lambda)), here with beta2 = 0.99
+    assert pa["sq_norm"] == pytest.approx(eta * d / (2 * lam), rel=0.05)
+    # pinned (theory.adamw_source_factor's docstring, from the N1 / N3 derivations of proofs_check.adamw_noise):
+    # eta lambda = 0.01, beta1 = 0.5, beta2 = 0.99, d = 256: ||x||^2 = 1.25703 (leading order eta d/(2 lambda) = 1.28)
+    assert R.predict("adamw", 0.01, 1.0, dim=256, b1=0.5, b2=0.99)["sq_norm"] == pytest.approx(1.25703, abs=5e-6)
+    assert R.predict("adamc", 0.01, 1.0, dim=256, b1=0.5, b2=0.99)["sq_norm"] == pytest.approx(1.25703, abs=5e-6)
     assert R.predict("adamw", eta, lam)["sq_norm"] is None          # needs dim
     assert R.predict("sgd", eta, 0.0) == {"angle": None, "sq_norm": None}
     assert R.predict("rv-adamw", eta, lam, b1=0.5)["angle"] == pytest.approx(math.sqrt(2 * eta * lam / 3))
