@@ -43,7 +43,7 @@ def _check_positive(name: str, value, allow_zero: bool = False):
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number or a schedule (callable), got {value!r}") from None
-    if not (v > 0 or (allow_zero and v == 0)) or v != v:
+    if not (v > 0 or (allow_zero and v == 0)):      # NaN fails both comparisons
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {v}")
 

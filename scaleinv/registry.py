@@ -13,10 +13,15 @@ An entry's ``make(learning_rate, weight_decay, **hp)`` builds the transform (``l
 float or an optax schedule); ``defaults`` names every hyper-parameter it accepts (anything else is
 refused); ``angle(eta, weight_decay, **hp)`` and ``sq_norm(eta, weight_decay, sigma=, dim=, **hp)``
 are the equilibrium predictions of :mod:`scaleinv.theory` (Kosson et al. 2024; Li et al. 2022),
-``None`` where the theory has none (plain SGD has no equilibrium); ``t_eq_slope(eta, weight_decay,
+``None`` where the theory has none (plain SGD has no equilibrium); an angle that depends on the
+gradient (Adam + L2) names ``angle_reads = ("sigma", "dim")`` and is called with them; ``t_eq_slope(eta, weight_decay,
 **hp)`` is the predicted growth of the time to equilibrium with the log of the init scale,
 d t_eq / d ln||x(0)||^2, for inits far above the equilibrium norm (Li et al. 2022's T0 slope
-1/(2 eta lambda), ``theory.t0_slope``; ``None`` where the norm does not decay geometrically). ``schedule`` says which LR
+1/(2 eta lambda), ``theory.t0_slope``; ``None`` where the norm does not decay geometrically). Where the
+project derives a corrected form, the entry uses it (SGD + WD: the exact constant-sigma fixed point;
+AdamW / AdamC: the stationary norm with the finite eta lambda, momentum and beta2 corrections; Lion:
+the arcsine law with the alpha^k lag weighting), so that every claim reading the registry
+checks the best prediction the project has. ``schedule`` says which LR
 schedule family a trainer pairs it with ("sgd": piecewise constant, no warmup; "adam": warmup
 + linear decay).
 """
@@ -28,6 +33,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import optax
 
 from scaleinv import theory
+from scaleinv.theory import defazio2025 as TS
 from scaleinv.corrected_wd import adamc, sgdc
 from scaleinv.optim import sgd_wd, sgd_wd_rgc
 from scaleinv.radial import brake_t_eq_slope, hyperball, hyperball_angle, radial_brake
@@ -53,6 +59,7 @@ class OptimizerEntry:
     sq_norm: Prediction = None             # (eta, weight_decay, sigma=, dim=, **hp) -> ||x*||^2
     prediction_hp: Tuple[str, ...] = ()    # hyper-parameters the predictions read
     t_eq_slope: Prediction = None          # (eta, weight_decay, **hp) -> d t_eq / d ln||x0||^2 (far above equilibrium)
+    angle_reads: Tuple[str, ...] = ()      # ("sigma", "dim"): a gradient-dependent angle
 
 
 REGISTRY: Dict[str, OptimizerEntry] = {}
@@ -109,10 +116,14 @@ def make_from(name: str, learning_rate, weight_decay, available: Mapping[str, An
 def predict(name: str, eta, weight_decay, sigma=1.0, dim=None, **hp) -> Dict[str, Any]:
     """{"angle", "sq_norm"}: the equilibrium angle per step and squared norm theory predicts
     (``None`` where there is no prediction, e.g. plain SGD, or ``sq_norm`` of an entry whose norm
-    needs ``dim`` when none is given). ``hp`` defaults to the entry's defaults."""
+    needs ``dim`` when none is given; likewise an ``angle`` that reads ``dim``). ``hp`` defaults
+    to the entry's defaults."""
     e = get(name)
     h = {k: hp.get(k, e.defaults.get(k)) for k in e.prediction_hp}
-    angle = e.angle(eta, weight_decay, **h) if e.angle is not None else None
+    extra = {k: {"sigma": sigma, "dim": dim}[k] for k in e.angle_reads}
+    angle = None
+    if e.angle is not None and all(v is not None for v in extra.values()):
+        angle = e.angle(eta, weight_decay, **extra, **h)
     sq = e.sq_norm(eta, weight_decay, sigma=sigma, dim=dim, **h) if e.sq_norm is not None else None
     return {"angle": angle, "sq_norm": sq}
 
@@ -130,8 +141,11 @@ def predict_t_eq_slope(name: str, eta, weight_decay, **hp) -> Optional[float]:
 # ------------------------------------------------------------------- the registered optimizers
 T = theory
 _sgd_sq = lambda eta, wd, sigma, dim, **_: T.equilibrium_sq_norm(eta, wd, sigma)   # noqa: E731  exact fixed point
-_adamw_sq = lambda eta, wd, sigma, dim, **_: (                                     # noqa: E731
-    None if dim is None else T.equilibrium_norm_adamw(eta, wd, dim) ** 2)
+def _adamw_sq(eta, wd, sigma, dim, b1, b2):
+    """AdamW's stationary ||x||^2 on the constant-sigma toy, corrected for finite eta lambda, momentum and
+    finite beta2 (N1 / N3: theory.steady_sq_norm_adamw_corrected; eta d / (2 lambda) to leading order,
+    theory.equilibrium_norm_adamw)."""
+    return None if dim is None else TS.steady_sq_norm_adamw_corrected(eta, wd, dim, b1, b2)
 _sgd_angle = lambda eta, wd: T.equilibrium_angle_sgd(eta, wd)                  # noqa: E731
 # far above equilibrium the gradient step (norm eta sigma/||x||, or eta sqrt(d) for Adam / Lion) is
 # negligible against ||x||, so ||x||^2 shrinks by (1 - eta lambda)^2 per step, coupled or decoupled
@@ -183,22 +197,23 @@ register(OptimizerEntry(
     "adamw", lambda lr, wd, b1, b2, eps, mask: optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask),
     {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None}, "AdamW (decoupled weight decay)",
     schedule="adam", weight_decay="optional",
-    angle=lambda eta, wd, b1: T.equilibrium_angle_adamw(eta, wd, b1),
-    sq_norm=_adamw_sq, prediction_hp=("b1",), t_eq_slope=_t0_slope))
+    angle=lambda eta, wd, b1, b2: T.equilibrium_angle_adamw(eta, wd, b1),
+    sq_norm=_adamw_sq, prediction_hp=("b1", "b2"), t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "adam-l2", lambda lr, wd, b1, b2, eps, mask: optax.chain(optax.add_decayed_weights(wd, mask=mask),
                                                              optax.adam(lr, b1=b1, b2=b2, eps=eps)),
     {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None}, "Adam with L2 weight decay in the gradient",
     schedule="adam",
-    angle=None,   # gradient-dependent (needs sigma and dim): theory.equilibrium_angle_adam_l2
-    sq_norm=lambda eta, wd, sigma, dim: None if dim is None else T.equilibrium_norm_adam_l2(eta, wd, sigma, dim) ** 2))
+    angle=lambda eta, wd, sigma, dim, b1: T.equilibrium_angle_adam_l2(eta, wd, b1, sigma, dim),   # gradient-dependent
+    sq_norm=lambda eta, wd, sigma, dim, b1: None if dim is None else T.equilibrium_norm_adam_l2(eta, wd, sigma, dim) ** 2,
+    prediction_hp=("b1",), angle_reads=("sigma", "dim")))
 register(OptimizerEntry(
     "lion", lambda lr, wd, b1, b2, mask: optax.lion(lr, b1=b1, b2=b2, weight_decay=wd, mask=mask),
     {"b1": 0.9, "b2": 0.99, "mask": None}, "Lion (sign of interpolated momentum, decoupled WD)",
     schedule="adam",
-    angle=lambda eta, wd, b1, b2: T.equilibrium_angle_lion_arcsin(eta, wd, b1, b2),
+    angle=lambda eta, wd, b1, b2: T.equilibrium_angle_lion_weighted(eta, wd, b1, b2),
     sq_norm=lambda eta, wd, sigma, dim, b1, b2: (
-        None if dim is None else T.equilibrium_norm_lion_arcsin(eta, wd, b1, b2, dim) ** 2),
+        None if dim is None else T.equilibrium_norm_lion_weighted(eta, wd, b1, b2, dim) ** 2),
     prediction_hp=("b1", "b2"), t_eq_slope=_t0_slope))
 register(OptimizerEntry(
     "sgdc", lambda lr, wd, peak_lr, mask: sgdc(lr, wd, peak_lr=peak_lr, mask=mask), {"peak_lr": None, "mask": None},
@@ -208,8 +223,8 @@ register(OptimizerEntry(
     "adamc", lambda lr, wd, peak_lr, b1, b2, eps, mask: adamc(lr, wd, peak_lr=peak_lr, b1=b1, b2=b2, eps=eps, mask=mask),
     {"peak_lr": None, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "mask": None},
     "AdamW with schedule-corrected weight decay (AdamC, Defazio 2025); learning_rate must be a schedule",
-    schedule="adam", angle=lambda eta, wd, b1: T.equilibrium_angle_adamw(eta, wd, b1),
-    sq_norm=_adamw_sq, prediction_hp=("b1",), t_eq_slope=_t0_slope))
+    schedule="adam", angle=lambda eta, wd, b1, b2: T.equilibrium_angle_adamw(eta, wd, b1),
+    sq_norm=_adamw_sq, prediction_hp=("b1", "b2"), t_eq_slope=_t0_slope))
 _rv = {"rotate": None, "per_neuron": True, "zero_mean": True}
 register(OptimizerEntry(
     "rv-sgd-wd", lambda lr, wd, rotate, per_neuron, zero_mean: rotational_sgdm(

@@ -203,10 +203,11 @@ def simulate_schedules(seed: int, quick: bool) -> dict:
             Tmax = int(max(_Ks(quick, name)) / EL)
             hp = _hp(name, quick)
             prob = P.constant_sigma(hp["dim"], 1.0)
-            if name == "sgd":
-                sq0 = float(theory.equilibrium_sq_norm(hp["eta"], hp["wd"], 1.0))
-            else:       # the corrected stationary norm (momentum + finite beta2, N1 / N3), not eta d/(lambda (2 - eta lambda))
-                sq0 = float(TS.steady_sq_norm_adamw_corrected(hp["eta"], hp["wd"], hp["dim"], hp["b1"], hp["b2"]))
+            # start at the registry's stationary norm: SGD + WD the exact fixed point, AdamW the corrected form
+            # (momentum + finite beta2, N1 / N3), not eta d/(lambda (2 - eta lambda))
+            reg = REGISTRY_NAME[(name, False)]
+            sq0 = float(registry.predict(reg, hp["eta"], hp["wd"], sigma=1.0, dim=hp["dim"],
+                                         **{k: hp[k] for k in registry.get(reg).prediction_hp})["sq_norm"])
 
             def one(c, k, corrected, hp=hp, name=name, prob=prob, sq0=sq0, EL=EL, Tmax=Tmax):
                 T = c[1] / EL

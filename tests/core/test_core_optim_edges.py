@@ -265,3 +265,49 @@ def test_exponential_lr_domain_is_the_product_and_traced_values_pass():
     np.testing.assert_allclose(np.asarray(out), np.asarray(lrs * (1 - lrs * 0.01) ** -7.0), rtol=1e-6)
     out2 = jax.vmap(lambda wd: optim.exponential_lr(0.1, wd)(3))(jnp.array([0.01, 0.02]))
     assert out2.shape == (2,)
+
+
+# ------------------------------------------------------------------ mutation survivors (issue 27)
+# Each test states the defining property a surviving cosmic-ray mutant of scaleinv/optim.py broke
+# (docs/results/mutation/cosmic_ray_optim.md).
+
+def test_exponential_lr_refuses_the_boundary_product_one():
+    """eta lambda = 1 makes the base 1 - eta lambda of the power 0 (eta_t = eta / 0): refused, like any
+    product above 1; just below it is accepted."""
+    with pytest.raises(ValueError, match=r"learning_rate \* weight_decay must be < 1, got 1.0"):
+        optim.exponential_lr(2.0, 0.5)
+    assert np.isfinite(float(optim.exponential_lr(2.0, 0.499)(0)))
+
+
+def test_num_clipped_counts_every_clipped_step():
+    """RelativeClipState.num_clipped is the number of clipped steps so far (a counter, not a parity):
+    k clipped steps then one unclipped step give k."""
+    x = {"w": jnp.array([0.6, 0.8])}                   # ||x|| = 1, threshold sqrt(2 C lambda / eta) = 0.2
+    big, small = {"w": jnp.array([3.0, 4.0])}, {"w": jnp.array([0.0, 0.01])}
+    opt = relative_global_clip(0.1, 0.01)
+    s = opt.init(x)
+    for k in range(1, 6):
+        _, s = opt.update(big, s, x)
+        assert bool(s.clipped) and int(s.num_clipped) == k
+    _, s = opt.update(small, s, x)
+    assert not bool(s.clipped) and int(s.num_clipped) == 5
+
+
+def test_C_may_be_traced_and_gives_each_configuration_its_threshold():
+    """A vmapped C (a grid of clipping constants in one program) is accepted and each lane uses its own
+    C: threshold = sqrt(2 C lambda / eta) ||x||."""
+    x, g = {"w": jnp.array([0.6, 0.8])}, {"w": jnp.array([3.0, 4.0])}
+    Cs = jnp.array([2.0, 4.0, 8.0])
+
+    def thr(C):
+        opt = relative_global_clip(0.1, 0.01, C=C)
+        return opt.update(g, opt.init(x), x)[1].threshold
+
+    np.testing.assert_allclose(np.asarray(jax.jit(jax.vmap(thr))(Cs)), np.sqrt(2 * np.asarray(Cs) * 0.01 / 0.1),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("C", ["abc", None, [2.0]])
+def test_C_that_is_not_a_number_is_one_type_error_naming_it(C):
+    with pytest.raises(TypeError, match=r"C must be a number > 1, got "):
+        relative_global_clip(0.1, 0.01, C=C)

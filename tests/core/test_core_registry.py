@@ -105,13 +105,30 @@ def test_predictions_are_the_closed_forms():
     assert R.predict("sgdm", eta, lam, momentum=mom)["angle"] == pytest.approx(math.sqrt(2 * eta * lam / (1 + mom)))
     pa = R.predict("adamw", eta, lam, dim=d, b1=b1)
     assert pa["angle"] == pytest.approx(math.sqrt(2 * eta * lam * (1 - b1) / (1 + b1)))
-    assert pa["sq_norm"] == pytest.approx(eta * d / (2 * lam))
+    # the corrected stationary norm (N1 x N3): f eta d / (lambda (2 - eta lambda)), here with beta2 = 0.99
+    assert pa["sq_norm"] == pytest.approx(eta * d / (2 * lam), rel=0.05)
+    # pinned (theory.adamw_source_factor's docstring, from the N1 / N3 derivations of proofs_check.adamw_noise):
+    # eta lambda = 0.01, beta1 = 0.5, beta2 = 0.99, d = 256: ||x||^2 = 1.25703 (leading order eta d/(2 lambda) = 1.28)
+    assert R.predict("adamw", 0.01, 1.0, dim=256, b1=0.5, b2=0.99)["sq_norm"] == pytest.approx(1.25703, abs=5e-6)
+    assert R.predict("adamc", 0.01, 1.0, dim=256, b1=0.5, b2=0.99)["sq_norm"] == pytest.approx(1.25703, abs=5e-6)
     assert R.predict("adamw", eta, lam)["sq_norm"] is None          # needs dim
     assert R.predict("sgd", eta, 0.0) == {"angle": None, "sq_norm": None}
     assert R.predict("rv-adamw", eta, lam, b1=0.5)["angle"] == pytest.approx(math.sqrt(2 * eta * lam / 3))
     assert R.predict("sgd-wd-rgc", eta, lam)["angle"] == R.predict("sgd-wd", eta, lam)["angle"]
     lion = R.predict("lion", eta, lam, dim=d, b1=b1, b2=b2)
-    assert lion["angle"] > 0 and lion["sq_norm"] > 0
+    # the corrected (alpha^k-weighted arcsine) form: angle^2 ||p||^2 = eta^2 d, and it is smaller than
+    # the unweighted form's norm at finite eta lambda (theory.equilibrium_norm_lion_weighted)
+    assert lion["angle"] ** 2 * lion["sq_norm"] == pytest.approx(eta ** 2 * d, rel=1e-9)
+    from scaleinv import theory as TH
+    assert lion["sq_norm"] == pytest.approx(TH.equilibrium_norm_lion_weighted(eta, lam, b1, b2, d) ** 2, rel=1e-12)
+    assert lion["sq_norm"] < TH.equilibrium_norm_lion_arcsin(eta, lam, b1, b2, d) ** 2
+    # Adam + L2: a gradient-dependent angle, given only with sigma and dim:
+    # sqrt((1-b1)/(1+b1)) (2 lambda)^(1/3) eta^(2/3) d^(1/3) sigma^(-1/3)
+    al2 = R.predict("adam-l2", eta, lam, sigma=sigma, dim=d, b1=b1)
+    assert al2["angle"] == pytest.approx(
+        math.sqrt((1 - b1) / (1 + b1)) * (2 * lam) ** (1 / 3) * eta ** (2 / 3) * d ** (1 / 3) * sigma ** (-1 / 3), rel=1e-9)
+    assert al2["sq_norm"] == pytest.approx((eta * sigma * math.sqrt(d) / (2 * lam)) ** (2 / 3), rel=1e-9)
+    assert R.predict("adam-l2", eta, lam, sigma=sigma) == {"angle": None, "sq_norm": None}     # needs dim
 
 
 def test_refusals():
