@@ -144,7 +144,14 @@ fig
 # and the tail of each run (last quarter) is compared with its prediction. Tolerances: the exact
 # norm map to $10^{-9}$ (plain SGD and SGD+WD: the toy's gradient is exactly orthogonal with
 # norm $\sigma/\|x\|$); the exact SGD+WD fixed point to 1 %; the first-order (in $\eta\lambda$)
-# SGDM / AdamW norms to 3 %; angles (RMS over the tail) to 3 %.
+# SGDM norm and the optimizer registry's AdamW norm (corrected for finite $\eta\lambda$, momentum
+# and $\beta_2$) to 3 %; angles (RMS over the tail) to 3 %. AdamW is checked on a run of
+# 4 x `STEPS`: with $\beta_2 = 0.999$ Adam's second moment remembers the smaller early gradients
+# ($\sigma/\|x\|$ from $\|x_0\| = 10$, above the equilibrium norm 5.7) for $\sim 1/(1-\beta_2) = 1000$
+# steps, its steps are too long meanwhile, and the tail of a 2,000-step run is still 4 % above equilibrium (measured: 1.043, 1.018, 0.995 of the
+# prediction after 2,000 / 4,000 / 8,000 steps). Before issue 27 this check compared that tail
+# with the leading-order norm $\eta d/(2\lambda)$, 4.5 % above the corrected one, and the two
+# errors cancelled (0.997).
 
 # %%
 runs = {o: update(optimizer=o) for o in OPTIMIZERS}
@@ -175,8 +182,9 @@ for o in ("sgd", "sgd_wd"):
 assert runs["sgd"].sq_norm[-1] > runs["sgd"].sq_norm[0], "plain SGD: the norm must grow"
 tols = {"sgd_wd": (0.01, 0.03), "sgd_wd_clip": (0.01, 0.03), "sgdm": (0.03, 0.03), "adamw": (0.03, 0.03),
         "rotational": (1e-9, 0.03)}
+runs_eq = {**runs, "adamw": explore(Settings(optimizer="adamw", steps=4 * STEPS))}   # v lag: see above
 for o, (tn, ta) in tols.items():
-    r = runs[o].ratios()
+    r = runs_eq[o].ratios()
     assert abs(r["sq_norm"] - 1) <= tn, (o, r)
     assert abs(r["angle"] - 1) <= ta, (o, r)
 assert clip.clipped.sum() > 0 and growth.max() <= bound * (1 + 1e-12), (clip.clipped.sum(), growth.max(), bound)
