@@ -33,3 +33,30 @@ def fast_compile(env):
     kept = [f for f in env.get("XLA_FLAGS", "").split() if f.split("=", 1)[0] != flag]
     env["XLA_FLAGS"] = " ".join(kept + [f"{flag}=0"])
     return env
+
+
+def run_two_processes(cmd, port, timeout=1400):
+    """Run ``cmd`` as processes 0 and 1 of a 2-process JAX job on 127.0.0.1:``port``, each with 2 fake CPU
+    devices (the XLA flags of a 4-device one-process run); assert both exit 0; return the JSON summary
+    each printed last. A process still running when this returns is killed."""
+    import json
+    import subprocess
+
+    from sibert.devices import fake_cpu_devices_env
+
+    procs = []
+    for pid in range(2):
+        env = fast_compile(fake_cpu_devices_env(2))
+        env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outs = []
+        for p in procs:
+            o, e = p.communicate(timeout=timeout)
+            assert p.returncode == 0, e[-3000:]
+            outs.append(json.loads(o.strip().splitlines()[-1]))
+        return outs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sibert_helpers import fast_compile, set_args, tiny_overrides  # noqa: E402
+from _sibert_helpers import fast_compile, run_two_processes, set_args, tiny_overrides  # noqa: E402
 
 from sibert.devices import fake_cpu_devices_env  # noqa: E402
 
@@ -45,22 +45,7 @@ def test_two_processes_match_one_process(tmp_path):
 
     two = tmp_path / "two"
     port = _free_port()
-    procs = []
-    for pid in range(2):
-        env = fast_compile(fake_cpu_devices_env(2))   # the same XLA flags as the one-process run
-        env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
-        procs.append(subprocess.Popen(_cmd(two, over), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
-    outs = []
-    try:
-        for p in procs:
-            o, e = p.communicate(timeout=1400)
-            assert p.returncode == 0, e[-3000:]
-            outs.append(json.loads(o.strip().splitlines()[-1]))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    outs = run_two_processes(_cmd(two, over), port)
     got = json.loads((two / "summary.json").read_text())
     assert got["devices"] == 4 and got["processes"] == 2
     losses_two, losses_one = _losses(two), _losses(one)

@@ -283,7 +283,7 @@ def test_two_real_processes_from_shards_match_one_process_in_memory(prepared, tm
     import socket
     import subprocess
 
-    from _sibert_helpers import fast_compile
+    from _sibert_helpers import fast_compile, run_two_processes
 
     from sibert.devices import fake_cpu_devices_env
 
@@ -297,22 +297,7 @@ def test_two_real_processes_from_shards_match_one_process_in_memory(prepared, tm
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    procs = []
-    for pid in range(2):
-        env = fast_compile(fake_cpu_devices_env(2))
-        env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
-        procs.append(subprocess.Popen(cmd(tmp_path / "two", {**over, "data_dir": str(prepared[0])}), env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        outs = []
-        for p in procs:
-            o, e = p.communicate(timeout=1400)
-            assert p.returncode == 0, e[-3000:]
-            outs.append(json.loads(o.strip().splitlines()[-1]))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    outs = run_two_processes(cmd(tmp_path / "two", {**over, "data_dir": str(prepared[0])}), port)
     got = json.loads((tmp_path / "two" / "summary.json").read_text())
     ref = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert got["processes"] == 2 and got["devices"] == 4 and got["config"]["data_dir"] == str(prepared[0])
